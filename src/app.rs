@@ -1,0 +1,194 @@
+//! Wiring: builds the store, bus, hub, services and router from a [`Config`],
+//! binds the listener, and runs until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::memory::MemoryBus;
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::domain::ids::{NodeId, TenantId};
+use crate::http::{self, AppState, HttpOptions, RealtimeSettings};
+use crate::hub::{Hub, HubConfig};
+use crate::service::auth::{self, Authenticator};
+use crate::service::directory::Directory;
+use crate::service::inbox::Inbox;
+use crate::service::publish::{PublishConfig, Publisher};
+use crate::service::realtime::Realtime;
+use crate::service::retention;
+use crate::store::{self, Store};
+
+/// Credentials of the development tenant when this start created them (shown once).
+#[derive(Debug, Clone)]
+pub struct DevCredentials {
+    pub tenant: String,
+    pub api_key: String,
+    pub jwt_secret: String,
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    grace: Duration,
+    retention: (Duration, Duration),
+    pub created_dev_credentials: Option<DevCredentials>,
+}
+
+impl App {
+    /// Builds the node with the bus the config names.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let bus: Arc<dyn Bus> = if config.redis_url.is_empty() {
+            Arc::new(MemoryBus::standalone())
+        } else {
+            anyhow::bail!("configuration error: key `redis_url`: the Redis bus is not built yet; leave it empty")
+        };
+        Self::build_with_bus(config, bus).await
+    }
+
+    /// Builds the node on a given bus (tests join several nodes on one in-process network).
+    pub async fn build_with_bus(config: Config, bus: Arc<dyn Bus>) -> anyhow::Result<App> {
+        let store = store::open(&config.store_options())
+            .await
+            .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
+        let created_dev_credentials = ensure_dev_tenant(store.as_ref(), &config).await?;
+
+        let hub = Hub::new(NodeId::random(), HubConfig { queue_capacity: config.hub.queue_capacity }, bus);
+        let directory = Arc::new(Directory::new(store.clone()));
+        let publisher = Publisher::start(
+            store.clone(),
+            hub.clone(),
+            directory.clone(),
+            PublishConfig { max_batch_rows: config.publish.max_batch_rows, queue: config.publish.queue },
+        );
+        let state = AppState {
+            auth: Arc::new(Authenticator::new(store.clone(), Duration::from_secs(config.auth.cache_ttl_secs))),
+            publisher,
+            inbox: Arc::new(Inbox::new(store.clone(), hub.clone())),
+            realtime: Arc::new(Realtime::new(store.clone(), hub.clone(), directory.clone(), config.hub.max_replay)),
+            directory,
+            store,
+            hub,
+            metrics: crate::telemetry::metrics_handle(),
+            settings: RealtimeSettings {
+                ws_ping_interval: Duration::from_secs(config.hub.ws_ping_interval_secs),
+                sse_heartbeat: Duration::from_secs(config.hub.sse_heartbeat_secs),
+                write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
+            },
+            stopping: CancellationToken::new(),
+        };
+        let router = http::router(
+            state.clone(),
+            &HttpOptions { body_limit: config.body_limit_bytes, cors_origins: config.cors_origins.clone() },
+        );
+        let listener = TcpListener::bind(config.listen_addr())
+            .await
+            .with_context(|| format!("binding {} (key `listen`)", config.listen))?;
+        Ok(App {
+            listener,
+            router,
+            state,
+            grace: Duration::from_secs(config.shutdown.grace_secs),
+            retention: (
+                Duration::from_secs(config.retention.max_age_days * 86_400),
+                Duration::from_secs(config.retention.interval_secs),
+            ),
+            created_dev_credentials,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.state.hub
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` resolves, then: `/readyz` turns 503, every live
+    /// connection is told to reconnect (WS 1012, SSE error event), in-flight
+    /// requests get `grace` to finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stopping = self.state.stopping.clone();
+        let hub = self.state.hub.clone();
+        let (max_age, every) = self.retention;
+        let retention = tokio::spawn(retention::run(self.state.store.clone(), max_age, every, stopping.clone()));
+        tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
+
+        let signal = {
+            let stopping = stopping.clone();
+            let hub = hub.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: telling clients to reconnect");
+                stopping.cancel();
+                hub.shutdown_all();
+            }
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let serving = tokio::spawn(async move { server.await });
+        stopping.cancelled().await;
+        // Upgraded connections are not tracked by the server; wait for sessions to close.
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match tokio::time::timeout(self.grace, serving).await {
+            Ok(joined) => joined.context("server task")?.context("server")?,
+            Err(_) => tracing::warn!("in-flight requests still running after the grace period"),
+        }
+        retention.abort();
+        Ok(())
+    }
+}
+
+/// Makes sure the development tenant exists; returns its credentials if this start created them.
+async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> anyhow::Result<Option<DevCredentials>> {
+    let tenant = TenantId::parse(&config.dev_tenant).map_err(|e| anyhow::anyhow!("key `dev_tenant`: {e}"))?;
+    match (config.dev_api_key.is_empty(), config.dev_jwt_secret.is_empty()) {
+        (false, false) => {
+            store.upsert_tenant(&tenant, tenant.as_str(), &config.dev_jwt_secret).await?;
+            let key = &config.dev_api_key;
+            store.insert_api_key(&tenant, &auth::key_prefix(key), &auth::hash_key(key)).await?;
+            Ok(None)
+        }
+        (true, true) => {
+            if store.tenant_exists(&tenant).await? {
+                return Ok(None);
+            }
+            let (key, secret) = auth::create_tenant(store, &tenant, tenant.as_str())
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the development tenant: {e}"))?;
+            Ok(Some(DevCredentials { tenant: tenant.to_string(), api_key: key.key, jwt_secret: secret }))
+        }
+        (false, true) => anyhow::bail!("configuration error: key `dev_jwt_secret`: must be set when dev_api_key is"),
+        (true, false) => anyhow::bail!("configuration error: key `dev_api_key`: must be set when dev_jwt_secret is"),
+    }
+}
+
+/// A database URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,27 @@
+//! Pure domain types and rules: no IO, no framework types.
+//!
+//! Everything here is validated at construction ("parse, don't validate"), so a
+//! value of these types that exists past the HTTP edge is known to be well-formed.
+
+pub mod auth;
+pub mod ids;
+pub mod notification;
+pub mod preferences;
+pub mod user;
+
+/// A field-level validation failure. `field` is the JSON path the client sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

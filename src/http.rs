@@ -1,0 +1,127 @@
+//! The HTTP edge: the only module that knows axum. One file per resource; the
+//! error table in `error.rs`; the OpenAPI document is generated from the
+//! handlers' annotations, so it cannot drift from the routes.
+
+pub mod error;
+pub mod extract;
+mod me;
+mod notifications;
+mod ops;
+mod realtime;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa::Modify;
+use utoipa_axum::router::OpenApiRouter;
+
+use self::error::ApiError;
+use crate::hub::Hub;
+use crate::service::auth::Authenticator;
+use crate::service::directory::Directory;
+use crate::service::inbox::Inbox;
+use crate::service::publish::Publisher;
+use crate::service::realtime::Realtime;
+use crate::store::Store;
+
+/// Timings of the live transports.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    pub ws_ping_interval: Duration,
+    pub sse_heartbeat: Duration,
+    pub write_timeout: Duration,
+}
+
+/// What handlers reach: services, plus the few infrastructure handles `/readyz` probes.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Authenticator>,
+    pub publisher: Arc<Publisher>,
+    pub inbox: Arc<Inbox>,
+    pub directory: Arc<Directory>,
+    pub realtime: Arc<Realtime>,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub metrics: PrometheusHandle,
+    pub settings: RealtimeSettings,
+    /// Cancelled when the node starts shutting down (`/readyz` turns 503 at once).
+    pub stopping: CancellationToken,
+}
+
+pub struct HttpOptions {
+    pub body_limit: usize,
+    pub cors_origins: Vec<String>,
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, api: &mut OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        let bearer = |desc: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(desc.to_owned())).build())
+        };
+        components.add_security_scheme("api_key", bearer("tenant API key"));
+        components.add_security_scheme("user_token", bearer("HS256 user JWT"));
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Tidings", description = "Realtime notification hub. Contract: docs/API.md."),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+/// All documented routes, with their OpenAPI description.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(notifications::routes())
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(me::routes())
+        .merge(realtime::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI document (also served at `/openapi.json`).
+pub fn openapi() -> OpenApi {
+    documented().into_openapi()
+}
+
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    let (router, api) = documented().split_for_parts();
+    let api = Arc::new(api);
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(options.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static("idempotency-key"),
+            axum::http::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(3600));
+    router
+        .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here").into_response()
+        })
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(cors)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

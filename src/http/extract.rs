@@ -1,0 +1,263 @@
+//! Request extractors: JSON bodies, queries, credentials, pagination, idempotency.
+//! Every rejection becomes an [`ApiError`] in the contract's shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::auth::{Principal, Role, UserPrincipal};
+use crate::domain::ids::TenantId;
+use crate::store::{IdempotencyClaim, PageRequest};
+
+pub const LIMIT_DEFAULT: u32 = 50;
+pub const LIMIT_MAX: u32 = 200;
+
+/// Parses a JSON body after checking its content type (415) and syntax (400);
+/// a well-formed body of the wrong shape is 422 naming the field.
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"))
+        } else {
+            let message = inner.to_string();
+            // serde names a missing field only in its message: "missing field `title` at …".
+            let missing = message.strip_prefix("missing field `").and_then(|r| r.split('`').next());
+            let field = match (missing, path.as_str()) {
+                (Some(m), ".") => Some(m.to_owned()),
+                (Some(m), p) => Some(format!("{p}.{m}")),
+                (None, ".") => None,
+                (None, p) => Some(p.to_owned()),
+            };
+            let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+            match field { Some(f) => err.with_field(f), None => err }
+        }
+    })
+}
+
+/// A JSON body in the contract's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = read_body(req, state).await?;
+        parse_json(&headers, &body).map(ApiJson)
+    }
+}
+
+/// The raw body, with the size limit turned into 413.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is over the limit")
+        } else {
+            ApiError::bad_request(rej.body_text())
+        }
+    })
+}
+
+/// A JSON body plus what idempotency needs: the key header and the body's hash.
+pub struct IdempotentJson<T> {
+    pub body: T,
+    pub claim: Option<IdempotencyClaim>,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let k = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
+                if k.is_empty() || k.len() > 255 {
+                    return Err(ApiError::bad_request("Idempotency-Key must be 1..255 characters")
+                        .with_field("Idempotency-Key"));
+                }
+                Some(k.to_owned())
+            }
+        };
+        let bytes = read_body(req, state).await?;
+        let body = parse_json(&headers, &bytes)?;
+        let claim = key.map(|key| IdempotencyClaim { key, request_hash: hex::encode(Sha256::digest(&bytes)) });
+        Ok(IdempotentJson { body, claim })
+    }
+}
+
+/// Query parameters in the contract's error shape (400).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Opaque cursors: base64url of the store's position, so clients cannot depend on it.
+pub fn encode_cursor(pos: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("p{pos}"))
+}
+
+pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = match limit {
+        None => LIMIT_DEFAULT,
+        Some(n) if n >= 1 => n.min(i64::from(LIMIT_MAX)) as u32,
+        Some(_) => return Err(ApiError::bad_request("limit must be 1..200").with_field("limit")),
+    };
+    let before = match cursor {
+        None | Some("") => None,
+        Some(c) => {
+            let bad = || ApiError::bad_request("invalid cursor").with_field("cursor");
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+            let s = String::from_utf8(raw).map_err(|_| bad())?;
+            Some(s.strip_prefix('p').and_then(|n| n.parse::<i64>().ok()).ok_or_else(bad)?)
+        }
+    };
+    Ok(PageRequest { limit, before })
+}
+
+/// The bearer credential from `Authorization`, or from `?token=` where browsers
+/// cannot set headers (WebSocket, EventSource).
+pub fn bearer(parts: &Parts, allow_query: bool) -> Option<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let mut it = v.splitn(2, ' ');
+        if it.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer")) {
+            return it.next().map(|t| t.trim().to_owned());
+        }
+        return None;
+    }
+    if allow_query {
+        let q = parts.uri.query().unwrap_or("");
+        return url_param(q, "token");
+    }
+    None
+}
+
+/// Reads one parameter from a query string (percent-decoded).
+pub fn url_param(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A JWT has three dot-separated parts; anything else is treated as an API key.
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, ApiError> {
+    let token = token.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer credential"))?;
+    if looks_like_jwt(&token) {
+        Ok(Principal::User(state.auth.user_token(&token).await?))
+    } else {
+        Ok(state.auth.api_key(&token).await?)
+    }
+}
+
+/// An API key (server to server). A user token here is authenticated but not allowed: 403.
+pub struct ApiKey(pub TenantId);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match authenticate(state, bearer(parts, false)).await? {
+            Principal::ApiKey { tenant, .. } => Ok(ApiKey(tenant)),
+            Principal::User(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this endpoint needs an API key")),
+        }
+    }
+}
+
+/// A user token, from the header only (REST).
+pub struct User(pub UserPrincipal);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match authenticate(state, bearer(parts, false)).await? {
+            Principal::User(u) => Ok(User(u)),
+            Principal::ApiKey { .. } => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this endpoint needs a user token"))
+            }
+        }
+    }
+}
+
+/// What an admin endpoint allows a caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// API key or `admin` token.
+    Full,
+    /// `front_desk` token: reads (and, later, retries and single sends).
+    ReadOnly,
+}
+
+/// An API key or an `admin` / `front_desk` user token; `provider` and `patient` get 403.
+pub struct Admin {
+    pub tenant: TenantId,
+    pub access: AdminAccess,
+}
+
+impl Admin {
+    pub fn require_full(&self) -> Result<(), ApiError> {
+        if self.access == AdminAccess::Full {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "front_desk may only read here"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match authenticate(state, bearer(parts, false)).await? {
+            Principal::ApiKey { tenant, .. } => Ok(Admin { tenant, access: AdminAccess::Full }),
+            Principal::User(u) => match u.role {
+                Role::Admin => Ok(Admin { tenant: u.tenant, access: AdminAccess::Full }),
+                Role::FrontDesk => Ok(Admin { tenant: u.tenant, access: AdminAccess::ReadOnly }),
+                Role::Provider | Role::Patient => {
+                    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "admin endpoints need an admin role"))
+                }
+            },
+        }
+    }
+}
+
+/// A user token from the header or `?token=` (WebSocket and SSE).
+pub async fn realtime_user(parts: &Parts, state: &AppState) -> Result<UserPrincipal, ApiError> {
+    match authenticate(state, bearer(parts, true)).await? {
+        Principal::User(u) => Ok(u),
+        Principal::ApiKey { .. } => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "realtime endpoints need a user token")),
+    }
+}

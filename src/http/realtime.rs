@@ -1,0 +1,265 @@
+//! The two live transports, `GET /v1/ws` and `GET /v1/sse`: thin adapters that
+//! write what [`Session::next`] yields in their own framing.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{realtime_user, url_param};
+use super::AppState;
+use crate::domain::auth::UserPrincipal;
+use crate::domain::ids::NotificationId;
+use crate::hub::session::{CloseReason, Output, Session};
+use crate::hub::Frame;
+use crate::service::frames;
+
+/// Frames written before one flush: batches syscalls under load, bounded latency when idle.
+const WRITE_BATCH: usize = 64;
+/// Largest client frame accepted (mark_read with 1000 ids fits).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(ws)).routes(routes!(sse))
+}
+
+/// The user of a realtime request: token from `Authorization` or `?token=`.
+pub(super) struct RealtimeUser(UserPrincipal);
+
+impl FromRequestParts<AppState> for RealtimeUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        realtime_user(parts, state).await.map(RealtimeUser)
+    }
+}
+
+fn resume_point(raw: Option<String>, field: &str) -> Result<Option<NotificationId>, ApiError> {
+    match raw.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => NotificationId::parse(s)
+            .map(Some)
+            .map_err(|_| ApiError::bad_request("not a notification id").with_field(field.to_owned())),
+    }
+}
+
+/// WebSocket: `hello`, then (with `since`) every notification after it, then live events.
+///
+/// Close codes: 4001 token expired, 4008 slow consumer (resume with `since`),
+/// 1012 server restarting, 1011 temporarily unavailable.
+#[utoipa::path(
+    get, path = "/v1/ws", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "user token (or Authorization header)"),
+           ("since" = Option<String>, Query, description = "resume after this notification id")),
+    responses((status = 101, description = "switching protocols"), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+async fn ws(
+    State(state): State<AppState>,
+    RealtimeUser(user): RealtimeUser,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let since = resume_point(url_param(uri.query().unwrap_or(""), "since"), "since")?;
+    let upgrade = upgrade.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", e.body_text()))?;
+    let session = state.realtime.connect(&user, since).await?;
+    let settings = state.settings.clone();
+    Ok(upgrade
+        // Small buffers: most connections are idle, and each one's memory counts.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| run_ws(socket, session, state, settings)))
+}
+
+async fn run_ws(mut socket: WebSocket, mut session: Session, state: AppState, settings: super::RealtimeSettings) {
+    let pushed = metrics::counter!("tidings_frames_pushed_total", "transport" => "ws");
+    let period = settings.ws_ping_interval;
+    let mut ping = interval_at(Instant::now() + period, period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut alive = true;
+    let reason = loop {
+        tokio::select! {
+            out = session.next() => match out {
+                Output::Frame(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < WRITE_BATCH {
+                        match session.try_next() { Some(f) => batch.push(f), None => break }
+                    }
+                    let n = batch.len() as u64;
+                    if write_frames(&mut socket, batch, settings.write_timeout).await.is_err() {
+                        break None;
+                    }
+                    pushed.increment(n);
+                }
+                Output::Close(reason) => break Some(reason),
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    alive = true;
+                    if let Some(reply) = handle_client_frame(&state, &session, text.as_str()).await {
+                        if write_frames(&mut socket, vec![reply], settings.write_timeout).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let reply = frames::error("bad_frame", "binary frames are not supported; send JSON text");
+                    if write_frames(&mut socket, vec![reply], settings.write_timeout).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Pong(_) | Message::Ping(_))) => alive = true,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+            },
+            _ = ping.tick() => {
+                if !alive {
+                    metrics::counter!("tidings_dead_connections_closed_total").increment(1);
+                    break None;
+                }
+                alive = false;
+                if tokio::time::timeout(settings.write_timeout, socket.send(Message::Ping(Bytes::new()))).await.map_or(true, |r| r.is_err()) {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(reason) = reason {
+        if reason == CloseReason::SlowConsumer {
+            tracing::info!(user = %session.reg.user, connection = %session.reg.id, "closing slow consumer");
+        }
+        let (code, text) = reason.ws_code();
+        let close = Message::Close(Some(CloseFrame { code, reason: text.into() }));
+        let _ = tokio::time::timeout(settings.write_timeout, socket.send(close)).await;
+    }
+}
+
+async fn write_frames(socket: &mut WebSocket, batch: Vec<Frame>, timeout: Duration) -> Result<(), ()> {
+    let write = async {
+        for f in batch {
+            socket.feed(Message::Text(f.ws_text())).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    MarkRead { ids: Vec<String> },
+    MarkAllRead,
+    Ping,
+}
+
+/// Handles a client frame; returns a frame for this connection only (pong, error).
+/// Reads are announced to every connection of the user through the hub.
+async fn handle_client_frame(state: &AppState, session: &Session, text: &str) -> Option<Frame> {
+    let (tenant, user) = (&session.reg.tenant, &session.reg.user);
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => return Some(frames::error("bad_frame", &format!("expected mark_read, mark_all_read or ping: {e}"))),
+    };
+    let result = match frame {
+        ClientFrame::Ping => return Some(frames::pong()),
+        ClientFrame::MarkRead { ids } => {
+            let parsed: Result<Vec<NotificationId>, _> = ids.iter().map(|s| NotificationId::parse(s)).collect();
+            match parsed {
+                Ok(ids) => state.inbox.read_many(tenant, user, &ids).await,
+                Err(_) => return Some(frames::error("bad_frame", "ids must be notification ids")),
+            }
+        }
+        ClientFrame::MarkAllRead => state.inbox.read_all(tenant, user).await,
+    };
+    match result {
+        Ok(_) => None,
+        Err(e) => {
+            let api = ApiError::from(e);
+            Some(frames::error(api.code, &api.message))
+        }
+    }
+}
+
+/// Server-Sent Events: the same events as the WebSocket; `notification` events carry
+/// `id:`, so a reconnect with `Last-Event-ID` (or `?last_event_id=`) resumes.
+#[utoipa::path(
+    get, path = "/v1/sse", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "user token (or Authorization header)"),
+           ("last_event_id" = Option<String>, Query, description = "resume after this id (or Last-Event-ID header)")),
+    responses((status = 200, content_type = "text/event-stream", description = "event stream"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+async fn sse(State(state): State<AppState>, RealtimeUser(user): RealtimeUser, parts: SseParts) -> ApiResult<Response> {
+    let since = resume_point(parts.last_event_id, "Last-Event-ID")?;
+    let session = state.realtime.connect(&user, since).await?;
+    let heartbeat = state.settings.sse_heartbeat;
+    let pushed = metrics::counter!("tidings_frames_pushed_total", "transport" => "sse");
+    let start = Bytes::from_static(b"retry: 2000\n\n");
+    let tick = interval_at(Instant::now() + heartbeat, heartbeat);
+    let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(start) }).chain(
+        futures_util::stream::unfold(Some((session, tick, pushed)), |st| async move {
+            let (mut session, mut tick, pushed) = st?;
+            let chunk = tokio::select! {
+                out = session.next() => match out {
+                    Output::Frame(first) => {
+                        let mut buf = first.sse_chunk().to_vec();
+                        let mut n = 1;
+                        while n < WRITE_BATCH {
+                            match session.try_next() { Some(f) => { buf.extend_from_slice(&f.sse_chunk()); n += 1; } None => break }
+                        }
+                        pushed.increment(n as u64);
+                        Bytes::from(buf)
+                    }
+                    Output::Close(reason) => {
+                        let (_, text) = reason.ws_code();
+                        let code = match reason {
+                            CloseReason::TokenExpired => "token_expired",
+                            CloseReason::SlowConsumer => "slow_consumer",
+                            CloseReason::Shutdown => "shutdown",
+                            CloseReason::Unavailable => "unavailable",
+                        };
+                        let last = frames::error(code, text).sse_chunk();
+                        return Some((Ok(last), None));
+                    }
+                },
+                _ = tick.tick() => Bytes::from_static(b": ping\n\n"),
+            };
+            Some((Ok(chunk), Some((session, tick, pushed))))
+        }),
+    );
+    let mut res = Response::new(Body::from_stream(stream));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res.into_response())
+}
+
+/// The SSE resume point: `Last-Event-ID` header, else `?last_event_id=`.
+pub(super) struct SseParts {
+    last_event_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SseParts {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let last_event_id = header.or_else(|| url_param(parts.uri.query().unwrap_or(""), "last_event_id"));
+        Ok(SseParts { last_event_id })
+    }
+}

@@ -1,0 +1,13 @@
+//! Local fan-out: the connections of this node, by user.
+//!
+//! **Architecture invariant:** the hub only reaches connections on this node.
+//! Everything that must reach other nodes goes through the [`crate::bus::Bus`];
+//! the hub is at-most-once (a full queue drops the connection), durability and
+//! catch-up come from the store.
+
+pub mod frame;
+pub mod registry;
+pub mod session;
+
+pub use frame::{Frame, FrameKind};
+pub use registry::{Hub, HubConfig, Registration};

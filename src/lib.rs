@@ -1,0 +1,23 @@
+//! Tidings: a realtime notification hub for clinics.
+//!
+//! # Layout
+//! - [`domain`]: validated types and rules, no IO (ids, notifications, preferences).
+//! - [`store`]: the persistence port and its backends (SQLite now; PostgreSQL next).
+//! - [`bus`]: the cross-node port (in-process now; Redis next).
+//! - [`hub`]: this node's connections by user, and the per-connection session.
+//! - [`service`]: use cases: publish (group commit), inbox, realtime, auth, retention.
+//! - [`http`]: the only module that knows axum: routes, extractors, the error table.
+//! - [`app`]: wiring and lifecycle; [`config`]: typed configuration.
+//!
+//! See ARCHITECTURE.md for the data flow and the invariants.
+
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod hub;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod wire;

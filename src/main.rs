@@ -1,0 +1,158 @@
+//! The `tidings` command: `serve`, `tenant create`, `apikey create|revoke`, `openapi`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tidings::app::App;
+use tidings::config::Config;
+use tidings::domain::ids::TenantId;
+use tidings::service::auth;
+use tidings::store;
+
+#[derive(Parser)]
+#[command(name = "tidings", version, about = "Realtime notification hub")]
+struct Cli {
+    /// Configuration file layered over the defaults (config/tidings.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its API key and JWT secret once.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object {"tenant_id", "api_key", "jwt_secret"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for a tenant; prints it once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every key that starts with this prefix (at least 8 characters).
+    Revoke { key_prefix: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tidings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tidings::telemetry::init_logs(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidings: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&tidings::http::openapi())?);
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::Create { id, name, json } } => {
+            let store = store::open(&config.store_options()).await?;
+            let tenant = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
+            let (key, secret) = auth::create_tenant(store.as_ref(), &tenant, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "jwt_secret": secret}));
+            } else {
+                println!("tenant_id: {tenant}\napi_key: {}\njwt_secret: {secret}", key.key);
+            }
+            Ok(())
+        }
+        Command::Apikey { command: ApikeyCommand::Create { tenant, json } } => {
+            let store = store::open(&config.store_options()).await?;
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
+            if !store.tenant_exists(&tenant).await? {
+                anyhow::bail!("no tenant {tenant}");
+            }
+            let key = auth::generate_api_key();
+            store.insert_api_key(&tenant, &key.prefix, &key.hash).await?;
+            if json {
+                println!("{}", serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "prefix": key.prefix}));
+            } else {
+                println!("api_key: {}\nprefix: {}", key.key, key.prefix);
+            }
+            Ok(())
+        }
+        Command::Apikey { command: ApikeyCommand::Revoke { key_prefix } } => {
+            if key_prefix.len() < 8 {
+                anyhow::bail!("key prefix must be at least 8 characters, to revoke one key and not many");
+            }
+            let store = store::open(&config.store_options()).await?;
+            let n = store.revoke_api_keys(&key_prefix).await?;
+            if n == 0 {
+                anyhow::bail!("no active key starts with {key_prefix}");
+            }
+            println!("revoked: {n}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    if let Some(dev) = &app.created_dev_credentials {
+        // Shown once: only the key's hash is stored.
+        println!("development tenant created (shown once; keep these):");
+        println!("tenant_id: {}\napi_key: {}\njwt_secret: {}", dev.tenant, dev.api_key, dev.jwt_secret);
+    }
+    println!("listening: {}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

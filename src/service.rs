@@ -1,0 +1,45 @@
+//! Use cases: publish, inbox, realtime sessions, auth, directory, retention.
+//!
+//! Services see only the store and bus ports and the domain; they know nothing
+//! of HTTP. Each returns [`ServiceError`], mapped to status codes in one table
+//! (`http/error.rs`).
+
+pub mod auth;
+pub mod directory;
+pub mod frames;
+pub mod inbox;
+pub mod publish;
+pub mod realtime;
+pub mod retention;
+
+use crate::domain::Invalid;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("not found")]
+    NotFound,
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("conflict: {message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound,
+            StoreError::Conflict(m) => ServiceError::Conflict { code: "conflict", message: m },
+            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Internal(m) => ServiceError::Internal(m),
+        }
+    }
+}

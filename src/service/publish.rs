@@ -1,0 +1,174 @@
+//! Publishing: store first (group commit), then fan out.
+//!
+//! Concurrent publishes are coalesced by one writer task into a single
+//! transaction (one fsync for a burst, not one per request). After the commit a
+//! single fan-out task turns the stored rows into frames and hands them to the
+//! hub, in commit order, while the writer already commits the next batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::directory::Directory;
+use super::{frames, ServiceError};
+use crate::bus::Delivery;
+use crate::domain::auth::Role;
+use crate::domain::ids::{NotificationId, TenantId, UserId};
+use crate::domain::notification::NotificationContent;
+use crate::domain::Invalid;
+use crate::hub::Hub;
+use crate::store::{IdempotencyClaim, PublishOutcome, PublishRequest, Store, StoreError};
+
+pub const MAX_USER_IDS: usize = 1000;
+
+/// Who a notification goes to.
+pub enum Target {
+    User(UserId),
+    Users(Vec<UserId>),
+    Role(Role),
+}
+
+pub struct Published {
+    pub created: Vec<(NotificationId, UserId)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PublishConfig {
+    /// Most notification rows in one transaction. 1 turns group commit off (for benchmarks).
+    pub max_batch_rows: usize,
+    /// Publishes waiting for the writer before callers wait for room (backpressure).
+    pub queue: usize,
+}
+
+struct Job {
+    req: PublishRequest,
+    started: Instant,
+    reply: oneshot::Sender<Result<PublishOutcome, ServiceError>>,
+}
+
+pub struct Publisher {
+    jobs: mpsc::Sender<Job>,
+    directory: Arc<Directory>,
+}
+
+impl Publisher {
+    pub fn start(store: Arc<dyn Store>, hub: Arc<Hub>, directory: Arc<Directory>, config: PublishConfig) -> Arc<Self> {
+        let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        // Bounded: if fan-out falls behind, the writer waits instead of buffering without limit.
+        let (fanout_tx, fanout_rx) = mpsc::channel(64);
+        tokio::spawn(writer(store, rx, fanout_tx, config.max_batch_rows.max(1)));
+        tokio::spawn(fanout(hub, fanout_rx));
+        Arc::new(Self { jobs, directory })
+    }
+
+    pub async fn publish(
+        &self,
+        tenant: &TenantId,
+        target: Target,
+        content: NotificationContent,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Published, ServiceError> {
+        let recipients = match target {
+            Target::User(u) => vec![u],
+            Target::Users(users) => {
+                if users.is_empty() || users.len() > MAX_USER_IDS {
+                    return Err(Invalid::new("user_ids", format!("must list 1..{MAX_USER_IDS} users")).into());
+                }
+                let mut seen = std::collections::HashSet::with_capacity(users.len());
+                users.into_iter().filter(|u| seen.insert(u.clone())).collect()
+            }
+            Target::Role(role) => self.directory.with_role(tenant, role).await?,
+        };
+        let started = Instant::now();
+        let (reply, rx) = oneshot::channel();
+        let req = PublishRequest { tenant: tenant.clone(), recipients, content, idempotency, now: Utc::now() };
+        self.jobs
+            .send(Job { req, started, reply })
+            .await
+            .map_err(|_| ServiceError::Unavailable("publisher stopped".into()))?;
+        let outcome = rx.await.map_err(|_| ServiceError::Unavailable("publisher stopped".into()))??;
+        metrics::histogram!("tidings_publish_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            PublishOutcome::Created { notifications, .. } => {
+                Ok(Published { created: notifications.into_iter().map(|n| (n.id, n.user)).collect() })
+            }
+            PublishOutcome::Replayed { created } => Ok(Published { created }),
+            PublishOutcome::KeyReused => Err(ServiceError::Conflict {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was used with a different request body".into(),
+            }),
+        }
+    }
+}
+
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Job>,
+    fanout: mpsc::Sender<Vec<PublishOutcome>>,
+    max_rows: usize,
+) {
+    let mut batch: Vec<Job> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.req.recipients.len();
+        batch.push(first);
+        while rows < max_rows {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.req.recipients.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let reqs: Vec<PublishRequest> = batch.iter().map(|j| j.req.clone()).collect();
+        let waited = batch.iter().map(|j| j.started.elapsed()).max().unwrap_or_default();
+        metrics::histogram!("tidings_publish_batch_rows").record(rows as f64);
+        metrics::histogram!("tidings_publish_queue_seconds").record(waited.as_secs_f64());
+        match store.insert_batch(&reqs).await {
+            Ok(outcomes) => {
+                // Fan-out gets its own copy; callers get theirs once the hand-off is done,
+                // so a 201 is never answered before the events are on their way.
+                if fanout.send(outcomes.clone()).await.is_err() {
+                    tracing::error!("fan-out task stopped");
+                }
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(error = %message, rows, "publish batch failed");
+                for job in batch.drain(..) {
+                    let err = match &e {
+                        StoreError::Unavailable(_) => ServiceError::Unavailable(message.clone()),
+                        _ => ServiceError::Internal(message.clone()),
+                    };
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+async fn fanout(hub: Arc<Hub>, mut rx: mpsc::Receiver<Vec<PublishOutcome>>) {
+    while let Some(outcomes) = rx.recv().await {
+        let mut by_tenant: HashMap<TenantId, Vec<Delivery>> = HashMap::new();
+        for outcome in outcomes {
+            let PublishOutcome::Created { notifications, counts } = outcome else { continue };
+            let Some(tenant) = notifications.first().map(|n| n.tenant.clone()) else { continue };
+            let out = by_tenant.entry(tenant).or_default();
+            for n in notifications.iter().filter(|n| !n.silent) {
+                out.push(Delivery { user: n.user.clone(), frame: frames::notification(n) });
+            }
+            for (user, count) in counts {
+                out.push(Delivery { user, frame: frames::unread(count) });
+            }
+        }
+        for (tenant, deliveries) in by_tenant {
+            hub.publish(tenant, deliveries).await;
+        }
+    }
+}
