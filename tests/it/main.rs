@@ -1,0 +1,12 @@
+#![allow(unreachable_pub)] // test-support items are crate-visible by design
+//! The one integration-test binary: a real hub on port 0 with a fresh database,
+//! real HTTP, WebSocket and SSE clients.
+
+mod support;
+
+mod auth;
+mod inbox;
+mod ops;
+mod publish;
+mod realtime_sse;
+mod realtime_ws;

@@ -1,0 +1,287 @@
+//! Test support: a real hub on port 0 with a fresh database, and real clients.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tidings::app::App;
+use tidings::config::Config;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub base: String,
+    pub ws_base: String,
+    pub api_key: String,
+    pub jwt_secret: String,
+    pub tenant: String,
+    pub http: reqwest::Client,
+    pub app_store: std::sync::Arc<dyn tidings::store::Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Base configuration: defaults, plus `TIDINGS_*` from the environment (so the
+/// same suite runs on another database by setting `TIDINGS_DATABASE_URL`).
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::load(None).expect("default config");
+    c.listen = "127.0.0.1:0".into();
+    if !c.database_url.starts_with("postgres") {
+        c.database_url = format!("sqlite://{}/tidings.db", dir.display());
+    }
+    c.dev_tenant = "clinic-a".into();
+    c.dev_api_key = format!("tdk_test_{}", uuid::Uuid::new_v4().simple());
+    c.dev_jwt_secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+    c.log_level = "warn".into();
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    let (api_key, jwt_secret, tenant) = (config.dev_api_key.clone(), config.dev_jwt_secret.clone(), config.dev_tenant.clone());
+    let app = App::build(config).await.expect("app builds");
+    let port = app.port();
+    let app_store = app.store().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        ws_base: format!("ws://127.0.0.1:{port}"),
+        api_key,
+        jwt_secret,
+        tenant,
+        http: reqwest::Client::new(),
+        app_store,
+        stop: Some(tx),
+        stopped: Some(stopped),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn post_key(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self.http.post(self.url(path)).bearer_auth(&self.api_key).json(&body).send().await.unwrap();
+        split(res).await
+    }
+
+    pub async fn publish(&self, body: Value) -> (StatusCode, Value) {
+        self.post_key("/v1/notifications", body).await
+    }
+
+    /// Publishes one notification to `user` and returns its id.
+    pub async fn publish_to(&self, user: &str, title: &str) -> String {
+        let (status, body) = self.publish(json!({"user_id": user, "title": title, "message": "m"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["notifications"][0]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn token(&self, user: &str, role: &str) -> String {
+        let (status, body) = self.post_key("/v1/tokens", json!({"user_id": user, "role": role})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_user(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        split(self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn post_user(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        split(self.http.post(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn ws(&self, token: &str, since: Option<&str>) -> Ws {
+        let mut url = format!("{}/v1/ws?token={token}", self.ws_base);
+        if let Some(s) = since {
+            url.push_str(&format!("&since={s}"));
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("ws connects");
+        Ws { stream }
+    }
+
+    pub async fn sse(&self, token: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = self.http.get(self.url(&format!("/v1/sse?token={token}")));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        Sse { headers: res.headers().clone(), body: Box::pin(res.bytes_stream()), buf: String::new() }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub async fn split(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+/// Asserts the contract's error shape and code.
+pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status.as_u16(), want_status, "body: {body}");
+    assert_eq!(body["error"]["code"], want_code, "body: {body}");
+    assert!(body["error"]["message"].is_string(), "body: {body}");
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a test sees on a live connection.
+#[derive(Debug)]
+pub enum Event {
+    Frame(String, Value),
+    Closed(Option<u16>),
+}
+
+impl Ws {
+    pub async fn next_event(&mut self, within: Duration) -> Option<Event> {
+        loop {
+            let msg = tokio::time::timeout(within, self.stream.next()).await.ok()?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    return Some(Event::Frame(v["type"].as_str().unwrap().to_owned(), v["data"].clone()));
+                }
+                Some(Ok(Message::Close(frame))) => return Some(Event::Closed(frame.map(|f| u16::from(f.code)))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Event::Closed(None)),
+            }
+        }
+    }
+
+    /// The next frame, which must be of type `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        match self.next_event(WAIT).await {
+            Some(Event::Frame(t, data)) if t == kind => data,
+            other => panic!("expected a {kind} frame, got {other:?}"),
+        }
+    }
+
+    /// Nothing arrives for `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Some(e) = self.next_event(quiet).await {
+            panic!("expected no frame, got {e:?}");
+        }
+    }
+
+    pub async fn expect_close(&mut self, within: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(Event::Closed(code)) => return code,
+                Some(Event::Frame(..)) => continue,
+                None => panic!("connection not closed within {within:?}"),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::text(v.to_string())).await.unwrap();
+    }
+}
+
+pub struct Sse {
+    pub headers: reqwest::header::HeaderMap,
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+/// One parsed SSE event (or a comment, as type ":").
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+impl Sse {
+    pub async fn next_event(&mut self, within: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = SseEvent { event: String::new(), id: None, data: Value::Null };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        ev.event = ":".into();
+                        ev.data = Value::String(c.trim().into());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.event = v.into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = Some(v.into());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        ev.data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next non-comment event, which must be of type `kind`.
+    pub async fn expect(&mut self, kind: &str) -> SseEvent {
+        loop {
+            match self.next_event(WAIT).await {
+                Some(e) if e.event == ":" => continue,
+                Some(e) if e.event == kind => return e,
+                other => panic!("expected SSE {kind}, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Signs a token by hand, for the bad-token cases.
+pub fn sign(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
