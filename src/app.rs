@@ -58,19 +58,36 @@ impl App {
             .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
         let created_dev_credentials = ensure_dev_tenant(store.as_ref(), &config).await?;
 
-        let hub = Hub::new(NodeId::random(), HubConfig { queue_capacity: config.hub.queue_capacity }, bus);
+        let hub = Hub::new(
+            NodeId::random(),
+            HubConfig {
+                queue_capacity: config.hub.queue_capacity,
+            },
+            bus,
+        );
         let directory = Arc::new(Directory::new(store.clone()));
         let publisher = Publisher::start(
             store.clone(),
             hub.clone(),
             directory.clone(),
-            PublishConfig { max_batch_rows: config.publish.max_batch_rows, queue: config.publish.queue },
+            PublishConfig {
+                max_batch_rows: config.publish.max_batch_rows,
+                queue: config.publish.queue,
+            },
         );
         let state = AppState {
-            auth: Arc::new(Authenticator::new(store.clone(), Duration::from_secs(config.auth.cache_ttl_secs))),
+            auth: Arc::new(Authenticator::new(
+                store.clone(),
+                Duration::from_secs(config.auth.cache_ttl_secs),
+            )),
             publisher,
             inbox: Arc::new(Inbox::new(store.clone(), hub.clone())),
-            realtime: Arc::new(Realtime::new(store.clone(), hub.clone(), directory.clone(), config.hub.max_replay)),
+            realtime: Arc::new(Realtime::new(
+                store.clone(),
+                hub.clone(),
+                directory.clone(),
+                config.hub.max_replay,
+            )),
             directory,
             store,
             hub,
@@ -84,7 +101,10 @@ impl App {
         };
         let router = http::router(
             state.clone(),
-            &HttpOptions { body_limit: config.body_limit_bytes, cors_origins: config.cors_origins.clone() },
+            &HttpOptions {
+                body_limit: config.body_limit_bytes,
+                cors_origins: config.cors_origins.clone(),
+            },
         );
         let listener = TcpListener::bind(config.listen_addr())
             .await
@@ -107,7 +127,9 @@ impl App {
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -121,11 +143,19 @@ impl App {
     /// Serves until `shutdown` resolves, then: `/readyz` turns 503, every live
     /// connection is told to reconnect (WS 1012, SSE error event), in-flight
     /// requests get `grace` to finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stopping = self.state.stopping.clone();
         let hub = self.state.hub.clone();
         let (max_age, every) = self.retention;
-        let retention = tokio::spawn(retention::run(self.state.store.clone(), max_age, every, stopping.clone()));
+        let retention = tokio::spawn(retention::run(
+            self.state.store.clone(),
+            max_age,
+            every,
+            stopping.clone(),
+        ));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
         let signal = {
@@ -156,13 +186,24 @@ impl App {
 }
 
 /// Makes sure the development tenant exists; returns its credentials if this start created them.
-async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> anyhow::Result<Option<DevCredentials>> {
-    let tenant = TenantId::parse(&config.dev_tenant).map_err(|e| anyhow::anyhow!("key `dev_tenant`: {e}"))?;
-    match (config.dev_api_key.is_empty(), config.dev_jwt_secret.is_empty()) {
+async fn ensure_dev_tenant(
+    store: &dyn Store,
+    config: &Config,
+) -> anyhow::Result<Option<DevCredentials>> {
+    let tenant = TenantId::parse(&config.dev_tenant)
+        .map_err(|e| anyhow::anyhow!("key `dev_tenant`: {e}"))?;
+    match (
+        config.dev_api_key.is_empty(),
+        config.dev_jwt_secret.is_empty(),
+    ) {
         (false, false) => {
-            store.upsert_tenant(&tenant, tenant.as_str(), &config.dev_jwt_secret).await?;
+            store
+                .upsert_tenant(&tenant, tenant.as_str(), &config.dev_jwt_secret)
+                .await?;
             let key = &config.dev_api_key;
-            store.insert_api_key(&tenant, &auth::key_prefix(key), &auth::hash_key(key)).await?;
+            store
+                .insert_api_key(&tenant, &auth::key_prefix(key), &auth::hash_key(key))
+                .await?;
             Ok(None)
         }
         (true, true) => {
@@ -172,10 +213,18 @@ async fn ensure_dev_tenant(store: &dyn Store, config: &Config) -> anyhow::Result
             let (key, secret) = auth::create_tenant(store, &tenant, tenant.as_str())
                 .await
                 .map_err(|e| anyhow::anyhow!("creating the development tenant: {e}"))?;
-            Ok(Some(DevCredentials { tenant: tenant.to_string(), api_key: key.key, jwt_secret: secret }))
+            Ok(Some(DevCredentials {
+                tenant: tenant.to_string(),
+                api_key: key.key,
+                jwt_secret: secret,
+            }))
         }
-        (false, true) => anyhow::bail!("configuration error: key `dev_jwt_secret`: must be set when dev_api_key is"),
-        (true, false) => anyhow::bail!("configuration error: key `dev_api_key`: must be set when dev_jwt_secret is"),
+        (false, true) => anyhow::bail!(
+            "configuration error: key `dev_jwt_secret`: must be set when dev_api_key is"
+        ),
+        (true, false) => anyhow::bail!(
+            "configuration error: key `dev_api_key`: must be set when dev_jwt_secret is"
+        ),
     }
 }
 

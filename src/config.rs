@@ -84,8 +84,21 @@ pub struct ConfigError(pub String);
 /// Top-level keys (and sections) that environment variables may set; other
 /// `TIDINGS_*` variables belong to scripts and are ignored.
 const ENV_KEYS: &[&str] = &[
-    "listen", "database_url", "redis_url", "dev_tenant", "dev_api_key", "dev_jwt_secret", "cors_origins",
-    "body_limit_bytes", "log_level", "database", "hub", "publish", "auth", "retention", "shutdown",
+    "listen",
+    "database_url",
+    "redis_url",
+    "dev_tenant",
+    "dev_api_key",
+    "dev_jwt_secret",
+    "cors_origins",
+    "body_limit_bytes",
+    "log_level",
+    "database",
+    "hub",
+    "publish",
+    "auth",
+    "retention",
+    "shutdown",
 ];
 
 impl Config {
@@ -93,7 +106,10 @@ impl Config {
         let mut fig = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -101,14 +117,20 @@ impl Config {
         let env = Env::prefixed("TIDINGS_")
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();
-                ENV_KEYS.iter().any(|top| k == *top || k.starts_with(&format!("{top}__")))
+                ENV_KEYS
+                    .iter()
+                    .any(|top| k == *top || k.starts_with(&format!("{top}__")))
             })
             .split("__");
         fig = fig.merge(env);
         let config: Config = fig.extract().map_err(|e| {
             let key = e.path.join(".");
             let msg = e.to_string();
-            ConfigError(if key.is_empty() { msg } else { format!("key `{key}`: {msg}") })
+            ConfigError(if key.is_empty() {
+                msg
+            } else {
+                format!("key `{key}`: {msg}")
+            })
         })?;
         config.validate()?;
         Ok(config)
@@ -117,17 +139,32 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
         if self.listen.parse::<SocketAddr>().is_err() {
-            return bad("listen", "must be host:port with a numeric host, e.g. 127.0.0.1:8080");
+            return bad(
+                "listen",
+                "must be host:port with a numeric host, e.g. 127.0.0.1:8080",
+            );
         }
         let db = self.database_url.as_str();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres:") || db.starts_with("postgresql:")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres:")
+            || db.starts_with("postgresql:"))
+        {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
-        if !self.redis_url.is_empty() && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return bad("redis_url", "must be empty or start with redis:// or rediss://");
+        if !(self.redis_url.is_empty()
+            || self.redis_url.starts_with("redis://")
+            || self.redis_url.starts_with("rediss://"))
+        {
+            return bad(
+                "redis_url",
+                "must be empty or start with redis:// or rediss://",
+            );
         }
         if crate::domain::ids::TenantId::parse(&self.dev_tenant).is_err() {
-            return bad("dev_tenant", "must be a valid tenant id (letters, digits, - _ . @ :)");
+            return bad(
+                "dev_tenant",
+                "must be a valid tenant id (letters, digits, - _ . @ :)",
+            );
         }
         if !self.dev_api_key.is_empty() && self.dev_api_key.len() < 16 {
             return bad("dev_api_key", "must be at least 16 characters");
@@ -157,7 +194,9 @@ impl Config {
             return bad("retention.interval_secs", "must be at least 1");
         }
         for origin in &self.cors_origins {
-            if axum::http::HeaderValue::from_str(origin).is_err() || !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            if axum::http::HeaderValue::from_str(origin).is_err()
+                || !(origin.starts_with("http://") || origin.starts_with("https://"))
+            {
                 return bad("cors_origins", "each origin must be http(s)://host[:port]");
             }
         }

@@ -71,7 +71,12 @@ impl Modify for SecuritySchemes {
     fn modify(&self, api: &mut OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
         let bearer = |desc: &str| {
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(desc.to_owned())).build())
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(desc.to_owned()))
+                    .build(),
+            )
         };
         components.add_security_scheme("api_key", bearer("tenant API key"));
         components.add_security_scheme("user_token", bearer("HS256 user JWT"));
@@ -105,7 +110,12 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (router, api) = documented().split_for_parts();
     let api = Arc::new(api);
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(options.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())))
+        .allow_origin(AllowOrigin::list(
+            options
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
@@ -115,10 +125,20 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         ])
         .max_age(Duration::from_secs(3600));
     router
-        .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(api.as_ref().clone()) }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here").into_response()
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+            .into_response()
         })
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(cors)

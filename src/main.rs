@@ -74,7 +74,10 @@ fn main() -> ExitCode {
         }
     };
     tidings::telemetry::init_logs(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -88,38 +91,62 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&tidings::http::openapi())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tidings::http::openapi())?
+            );
             Ok(())
         }
-        Command::Tenant { command: TenantCommand::Create { id, name, json } } => {
+        Command::Tenant {
+            command: TenantCommand::Create { id, name, json },
+        } => {
             let store = store::open(&config.store_options()).await?;
             let tenant = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
-            let (key, secret) = auth::create_tenant(store.as_ref(), &tenant, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (key, secret) = auth::create_tenant(store.as_ref(), &tenant, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
-                println!("{}", serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "jwt_secret": secret}));
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "jwt_secret": secret})
+                );
             } else {
-                println!("tenant_id: {tenant}\napi_key: {}\njwt_secret: {secret}", key.key);
+                println!(
+                    "tenant_id: {tenant}\napi_key: {}\njwt_secret: {secret}",
+                    key.key
+                );
             }
             Ok(())
         }
-        Command::Apikey { command: ApikeyCommand::Create { tenant, json } } => {
+        Command::Apikey {
+            command: ApikeyCommand::Create { tenant, json },
+        } => {
             let store = store::open(&config.store_options()).await?;
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
             if !store.tenant_exists(&tenant).await? {
                 anyhow::bail!("no tenant {tenant}");
             }
             let key = auth::generate_api_key();
-            store.insert_api_key(&tenant, &key.prefix, &key.hash).await?;
+            store
+                .insert_api_key(&tenant, &key.prefix, &key.hash)
+                .await?;
             if json {
-                println!("{}", serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "prefix": key.prefix}));
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.as_str(), "api_key": key.key, "prefix": key.prefix})
+                );
             } else {
                 println!("api_key: {}\nprefix: {}", key.key, key.prefix);
             }
             Ok(())
         }
-        Command::Apikey { command: ApikeyCommand::Revoke { key_prefix } } => {
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { key_prefix },
+        } => {
             if key_prefix.len() < 8 {
-                anyhow::bail!("key prefix must be at least 8 characters, to revoke one key and not many");
+                anyhow::bail!(
+                    "key prefix must be at least 8 characters, to revoke one key and not many"
+                );
             }
             let store = store::open(&config.store_options()).await?;
             let n = store.revoke_api_keys(&key_prefix).await?;
@@ -137,7 +164,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(dev) = &app.created_dev_credentials {
         // Shown once: only the key's hash is stored.
         println!("development tenant created (shown once; keep these):");
-        println!("tenant_id: {}\napi_key: {}\njwt_secret: {}", dev.tenant, dev.api_key, dev.jwt_secret);
+        println!(
+            "tenant_id: {}\napi_key: {}\njwt_secret: {}",
+            dev.tenant, dev.api_key, dev.jwt_secret
+        );
     }
     println!("listening: {}", app.local_addr());
     app.run_until_stopped(shutdown_signal()).await
@@ -147,7 +177,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -50,7 +50,11 @@ impl<T> Page<T> {
     pub fn from_overfetch(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> i64) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(&cursor_of) } else { None };
+        let next = if more {
+            rows.last().map(&cursor_of)
+        } else {
+            None
+        };
         Page { items: rows, next }
     }
 }
@@ -66,13 +70,28 @@ pub struct ApiKeyRecord {
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates a tenant; `Conflict` if the id exists.
-    async fn create_tenant(&self, tenant: &TenantId, name: &str, jwt_secret: &str) -> Result<(), StoreError>;
+    async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        jwt_secret: &str,
+    ) -> Result<(), StoreError>;
     /// Creates or updates a tenant (the configured development tenant).
-    async fn upsert_tenant(&self, tenant: &TenantId, name: &str, jwt_secret: &str) -> Result<(), StoreError>;
+    async fn upsert_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        jwt_secret: &str,
+    ) -> Result<(), StoreError>;
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError>;
     async fn jwt_secret(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
     /// Stores a key by its prefix and the SHA-256 of the whole key. Idempotent for the same hash.
-    async fn insert_api_key(&self, tenant: &TenantId, prefix: &str, key_hash: &str) -> Result<(), StoreError>;
+    async fn insert_api_key(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        key_hash: &str,
+    ) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Revokes every key whose prefix starts with `prefix`; returns how many.
     async fn revoke_api_keys(&self, prefix: &str) -> Result<u64, StoreError>;
@@ -81,16 +100,32 @@ pub trait TenantStore: Send + Sync {
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     async fn upsert_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError>;
-    async fn list_users(&self, tenant: &TenantId, role: Option<Role>, page: PageRequest)
-        -> Result<Page<DirectoryUser>, StoreError>;
-    async fn user_ids_with_role(&self, tenant: &TenantId, role: Role) -> Result<Vec<UserId>, StoreError>;
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        role: Option<Role>,
+        page: PageRequest,
+    ) -> Result<Page<DirectoryUser>, StoreError>;
+    async fn user_ids_with_role(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+    ) -> Result<Vec<UserId>, StoreError>;
 }
 
 #[async_trait]
 pub trait PreferenceStore: Send + Sync {
-    async fn staff_preferences(&self, tenant: &TenantId, user: &UserId) -> Result<StaffPreferences, StoreError>;
-    async fn put_staff_preferences(&self, tenant: &TenantId, user: &UserId, prefs: &StaffPreferences)
-        -> Result<(), StoreError>;
+    async fn staff_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<StaffPreferences, StoreError>;
+    async fn put_staff_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        prefs: &StaffPreferences,
+    ) -> Result<(), StoreError>;
 }
 
 /// An idempotency claim attached to a write: `request_hash` is the SHA-256 of the body.
@@ -119,7 +154,9 @@ pub enum PublishOutcome {
         counts: Vec<(UserId, UnreadCount)>,
     },
     /// The idempotency key was used before with the same body: these were created then.
-    Replayed { created: Vec<(NotificationId, UserId)> },
+    Replayed {
+        created: Vec<(NotificationId, UserId)>,
+    },
     /// The idempotency key was used before with a different body.
     KeyReused,
 }
@@ -143,25 +180,61 @@ pub trait NotificationStore: Send + Sync {
     /// Stores a batch of publishes in one transaction (group commit). Ids are
     /// assigned in commit order, so a notification committed later never has a
     /// smaller id than one a reader has already seen for the same user.
-    async fn insert_batch(&self, batch: &[PublishRequest]) -> Result<Vec<PublishOutcome>, StoreError>;
-    async fn list(&self, tenant: &TenantId, user: &UserId, filter: InboxFilter, page: PageRequest)
-        -> Result<Page<Notification>, StoreError>;
+    async fn insert_batch(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<Vec<PublishOutcome>, StoreError>;
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        filter: InboxFilter,
+        page: PageRequest,
+    ) -> Result<Page<Notification>, StoreError>;
     /// Notifications pushed live that a client resuming after `after` has not seen, oldest first.
-    async fn replay_after(&self, tenant: &TenantId, user: &UserId, after: NotificationId, limit: u32)
-        -> Result<Vec<Notification>, StoreError>;
+    async fn replay_after(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        after: NotificationId,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
     /// The newest notification id of a user, if any (where a fresh connection starts).
-    async fn unread_count(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, StoreError>;
+    async fn unread_count(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<UnreadCount, StoreError>;
     /// Marks the given ids read. Ids that are not this user's (or archived) are
     /// ignored and reported as not changed.
-    async fn mark_read(&self, tenant: &TenantId, user: &UserId, ids: &[NotificationId], at: DateTime<Utc>)
-        -> Result<ReadOutcome, StoreError>;
+    async fn mark_read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &[NotificationId],
+        at: DateTime<Utc>,
+    ) -> Result<ReadOutcome, StoreError>;
     /// Whether the id is one of this user's visible (not archived) notifications.
-    async fn owns(&self, tenant: &TenantId, user: &UserId, id: NotificationId) -> Result<bool, StoreError>;
-    async fn mark_all_read(&self, tenant: &TenantId, user: &UserId, at: DateTime<Utc>)
-        -> Result<ReadOutcome, StoreError>;
+    async fn owns(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: NotificationId,
+    ) -> Result<bool, StoreError>;
+    async fn mark_all_read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: DateTime<Utc>,
+    ) -> Result<ReadOutcome, StoreError>;
     /// Archives one notification; `NotFound` if it is not this user's or already archived.
-    async fn archive(&self, tenant: &TenantId, user: &UserId, id: NotificationId, at: DateTime<Utc>)
-        -> Result<UnreadCount, StoreError>;
+    async fn archive(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: NotificationId,
+        at: DateTime<Utc>,
+    ) -> Result<UnreadCount, StoreError>;
     /// Retention: deletes up to `limit` notifications that are read or archived and
     /// were created before `cutoff`, and idempotency records older than `cutoff`.
     async fn purge_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
@@ -174,7 +247,10 @@ pub trait Health: Send + Sync {
 }
 
 /// Every store port, implemented by one backend.
-pub trait Store: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health {}
+pub trait Store:
+    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health
+{
+}
 impl<T: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health> Store for T {}
 
 /// Settings every backend takes.

@@ -56,7 +56,10 @@ impl<'a> NotificationWire<'a> {
             message: &c.message,
             kind: c.kind.as_str(),
             category: c.category.as_deref(),
-            related: c.related.as_ref().map(|r| RelatedWire { kind: r.kind.clone(), id: r.id.clone() }),
+            related: c.related.as_ref().map(|r| RelatedWire {
+                kind: r.kind.clone(),
+                id: r.id.clone(),
+            }),
             link: c.link.as_deref(),
             data,
             is_read: n.is_read(),
@@ -82,7 +85,10 @@ pub struct UnreadWire {
 
 impl From<UnreadCount> for UnreadWire {
     fn from(c: UnreadCount) -> Self {
-        UnreadWire { unread: c.unread, version: c.version }
+        UnreadWire {
+            unread: c.unread,
+            version: c.version,
+        }
     }
 }
 

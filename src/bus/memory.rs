@@ -11,10 +11,13 @@ use async_trait::async_trait;
 use super::{Bus, BusError, BusSink, Envelope};
 use crate::domain::ids::{NodeId, TenantId, UserId};
 
+/// A node on the network: its id and its hub (weak, so a stopped node just drops out).
+type Member = (NodeId, Weak<dyn BusSink>);
+
 /// Hubs that see each other's events. std `RwLock`: held only to copy the list, never across `.await`.
 #[derive(Default, Clone)]
 pub struct MemoryNetwork {
-    nodes: Arc<RwLock<Vec<(NodeId, Weak<dyn BusSink>)>>>,
+    nodes: Arc<RwLock<Vec<Member>>>,
 }
 
 impl MemoryNetwork {
@@ -24,7 +27,9 @@ impl MemoryNetwork {
 
     /// A bus endpoint for one more node on this network.
     pub fn bus(&self) -> MemoryBus {
-        MemoryBus { network: self.clone() }
+        MemoryBus {
+            network: self.clone(),
+        }
     }
 }
 
@@ -42,7 +47,11 @@ impl MemoryBus {
 #[async_trait]
 impl Bus for MemoryBus {
     fn attach(&self, node: NodeId, sink: Weak<dyn BusSink>) {
-        let mut nodes = self.network.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let mut nodes = self
+            .network
+            .nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         nodes.retain(|(_, s)| s.strong_count() > 0);
         nodes.push((node, sink));
     }

@@ -34,7 +34,12 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| Invalid::new("role", "must be one of admin, front_desk, provider, patient"))
+            .ok_or_else(|| {
+                Invalid::new(
+                    "role",
+                    "must be one of admin, front_desk, provider, patient",
+                )
+            })
     }
 }
 
@@ -60,7 +65,10 @@ pub struct UserPrincipal {
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// A server-to-server API key: full access to its tenant.
-    ApiKey { tenant: TenantId, key_prefix: String },
+    ApiKey {
+        tenant: TenantId,
+        key_prefix: String,
+    },
     User(UserPrincipal),
 }
 

@@ -39,7 +39,10 @@ impl NotificationType {
             "warning" => Ok(Self::Warning),
             "error" => Ok(Self::Error),
             "success" => Ok(Self::Success),
-            _ => Err(Invalid::new("type", "must be one of info, warning, error, success")),
+            _ => Err(Invalid::new(
+                "type",
+                "must be one of info, warning, error, success",
+            )),
         }
     }
 }
@@ -107,24 +110,42 @@ impl NotificationContent {
     pub fn parse(input: ContentInput<'_>) -> Result<Self, Invalid> {
         check_chars("title", input.title, TITLE_MAX_CHARS)?;
         check_chars("message", input.message, MESSAGE_MAX_CHARS)?;
-        let kind = input.kind.map(NotificationType::parse).transpose()?.unwrap_or_default();
+        let kind = input
+            .kind
+            .map(NotificationType::parse)
+            .transpose()?
+            .unwrap_or_default();
         if let Some(c) = input.category {
             check_chars("category", c, CATEGORY_MAX_CHARS)?;
         }
-        let related = input.related.map(|(k, id)| Related::parse(k, id)).transpose()?;
+        let related = input
+            .related
+            .map(|(k, id)| Related::parse(k, id))
+            .transpose()?;
         if let Some(link) = input.link {
             if link.len() > LINK_MAX_BYTES {
-                return Err(Invalid::new("link", format!("must be at most {LINK_MAX_BYTES} bytes")));
+                return Err(Invalid::new(
+                    "link",
+                    format!("must be at most {LINK_MAX_BYTES} bytes"),
+                ));
             }
             let lower = link.to_ascii_lowercase();
-            let allowed = lower.starts_with("https://") || lower.starts_with("http://") || link.starts_with('/');
+            let allowed = lower.starts_with("https://")
+                || lower.starts_with("http://")
+                || link.starts_with('/');
             if !allowed {
-                return Err(Invalid::new("link", "must be an http(s) URL or an absolute path"));
+                return Err(Invalid::new(
+                    "link",
+                    "must be an http(s) URL or an absolute path",
+                ));
             }
         }
         let data = input.data_json.unwrap_or_else(|| "{}".to_owned());
         if data.len() > DATA_MAX_BYTES {
-            return Err(Invalid::new("data", format!("must be at most {DATA_MAX_BYTES} bytes of JSON")));
+            return Err(Invalid::new(
+                "data",
+                format!("must be at most {DATA_MAX_BYTES} bytes of JSON"),
+            ));
         }
         Ok(Self {
             title: input.title.to_owned(),

@@ -28,9 +28,12 @@ impl QuietHours {
         if start == end {
             return Err(Invalid::new("quiet_hours.end", "must differ from start"));
         }
-        let tz: Tz = tz
-            .parse()
-            .map_err(|_| Invalid::new("quiet_hours.tz", "must be an IANA time zone such as Asia/Riyadh"))?;
+        let tz: Tz = tz.parse().map_err(|_| {
+            Invalid::new(
+                "quiet_hours.tz",
+                "must be an IANA time zone such as Asia/Riyadh",
+            )
+        })?;
         Ok(Self { start, end, tz })
     }
 
@@ -53,12 +56,24 @@ pub struct StaffPreferences {
 }
 
 impl StaffPreferences {
-    pub fn new(muted_categories: Vec<String>, quiet_hours: Option<QuietHours>) -> Result<Self, Invalid> {
+    pub fn new(
+        muted_categories: Vec<String>,
+        quiet_hours: Option<QuietHours>,
+    ) -> Result<Self, Invalid> {
         if muted_categories.len() > MAX_MUTED {
-            return Err(Invalid::new("muted_categories", format!("at most {MAX_MUTED} entries")));
+            return Err(Invalid::new(
+                "muted_categories",
+                format!("at most {MAX_MUTED} entries"),
+            ));
         }
-        if muted_categories.iter().any(|c| c.is_empty() || c.chars().count() > 100) {
-            return Err(Invalid::new("muted_categories", "entries must be 1..100 characters"));
+        if muted_categories
+            .iter()
+            .any(|c| c.is_empty() || c.chars().count() > 100)
+        {
+            return Err(Invalid::new(
+                "muted_categories",
+                "entries must be 1..100 characters",
+            ));
         }
         let mut muted_categories = muted_categories;
         muted_categories.sort();
@@ -96,9 +111,24 @@ mod tests {
 
     #[test]
     fn bad_quiet_hours_name_the_field() {
-        assert_eq!(QuietHours::parse("25:00", "07:00", "UTC").unwrap_err().field, "quiet_hours.start");
-        assert_eq!(QuietHours::parse("22:00", "22:00", "UTC").unwrap_err().field, "quiet_hours.end");
-        assert_eq!(QuietHours::parse("22:00", "07:00", "Mars/Base").unwrap_err().field, "quiet_hours.tz");
+        assert_eq!(
+            QuietHours::parse("25:00", "07:00", "UTC")
+                .unwrap_err()
+                .field,
+            "quiet_hours.start"
+        );
+        assert_eq!(
+            QuietHours::parse("22:00", "22:00", "UTC")
+                .unwrap_err()
+                .field,
+            "quiet_hours.end"
+        );
+        assert_eq!(
+            QuietHours::parse("22:00", "07:00", "Mars/Base")
+                .unwrap_err()
+                .field,
+            "quiet_hours.tz"
+        );
     }
 
     #[test]

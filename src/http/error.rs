@@ -35,7 +35,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -52,15 +58,24 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(inv) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", inv.message).with_field(inv.field)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", inv.message)
+                    .with_field(inv.field)
             }
-            ServiceError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object"),
+            ServiceError::NotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+            }
             ServiceError::Unauthorized(why) => {
-                let code = if why == "token expired" { "token_expired" } else { "unauthorized" };
+                let code = if why == "token expired" {
+                    "token_expired"
+                } else {
+                    "unauthorized"
+                };
                 ApiError::new(StatusCode::UNAUTHORIZED, code, why)
             }
             ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
-            ServiceError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            ServiceError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 let mut e = ApiError::new(
@@ -73,7 +88,11 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -81,7 +100,13 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+            },
+        };
         let mut res = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             res.headers_mut().insert(header::RETRY_AFTER, secs.into());

@@ -41,11 +41,17 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("malformed JSON: {inner}"),
+            )
         } else {
             let message = inner.to_string();
             // serde names a missing field only in its message: "missing field `title` at …".
-            let missing = message.strip_prefix("missing field `").and_then(|r| r.split('`').next());
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next());
             let field = match (missing, path.as_str()) {
                 (Some(m), ".") => Some(m.to_owned()),
                 (Some(m), p) => Some(format!("{p}.{m}")),
@@ -53,7 +59,10 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
                 (None, p) => Some(p.to_owned()),
             };
             let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
-            match field { Some(f) => err.with_field(f), None => err }
+            match field {
+                Some(f) => err.with_field(f),
+                None => err,
+            }
         }
     })
 }
@@ -74,7 +83,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is over the limit")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is over the limit",
+            )
         } else {
             ApiError::bad_request(rej.body_text())
         }
@@ -94,17 +107,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
         let key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => {
-                let k = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
+                let k = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
                 if k.is_empty() || k.len() > 255 {
-                    return Err(ApiError::bad_request("Idempotency-Key must be 1..255 characters")
-                        .with_field("Idempotency-Key"));
+                    return Err(
+                        ApiError::bad_request("Idempotency-Key must be 1..255 characters")
+                            .with_field("Idempotency-Key"),
+                    );
                 }
                 Some(k.to_owned())
             }
         };
         let bytes = read_body(req, state).await?;
         let body = parse_json(&headers, &bytes)?;
-        let claim = key.map(|key| IdempotencyClaim { key, request_hash: hex::encode(Sha256::digest(&bytes)) });
+        let claim = key.map(|key| IdempotencyClaim {
+            key,
+            request_hash: hex::encode(Sha256::digest(&bytes)),
+        });
         Ok(IdempotentJson { body, claim })
     }
 }
@@ -137,9 +157,15 @@ pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequ
         None | Some("") => None,
         Some(c) => {
             let bad = || ApiError::bad_request("invalid cursor").with_field("cursor");
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .map_err(|_| bad())?;
             let s = String::from_utf8(raw).map_err(|_| bad())?;
-            Some(s.strip_prefix('p').and_then(|n| n.parse::<i64>().ok()).ok_or_else(bad)?)
+            Some(
+                s.strip_prefix('p')
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(bad)?,
+            )
         }
     };
     Ok(PageRequest { limit, before })
@@ -148,7 +174,11 @@ pub fn page_request(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequ
 /// The bearer credential from `Authorization`, or from `?token=` where browsers
 /// cannot set headers (WebSocket, EventSource).
 pub fn bearer(parts: &Parts, allow_query: bool) -> Option<String> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let mut it = v.splitn(2, ' ');
         if it.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer")) {
             return it.next().map(|t| t.trim().to_owned());
@@ -177,7 +207,13 @@ fn looks_like_jwt(token: &str) -> bool {
 }
 
 async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, ApiError> {
-    let token = token.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing bearer credential"))?;
+    let token = token.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer credential",
+        )
+    })?;
     if looks_like_jwt(&token) {
         Ok(Principal::User(state.auth.user_token(&token).await?))
     } else {
@@ -190,10 +226,17 @@ pub struct ApiKey(pub TenantId);
 
 impl FromRequestParts<AppState> for ApiKey {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match authenticate(state, bearer(parts, false)).await? {
             Principal::ApiKey { tenant, .. } => Ok(ApiKey(tenant)),
-            Principal::User(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this endpoint needs an API key")),
+            Principal::User(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs an API key",
+            )),
         }
     }
 }
@@ -203,12 +246,17 @@ pub struct User(pub UserPrincipal);
 
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match authenticate(state, bearer(parts, false)).await? {
             Principal::User(u) => Ok(User(u)),
-            Principal::ApiKey { .. } => {
-                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this endpoint needs a user token"))
-            }
+            Principal::ApiKey { .. } => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs a user token",
+            )),
         }
     }
 }
@@ -233,22 +281,40 @@ impl Admin {
         if self.access == AdminAccess::Full {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "front_desk may only read here"))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "front_desk may only read here",
+            ))
         }
     }
 }
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match authenticate(state, bearer(parts, false)).await? {
-            Principal::ApiKey { tenant, .. } => Ok(Admin { tenant, access: AdminAccess::Full }),
+            Principal::ApiKey { tenant, .. } => Ok(Admin {
+                tenant,
+                access: AdminAccess::Full,
+            }),
             Principal::User(u) => match u.role {
-                Role::Admin => Ok(Admin { tenant: u.tenant, access: AdminAccess::Full }),
-                Role::FrontDesk => Ok(Admin { tenant: u.tenant, access: AdminAccess::ReadOnly }),
-                Role::Provider | Role::Patient => {
-                    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "admin endpoints need an admin role"))
-                }
+                Role::Admin => Ok(Admin {
+                    tenant: u.tenant,
+                    access: AdminAccess::Full,
+                }),
+                Role::FrontDesk => Ok(Admin {
+                    tenant: u.tenant,
+                    access: AdminAccess::ReadOnly,
+                }),
+                Role::Provider | Role::Patient => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "admin endpoints need an admin role",
+                )),
             },
         }
     }
@@ -258,6 +324,10 @@ impl FromRequestParts<AppState> for Admin {
 pub async fn realtime_user(parts: &Parts, state: &AppState) -> Result<UserPrincipal, ApiError> {
     match authenticate(state, bearer(parts, true)).await? {
         Principal::User(u) => Ok(u),
-        Principal::ApiKey { .. } => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "realtime endpoints need a user token")),
+        Principal::ApiKey { .. } => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "realtime endpoints need a user token",
+        )),
     }
 }

@@ -45,7 +45,10 @@ pub(super) struct NotificationPage<'a> {
 }
 
 fn page_json(items: &[Notification], next: Option<i64>) -> Response {
-    let page = NotificationPage { items: items.iter().map(NotificationWire::from_domain).collect(), next_cursor: next.map(encode_cursor) };
+    let page = NotificationPage {
+        items: items.iter().map(NotificationWire::from_domain).collect(),
+        next_cursor: next.map(encode_cursor),
+    };
     Json(page).into_response()
 }
 
@@ -60,11 +63,17 @@ fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
     responses((status = 200, body = NotificationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("user_token" = []))
 )]
-async fn list(State(state): State<AppState>, User(me): User, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+async fn list(
+    State(state): State<AppState>,
+    User(me): User,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
     let filter = match q.status.as_deref() {
         None | Some("all") => InboxFilter::All,
         Some("unread") => InboxFilter::Unread,
-        Some(_) => return Err(ApiError::bad_request("status must be unread or all").with_field("status")),
+        Some(_) => {
+            return Err(ApiError::bad_request("status must be unread or all").with_field("status"))
+        }
     };
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let page = state.inbox.list(&me.tenant, &me.user, filter, page).await?;
@@ -77,7 +86,10 @@ async fn list(State(state): State<AppState>, User(me): User, ApiQuery(q): ApiQue
     responses((status = 200, body = UnreadWire), (status = 401, body = ErrorBody)),
     security(("user_token" = []))
 )]
-async fn unread_count(State(state): State<AppState>, User(me): User) -> ApiResult<Json<UnreadWire>> {
+async fn unread_count(
+    State(state): State<AppState>,
+    User(me): User,
+) -> ApiResult<Json<UnreadWire>> {
     Ok(Json(state.inbox.unread(&me.tenant, &me.user).await?.into()))
 }
 
@@ -87,9 +99,15 @@ async fn unread_count(State(state): State<AppState>, User(me): User) -> ApiResul
     responses((status = 200, body = UnreadWire), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("user_token" = []))
 )]
-async fn read_one(State(state): State<AppState>, User(me): User, Path(id): Path<String>) -> ApiResult<Json<UnreadWire>> {
+async fn read_one(
+    State(state): State<AppState>,
+    User(me): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UnreadWire>> {
     let id = notification_id(&id)?;
-    Ok(Json(state.inbox.read_one(&me.tenant, &me.user, id).await?.into()))
+    Ok(Json(
+        state.inbox.read_one(&me.tenant, &me.user, id).await?.into(),
+    ))
 }
 
 /// Mark all my notifications read.
@@ -99,7 +117,9 @@ async fn read_one(State(state): State<AppState>, User(me): User, Path(id): Path<
     security(("user_token" = []))
 )]
 async fn read_all(State(state): State<AppState>, User(me): User) -> ApiResult<Json<UnreadWire>> {
-    Ok(Json(state.inbox.read_all(&me.tenant, &me.user).await?.into()))
+    Ok(Json(
+        state.inbox.read_all(&me.tenant, &me.user).await?.into(),
+    ))
 }
 
 /// Archive one notification: gone from lists and counts.
@@ -108,7 +128,11 @@ async fn read_all(State(state): State<AppState>, User(me): User) -> ApiResult<Js
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("user_token" = []))
 )]
-async fn archive(State(state): State<AppState>, User(me): User, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn archive(
+    State(state): State<AppState>,
+    User(me): User,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = notification_id(&id)?;
     state.inbox.archive(&me.tenant, &me.user, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -152,8 +176,13 @@ impl From<StaffPreferences> for PreferencesWire {
     responses((status = 200, body = PreferencesWire), (status = 401, body = ErrorBody)),
     security(("user_token" = []))
 )]
-async fn get_preferences(State(state): State<AppState>, User(me): User) -> ApiResult<Json<PreferencesWire>> {
-    Ok(Json(state.inbox.preferences(&me.tenant, &me.user).await?.into()))
+async fn get_preferences(
+    State(state): State<AppState>,
+    User(me): User,
+) -> ApiResult<Json<PreferencesWire>> {
+    Ok(Json(
+        state.inbox.preferences(&me.tenant, &me.user).await?.into(),
+    ))
 }
 
 /// Replace my preferences.
@@ -173,5 +202,11 @@ async fn put_preferences(
         .transpose()
         .map_err(ServiceError::from)?;
     let prefs = StaffPreferences::new(body.muted_categories, quiet).map_err(ServiceError::from)?;
-    Ok(Json(state.inbox.set_preferences(&me.tenant, &me.user, prefs).await?.into()))
+    Ok(Json(
+        state
+            .inbox
+            .set_preferences(&me.tenant, &me.user, prefs)
+            .await?
+            .into(),
+    ))
 }

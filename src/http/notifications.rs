@@ -57,13 +57,23 @@ pub(super) struct PublishResponse {
 }
 
 fn target(body: &PublishBody) -> Result<Target, ApiError> {
-    let given = [body.user_id.is_some(), body.user_ids.is_some(), body.role.is_some()];
+    let given = [
+        body.user_id.is_some(),
+        body.user_ids.is_some(),
+        body.role.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "give exactly one of user_id, user_ids, role")
-            .with_field("user_id"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "give exactly one of user_id, user_ids, role",
+        )
+        .with_field("user_id"));
     }
     if let Some(u) = &body.user_id {
-        return Ok(Target::User(UserId::parse(u).map_err(crate::service::ServiceError::from)?));
+        return Ok(Target::User(
+            UserId::parse(u).map_err(crate::service::ServiceError::from)?,
+        ));
     }
     if let Some(list) = &body.user_ids {
         let users = list
@@ -71,14 +81,17 @@ fn target(body: &PublishBody) -> Result<Target, ApiError> {
             .enumerate()
             .map(|(i, u)| {
                 UserId::parse(u).map_err(|e| {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.message).with_field(format!("user_ids[{i}]"))
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.message)
+                        .with_field(format!("user_ids[{i}]"))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Target::Users(users));
     }
     let role = body.role.as_deref().unwrap_or_default();
-    Ok(Target::Role(role.parse().map_err(crate::service::ServiceError::from)?))
+    Ok(Target::Role(
+        role.parse().map_err(crate::service::ServiceError::from)?,
+    ))
 }
 
 /// Publish a notification to one user, a list of users, or every user of a role.
@@ -106,22 +119,35 @@ async fn publish(
 ) -> ApiResult<(StatusCode, Json<PublishResponse>)> {
     let body = req.body;
     let target = target(&body)?;
-    let data_json = body.data.as_ref().map(|d| d.get().to_owned()).filter(|d| d != "null");
+    let data_json = body
+        .data
+        .as_ref()
+        .map(|d| d.get().to_owned())
+        .filter(|d| d != "null");
     let content = NotificationContent::parse(ContentInput {
         title: &body.title,
         message: &body.message,
         kind: body.kind.as_deref(),
         category: body.category.as_deref(),
-        related: body.related.as_ref().map(|r| (r.kind.as_str(), r.id.as_str())),
+        related: body
+            .related
+            .as_ref()
+            .map(|r| (r.kind.as_str(), r.id.as_str())),
         link: body.link.as_deref(),
         data_json,
     })
     .map_err(crate::service::ServiceError::from)?;
-    let published = state.publisher.publish(&tenant, target, content, req.claim).await?;
+    let published = state
+        .publisher
+        .publish(&tenant, target, content, req.claim)
+        .await?;
     let notifications = published
         .created
         .into_iter()
-        .map(|(id, user)| PublishedItem { id: id.to_string(), user_id: user.as_str().to_owned() })
+        .map(|(id, user)| PublishedItem {
+            id: id.to_string(),
+            user_id: user.as_str().to_owned(),
+        })
         .collect();
     Ok((StatusCode::CREATED, Json(PublishResponse { notifications })))
 }

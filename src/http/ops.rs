@@ -12,7 +12,10 @@ use utoipa_axum::routes;
 use super::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics_text))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -51,7 +54,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         bus_status: if bus_ok { "ok" } else { "down" },
         connections: state.hub.connection_count(),
     };
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 

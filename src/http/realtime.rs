@@ -32,7 +32,9 @@ const WRITE_BATCH: usize = 64;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ws)).routes(routes!(sse))
+    OpenApiRouter::new()
+        .routes(routes!(ws))
+        .routes(routes!(sse))
 }
 
 /// The user of a realtime request: token from `Authorization` or `?token=`.
@@ -40,7 +42,10 @@ pub(super) struct RealtimeUser(UserPrincipal);
 
 impl FromRequestParts<AppState> for RealtimeUser {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         realtime_user(parts, state).await.map(RealtimeUser)
     }
 }
@@ -48,9 +53,9 @@ impl FromRequestParts<AppState> for RealtimeUser {
 fn resume_point(raw: Option<String>, field: &str) -> Result<Option<NotificationId>, ApiError> {
     match raw.as_deref() {
         None | Some("") => Ok(None),
-        Some(s) => NotificationId::parse(s)
-            .map(Some)
-            .map_err(|_| ApiError::bad_request("not a notification id").with_field(field.to_owned())),
+        Some(s) => NotificationId::parse(s).map(Some).map_err(|_| {
+            ApiError::bad_request("not a notification id").with_field(field.to_owned())
+        }),
     }
 }
 
@@ -72,7 +77,8 @@ async fn ws(
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let since = resume_point(url_param(uri.query().unwrap_or(""), "since"), "since")?;
-    let upgrade = upgrade.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", e.body_text()))?;
+    let upgrade = upgrade
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", e.body_text()))?;
     let session = state.realtime.connect(&user, since).await?;
     let settings = state.settings.clone();
     Ok(upgrade
@@ -84,7 +90,12 @@ async fn ws(
         .on_upgrade(move |socket| run_ws(socket, session, state, settings)))
 }
 
-async fn run_ws(mut socket: WebSocket, mut session: Session, state: AppState, settings: super::RealtimeSettings) {
+async fn run_ws(
+    mut socket: WebSocket,
+    mut session: Session,
+    state: AppState,
+    settings: super::RealtimeSettings,
+) {
     let pushed = metrics::counter!("tidings_frames_pushed_total", "transport" => "ws");
     let period = settings.ws_ping_interval;
     let mut ping = interval_at(Instant::now() + period, period);
@@ -141,12 +152,19 @@ async fn run_ws(mut socket: WebSocket, mut session: Session, state: AppState, se
             tracing::info!(user = %session.reg.user, connection = %session.reg.id, "closing slow consumer");
         }
         let (code, text) = reason.ws_code();
-        let close = Message::Close(Some(CloseFrame { code, reason: text.into() }));
+        let close = Message::Close(Some(CloseFrame {
+            code,
+            reason: text.into(),
+        }));
         let _ = tokio::time::timeout(settings.write_timeout, socket.send(close)).await;
     }
 }
 
-async fn write_frames(socket: &mut WebSocket, batch: Vec<Frame>, timeout: Duration) -> Result<(), ()> {
+async fn write_frames(
+    socket: &mut WebSocket,
+    batch: Vec<Frame>,
+    timeout: Duration,
+) -> Result<(), ()> {
     let write = async {
         for f in batch {
             socket.feed(Message::Text(f.ws_text())).await?;
@@ -173,12 +191,18 @@ async fn handle_client_frame(state: &AppState, session: &Session, text: &str) ->
     let (tenant, user) = (&session.reg.tenant, &session.reg.user);
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
-        Err(e) => return Some(frames::error("bad_frame", &format!("expected mark_read, mark_all_read or ping: {e}"))),
+        Err(e) => {
+            return Some(frames::error(
+                "bad_frame",
+                &format!("expected mark_read, mark_all_read or ping: {e}"),
+            ))
+        }
     };
     let result = match frame {
         ClientFrame::Ping => return Some(frames::pong()),
         ClientFrame::MarkRead { ids } => {
-            let parsed: Result<Vec<NotificationId>, _> = ids.iter().map(|s| NotificationId::parse(s)).collect();
+            let parsed: Result<Vec<NotificationId>, _> =
+                ids.iter().map(|s| NotificationId::parse(s)).collect();
             match parsed {
                 Ok(ids) => state.inbox.read_many(tenant, user, &ids).await,
                 Err(_) => return Some(frames::error("bad_frame", "ids must be notification ids")),
@@ -204,7 +228,11 @@ async fn handle_client_frame(state: &AppState, session: &Session, text: &str) ->
     responses((status = 200, content_type = "text/event-stream", description = "event stream"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
-async fn sse(State(state): State<AppState>, RealtimeUser(user): RealtimeUser, parts: SseParts) -> ApiResult<Response> {
+async fn sse(
+    State(state): State<AppState>,
+    RealtimeUser(user): RealtimeUser,
+    parts: SseParts,
+) -> ApiResult<Response> {
     let since = resume_point(parts.last_event_id, "Last-Event-ID")?;
     let session = state.realtime.connect(&user, since).await?;
     let heartbeat = state.settings.sse_heartbeat;
@@ -244,7 +272,10 @@ async fn sse(State(state): State<AppState>, RealtimeUser(user): RealtimeUser, pa
     );
     let mut res = Response::new(Body::from_stream(stream));
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res.into_response())
@@ -258,8 +289,13 @@ pub(super) struct SseParts {
 impl<S: Send + Sync> FromRequestParts<S> for SseParts {
     type Rejection = Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let last_event_id = header.or_else(|| url_param(parts.uri.query().unwrap_or(""), "last_event_id"));
+        let header = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let last_event_id =
+            header.or_else(|| url_param(parts.uri.query().unwrap_or(""), "last_event_id"));
         Ok(SseParts { last_event_id })
     }
 }

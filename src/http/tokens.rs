@@ -43,9 +43,26 @@ pub(super) struct MintResponse {
                (status = 422, body = ErrorBody)),
     security(("api_key" = []))
 )]
-async fn mint(State(state): State<AppState>, ApiKey(tenant): ApiKey, ApiJson(body): ApiJson<MintBody>) -> ApiResult<Json<MintResponse>> {
+async fn mint(
+    State(state): State<AppState>,
+    ApiKey(tenant): ApiKey,
+    ApiJson(body): ApiJson<MintBody>,
+) -> ApiResult<Json<MintResponse>> {
     let user = UserId::parse(&body.user_id).map_err(ServiceError::from)?;
     let role: Role = body.role.parse().map_err(ServiceError::from)?;
-    let t = state.auth.mint(&tenant, &user, role, body.ttl_seconds, body.name, body.locale).await?;
-    Ok(Json(MintResponse { token: t.token, expires_at: crate::wire::time(t.expires_at) }))
+    let t = state
+        .auth
+        .mint(
+            &tenant,
+            &user,
+            role,
+            body.ttl_seconds,
+            body.name,
+            body.locale,
+        )
+        .await?;
+    Ok(Json(MintResponse {
+        token: t.token,
+        expires_at: crate::wire::time(t.expires_at),
+    }))
 }

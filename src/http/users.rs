@@ -17,7 +17,9 @@ use crate::domain::user::DirectoryUser;
 use crate::service::ServiceError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(put_user)).routes(routes!(list_users))
+    OpenApiRouter::new()
+        .routes(routes!(put_user))
+        .routes(routes!(list_users))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -106,7 +108,11 @@ async fn put_user(
                (status = 403, body = ErrorBody)),
     security(("api_key" = []), ("user_token" = []))
 )]
-async fn list_users(State(state): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<UserQuery>) -> ApiResult<Json<UserPage>> {
+async fn list_users(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<Json<UserPage>> {
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let role = q
         .role

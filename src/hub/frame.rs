@@ -119,13 +119,22 @@ mod tests {
 
     #[test]
     fn frames_render_both_transports_from_one_encoding() {
-        let f = Frame::new(FrameKind::Notification(NotificationId::from_seq(5)), r#"{"a":1}"#);
-        assert_eq!(f.ws_text().as_str(), r#"{"type":"notification","data":{"a":1}}"#);
+        let f = Frame::new(
+            FrameKind::Notification(NotificationId::from_seq(5)),
+            r#"{"a":1}"#,
+        );
+        assert_eq!(
+            f.ws_text().as_str(),
+            r#"{"type":"notification","data":{"a":1}}"#
+        );
         assert_eq!(
             &f.sse_chunk()[..],
             b"event: notification\nid: n0000000000000005\ndata: {\"a\":1}\n\n"
         );
         let g = f.clone();
-        assert!(std::ptr::eq(f.ws_text().as_str().as_ptr(), g.ws_text().as_str().as_ptr()));
+        assert!(std::ptr::eq(
+            f.ws_text().as_str().as_ptr(),
+            g.ws_text().as_str().as_ptr()
+        ));
     }
 }

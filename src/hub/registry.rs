@@ -97,7 +97,8 @@ impl Hub {
             bus,
         });
         let sink: Arc<dyn BusSink> = hub.clone();
-        hub.bus.attach(node, Arc::downgrade(&sink) as Weak<dyn BusSink>);
+        hub.bus
+            .attach(node, Arc::downgrade(&sink) as Weak<dyn BusSink>);
         hub
     }
 
@@ -111,7 +112,11 @@ impl Hub {
 
     /// Registers a connection. When this returns, every event published for the
     /// user from now on, on any node, reaches the returned queue (or overflows it).
-    pub async fn register(self: &Arc<Self>, tenant: TenantId, user: UserId) -> Result<Registration, BusError> {
+    pub async fn register(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Registration, BusError> {
         self.bus.subscribe(&tenant, &user).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.config.queue_capacity);
@@ -119,9 +124,20 @@ impl Hub {
         self.users
             .entry((tenant.clone(), user.clone()))
             .or_default()
-            .push(Conn { id, tx, signal: signal.clone() });
+            .push(Conn {
+                id,
+                tx,
+                signal: signal.clone(),
+            });
         metrics::gauge!("tidings_connections").increment(1.0);
-        Ok(Registration { hub: self.clone(), tenant, user, id, rx, signal })
+        Ok(Registration {
+            hub: self.clone(),
+            tenant,
+            user,
+            id,
+            rx,
+            signal,
+        })
     }
 
     fn unregister(&self, tenant: &TenantId, user: &UserId, id: ConnectionId) {
@@ -140,7 +156,11 @@ impl Hub {
             return;
         }
         self.deliver_local(&tenant, &deliveries);
-        let envelope = Envelope { origin: self.node, tenant, deliveries };
+        let envelope = Envelope {
+            origin: self.node,
+            tenant,
+            deliveries,
+        };
         if let Err(e) = self.bus.publish(&envelope).await {
             // The events are stored; other nodes catch up when the bus returns.
             metrics::counter!("tidings_bus_publish_errors_total").increment(1);
@@ -165,7 +185,8 @@ impl Hub {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             if c.signal.peek() & flags::SLOW == 0 {
-                                metrics::counter!("tidings_slow_consumer_closes_total").increment(1);
+                                metrics::counter!("tidings_slow_consumer_closes_total")
+                                    .increment(1);
                             }
                             c.signal.raise(flags::SLOW);
                         }

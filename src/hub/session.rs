@@ -26,8 +26,12 @@ pub struct CatchUpFrames {
 /// Reads missed notifications from the store; implemented by the service layer.
 #[async_trait]
 pub trait CatchUp: Send + Sync {
-    async fn catch_up(&self, tenant: &TenantId, user: &UserId, after: Option<NotificationId>)
-        -> Result<CatchUpFrames, String>;
+    async fn catch_up(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        after: Option<NotificationId>,
+    ) -> Result<CatchUpFrames, String>;
     /// The frame for an unread count (shared encoding with live events).
     fn unread_frame(&self, count: UnreadCount) -> Frame;
 }
@@ -154,13 +158,18 @@ impl Session {
                 return Output::Close(CloseReason::SlowConsumer);
             }
             if raised & flags::RESYNC != 0 {
-                match self.catch_up.catch_up(&self.reg.tenant, &self.reg.user, Some(self.last_seen)).await {
+                match self
+                    .catch_up
+                    .catch_up(&self.reg.tenant, &self.reg.user, Some(self.last_seen))
+                    .await
+                {
                     Ok(more) => {
                         self.reg.signal.clear(flags::RESYNC);
                         self.queue_replay(more.notifications);
                         if more.unread.version > self.unread_version {
                             self.unread_version = more.unread.version;
-                            self.pending.push_back(self.catch_up.unread_frame(more.unread));
+                            self.pending
+                                .push_back(self.catch_up.unread_frame(more.unread));
                         }
                     }
                     Err(_) => return Output::Close(CloseReason::Unavailable),

@@ -35,9 +35,17 @@ pub struct NewApiKey {
 }
 
 pub fn generate_api_key() -> NewApiKey {
-    let secret: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+    let secret: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
     let key = format!("{API_KEY_PREFIX}{secret}");
-    NewApiKey { prefix: key[..KEY_HANDLE_LEN].to_owned(), hash: hash_key(&key), key }
+    NewApiKey {
+        prefix: key[..KEY_HANDLE_LEN].to_owned(),
+        hash: hash_key(&key),
+        key,
+    }
 }
 
 /// API keys are 40 random alphanumerics (~238 bits), so a plain SHA-256 is enough:
@@ -96,7 +104,12 @@ pub struct MintedToken {
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, cache_ttl: Duration) -> Self {
-        Self { store, cache_ttl, keys: DashMap::new(), secrets: DashMap::new() }
+        Self {
+            store,
+            cache_ttl,
+            keys: DashMap::new(),
+            secrets: DashMap::new(),
+        }
     }
 
     fn fresh<T>(&self, c: &Cached<T>) -> bool {
@@ -105,7 +118,11 @@ impl Authenticator {
 
     pub async fn api_key(&self, raw: &str) -> Result<Principal, ServiceError> {
         let hash = hash_key(raw);
-        let cached = self.keys.get(&hash).filter(|c| self.fresh(c)).map(|c| c.value.clone());
+        let cached = self
+            .keys
+            .get(&hash)
+            .filter(|c| self.fresh(c))
+            .map(|c| c.value.clone());
         let found = match cached {
             Some(v) => v,
             None => {
@@ -114,11 +131,18 @@ impl Authenticator {
                 if self.keys.len() >= CACHE_MAX_ENTRIES {
                     self.keys.clear();
                 }
-                self.keys.insert(hash, Cached { value: v.clone(), at: Instant::now() });
+                self.keys.insert(
+                    hash,
+                    Cached {
+                        value: v.clone(),
+                        at: Instant::now(),
+                    },
+                );
                 v
             }
         };
-        let (tenant, key_prefix) = found.ok_or(ServiceError::Unauthorized("invalid or revoked API key"))?;
+        let (tenant, key_prefix) =
+            found.ok_or(ServiceError::Unauthorized("invalid or revoked API key"))?;
         Ok(Principal::ApiKey { tenant, key_prefix })
     }
 
@@ -130,7 +154,13 @@ impl Authenticator {
         if self.secrets.len() >= CACHE_MAX_ENTRIES {
             self.secrets.clear();
         }
-        self.secrets.insert(tenant.clone(), Cached { value: v.clone(), at: Instant::now() });
+        self.secrets.insert(
+            tenant.clone(),
+            Cached {
+                value: v.clone(),
+                at: Instant::now(),
+            },
+        );
         Ok(v)
     }
 
@@ -141,7 +171,9 @@ impl Authenticator {
         // The tenant must be read before the signature can be checked; nothing from
         // this unverified read is trusted beyond choosing which secret to verify with.
         let payload = token.split('.').nth(1).ok_or(BAD)?;
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| BAD)?;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| BAD)?;
         let tenant: TenantOnly = serde_json::from_slice(&payload).map_err(|_| BAD)?;
         let tenant = TenantId::parse(&tenant.tenant).map_err(|_| BAD)?;
         let secret = self.secret(&tenant).await?.ok_or(BAD)?;
@@ -149,11 +181,17 @@ impl Authenticator {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ServiceError::Unauthorized("token expired"),
-                _ => BAD,
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(secret.as_bytes()),
+            &validation,
+        )
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ServiceError::Unauthorized("token expired")
+            }
+            _ => BAD,
+        })?;
         let c = data.claims;
         if c.tenant != tenant.as_str() {
             return Err(BAD);
@@ -194,19 +232,33 @@ impl Authenticator {
             name,
             locale,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(MintedToken { token, expires_at })
     }
 }
 
 /// Creates a tenant with a fresh secret and key (CLI `tenant create`).
-pub async fn create_tenant(store: &dyn Store, tenant: &TenantId, name: &str) -> Result<(NewApiKey, String), ServiceError> {
+pub async fn create_tenant(
+    store: &dyn Store,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<(NewApiKey, String), ServiceError> {
     let secret = generate_jwt_secret();
-    store.create_tenant(tenant, name, &secret).await.map_err(|e| match e {
-        StoreError::Conflict(_) => ServiceError::Conflict { code: "tenant_exists", message: format!("tenant {tenant} exists") },
-        other => other.into(),
-    })?;
+    store
+        .create_tenant(tenant, name, &secret)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ServiceError::Conflict {
+                code: "tenant_exists",
+                message: format!("tenant {tenant} exists"),
+            },
+            other => other.into(),
+        })?;
     let key = generate_api_key();
     store.insert_api_key(tenant, &key.prefix, &key.hash).await?;
     Ok((key, secret))

@@ -11,7 +11,10 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub fn notification(n: &Notification) -> Frame {
-    Frame::new(FrameKind::Notification(n.id), encode(&NotificationWire::from_domain(n)))
+    Frame::new(
+        FrameKind::Notification(n.id),
+        encode(&NotificationWire::from_domain(n)),
+    )
 }
 
 pub fn unread(c: UnreadCount) -> Frame {
@@ -19,7 +22,12 @@ pub fn unread(c: UnreadCount) -> Frame {
 }
 
 pub fn read(ids: &[NotificationId]) -> Frame {
-    Frame::new(FrameKind::Read, encode(&ReadWire { ids: ids.iter().map(|i| i.to_string()).collect() }))
+    Frame::new(
+        FrameKind::Read,
+        encode(&ReadWire {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }),
+    )
 }
 
 pub fn read_all() -> Frame {

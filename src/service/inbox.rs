@@ -27,18 +27,35 @@ impl Inbox {
         Self { store, hub }
     }
 
-    pub async fn list(&self, tenant: &TenantId, user: &UserId, filter: InboxFilter, page: PageRequest)
-        -> Result<Page<Notification>, ServiceError> {
+    pub async fn list(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        filter: InboxFilter,
+        page: PageRequest,
+    ) -> Result<Page<Notification>, ServiceError> {
         Ok(self.store.list(tenant, user, filter, page).await?)
     }
 
-    pub async fn unread(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, ServiceError> {
+    pub async fn unread(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<UnreadCount, ServiceError> {
         Ok(self.store.unread_count(tenant, user).await?)
     }
 
     /// Marks one notification read: `NotFound` if it is not this user's.
-    pub async fn read_one(&self, tenant: &TenantId, user: &UserId, id: NotificationId) -> Result<UnreadCount, ServiceError> {
-        let out = self.store.mark_read(tenant, user, &[id], Utc::now()).await?;
+    pub async fn read_one(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: NotificationId,
+    ) -> Result<UnreadCount, ServiceError> {
+        let out = self
+            .store
+            .mark_read(tenant, user, &[id], Utc::now())
+            .await?;
         if out.changed.is_empty() && !self.store.owns(tenant, user, id).await? {
             return Err(ServiceError::NotFound);
         }
@@ -47,7 +64,12 @@ impl Inbox {
     }
 
     /// Marks many read (the WebSocket `mark_read` frame); ids not this user's are ignored.
-    pub async fn read_many(&self, tenant: &TenantId, user: &UserId, ids: &[NotificationId]) -> Result<UnreadCount, ServiceError> {
+    pub async fn read_many(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &[NotificationId],
+    ) -> Result<UnreadCount, ServiceError> {
         if ids.len() > MAX_READ_IDS {
             return Err(Invalid::new("ids", format!("at most {MAX_READ_IDS} ids")).into());
         }
@@ -56,16 +78,31 @@ impl Inbox {
         Ok(out.count)
     }
 
-    pub async fn read_all(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, ServiceError> {
+    pub async fn read_all(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<UnreadCount, ServiceError> {
         let out = self.store.mark_all_read(tenant, user, Utc::now()).await?;
         self.announce(tenant, user, &out, true).await;
         Ok(out.count)
     }
 
-    pub async fn archive(&self, tenant: &TenantId, user: &UserId, id: NotificationId) -> Result<UnreadCount, ServiceError> {
+    pub async fn archive(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: NotificationId,
+    ) -> Result<UnreadCount, ServiceError> {
         let count = self.store.archive(tenant, user, id, Utc::now()).await?;
         self.hub
-            .publish(tenant.clone(), vec![Delivery { user: user.clone(), frame: frames::unread(count) }])
+            .publish(
+                tenant.clone(),
+                vec![Delivery {
+                    user: user.clone(),
+                    frame: frames::unread(count),
+                }],
+            )
             .await;
         Ok(count)
     }
@@ -73,22 +110,42 @@ impl Inbox {
     async fn announce(&self, tenant: &TenantId, user: &UserId, out: &ReadOutcome, all: bool) {
         let mut deliveries = Vec::with_capacity(2);
         if all && out.count.version > 0 {
-            deliveries.push(Delivery { user: user.clone(), frame: frames::read_all() });
+            deliveries.push(Delivery {
+                user: user.clone(),
+                frame: frames::read_all(),
+            });
         } else if !out.changed.is_empty() {
-            deliveries.push(Delivery { user: user.clone(), frame: frames::read(&out.changed) });
+            deliveries.push(Delivery {
+                user: user.clone(),
+                frame: frames::read(&out.changed),
+            });
         } else {
             return; // nothing changed: no event, no version bump
         }
-        deliveries.push(Delivery { user: user.clone(), frame: frames::unread(out.count) });
+        deliveries.push(Delivery {
+            user: user.clone(),
+            frame: frames::unread(out.count),
+        });
         self.hub.publish(tenant.clone(), deliveries).await;
     }
 
-    pub async fn preferences(&self, tenant: &TenantId, user: &UserId) -> Result<StaffPreferences, ServiceError> {
+    pub async fn preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<StaffPreferences, ServiceError> {
         Ok(self.store.staff_preferences(tenant, user).await?)
     }
 
-    pub async fn set_preferences(&self, tenant: &TenantId, user: &UserId, prefs: StaffPreferences) -> Result<StaffPreferences, ServiceError> {
-        self.store.put_staff_preferences(tenant, user, &prefs).await?;
+    pub async fn set_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        prefs: StaffPreferences,
+    ) -> Result<StaffPreferences, ServiceError> {
+        self.store
+            .put_staff_preferences(tenant, user, &prefs)
+            .await?;
         Ok(prefs)
     }
 }

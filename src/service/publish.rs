@@ -55,7 +55,12 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn start(store: Arc<dyn Store>, hub: Arc<Hub>, directory: Arc<Directory>, config: PublishConfig) -> Arc<Self> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        directory: Arc<Directory>,
+        config: PublishConfig,
+    ) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         // Bounded: if fan-out falls behind, the writer waits instead of buffering without limit.
         let (fanout_tx, fanout_rx) = mpsc::channel(64);
@@ -75,26 +80,45 @@ impl Publisher {
             Target::User(u) => vec![u],
             Target::Users(users) => {
                 if users.is_empty() || users.len() > MAX_USER_IDS {
-                    return Err(Invalid::new("user_ids", format!("must list 1..{MAX_USER_IDS} users")).into());
+                    return Err(Invalid::new(
+                        "user_ids",
+                        format!("must list 1..{MAX_USER_IDS} users"),
+                    )
+                    .into());
                 }
                 let mut seen = std::collections::HashSet::with_capacity(users.len());
-                users.into_iter().filter(|u| seen.insert(u.clone())).collect()
+                users
+                    .into_iter()
+                    .filter(|u| seen.insert(u.clone()))
+                    .collect()
             }
             Target::Role(role) => self.directory.with_role(tenant, role).await?,
         };
         let started = Instant::now();
         let (reply, rx) = oneshot::channel();
-        let req = PublishRequest { tenant: tenant.clone(), recipients, content, idempotency, now: Utc::now() };
+        let req = PublishRequest {
+            tenant: tenant.clone(),
+            recipients,
+            content,
+            idempotency,
+            now: Utc::now(),
+        };
         self.jobs
-            .send(Job { req, started, reply })
+            .send(Job {
+                req,
+                started,
+                reply,
+            })
             .await
             .map_err(|_| ServiceError::Unavailable("publisher stopped".into()))?;
-        let outcome = rx.await.map_err(|_| ServiceError::Unavailable("publisher stopped".into()))??;
+        let outcome = rx
+            .await
+            .map_err(|_| ServiceError::Unavailable("publisher stopped".into()))??;
         metrics::histogram!("tidings_publish_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
-            PublishOutcome::Created { notifications, .. } => {
-                Ok(Published { created: notifications.into_iter().map(|n| (n.id, n.user)).collect() })
-            }
+            PublishOutcome::Created { notifications, .. } => Ok(Published {
+                created: notifications.into_iter().map(|n| (n.id, n.user)).collect(),
+            }),
             PublishOutcome::Replayed { created } => Ok(Published { created }),
             PublishOutcome::KeyReused => Err(ServiceError::Conflict {
                 code: "idempotency_key_reused",
@@ -124,7 +148,11 @@ async fn writer(
             }
         }
         let reqs: Vec<PublishRequest> = batch.iter().map(|j| j.req.clone()).collect();
-        let waited = batch.iter().map(|j| j.started.elapsed()).max().unwrap_or_default();
+        let waited = batch
+            .iter()
+            .map(|j| j.started.elapsed())
+            .max()
+            .unwrap_or_default();
         metrics::histogram!("tidings_publish_batch_rows").record(rows as f64);
         metrics::histogram!("tidings_publish_queue_seconds").record(waited.as_secs_f64());
         match store.insert_batch(&reqs).await {
@@ -157,14 +185,28 @@ async fn fanout(hub: Arc<Hub>, mut rx: mpsc::Receiver<Vec<PublishOutcome>>) {
     while let Some(outcomes) = rx.recv().await {
         let mut by_tenant: HashMap<TenantId, Vec<Delivery>> = HashMap::new();
         for outcome in outcomes {
-            let PublishOutcome::Created { notifications, counts } = outcome else { continue };
-            let Some(tenant) = notifications.first().map(|n| n.tenant.clone()) else { continue };
+            let PublishOutcome::Created {
+                notifications,
+                counts,
+            } = outcome
+            else {
+                continue;
+            };
+            let Some(tenant) = notifications.first().map(|n| n.tenant.clone()) else {
+                continue;
+            };
             let out = by_tenant.entry(tenant).or_default();
             for n in notifications.iter().filter(|n| !n.silent) {
-                out.push(Delivery { user: n.user.clone(), frame: frames::notification(n) });
+                out.push(Delivery {
+                    user: n.user.clone(),
+                    frame: frames::notification(n),
+                });
             }
             for (user, count) in counts {
-                out.push(Delivery { user, frame: frames::unread(count) });
+                out.push(Delivery {
+                    user,
+                    frame: frames::unread(count),
+                });
             }
         }
         for (tenant, deliveries) in by_tenant {

@@ -35,14 +35,27 @@ pub struct StoreCatchUp {
 
 #[async_trait]
 impl CatchUp for StoreCatchUp {
-    async fn catch_up(&self, tenant: &TenantId, user: &UserId, after: Option<NotificationId>) -> Result<CatchUpFrames, String> {
+    async fn catch_up(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        after: Option<NotificationId>,
+    ) -> Result<CatchUpFrames, String> {
         // The count is read first: anything committed after it arrives live (the
         // connection is already registered) or in the replay, never neither.
-        let unread = self.store.unread_count(tenant, user).await.map_err(|e| e.to_string())?;
+        let unread = self
+            .store
+            .unread_count(tenant, user)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut notifications = Vec::new();
         if let Some(mut cursor) = after {
             loop {
-                let page = self.store.replay_after(tenant, user, cursor, REPLAY_PAGE).await.map_err(|e| e.to_string())?;
+                let page = self
+                    .store
+                    .replay_after(tenant, user, cursor, REPLAY_PAGE)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let full = page.len() == REPLAY_PAGE as usize;
                 for n in &page {
                     cursor = n.id;
@@ -53,7 +66,10 @@ impl CatchUp for StoreCatchUp {
                 }
             }
         }
-        Ok(CatchUpFrames { notifications, unread })
+        Ok(CatchUpFrames {
+            notifications,
+            unread,
+        })
     }
 
     fn unread_frame(&self, count: UnreadCount) -> Frame {
@@ -62,9 +78,22 @@ impl CatchUp for StoreCatchUp {
 }
 
 impl Realtime {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, directory: Arc<Directory>, max_replay: u32) -> Self {
-        let catch_up = Arc::new(StoreCatchUp { store: store.clone(), max_replay });
-        Self { store, hub, directory, catch_up }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        directory: Arc<Directory>,
+        max_replay: u32,
+    ) -> Self {
+        let catch_up = Arc::new(StoreCatchUp {
+            store: store.clone(),
+            max_replay,
+        });
+        Self {
+            store,
+            hub,
+            directory,
+            catch_up,
+        }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -72,7 +101,11 @@ impl Realtime {
     }
 
     /// Opens a session for a verified user, resuming after `since` when given.
-    pub async fn connect(&self, user: &UserPrincipal, since: Option<NotificationId>) -> Result<Session, ServiceError> {
+    pub async fn connect(
+        &self,
+        user: &UserPrincipal,
+        since: Option<NotificationId>,
+    ) -> Result<Session, ServiceError> {
         if let Err(e) = self.directory.note_claims(user).await {
             // The directory is a convenience for role publishes; a failed write must
             // not keep a staff member from their notifications. It is retried next connect.
@@ -87,9 +120,15 @@ impl Realtime {
             u64::try_from(user.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
         );
         let (uid, cid) = (reg.user.clone(), reg.id);
-        Session::start(reg, self.catch_up.clone(), since, move |c| frames::hello(&uid, cid, c), expires_in)
-            .await
-            .map_err(ServiceError::Unavailable)
+        Session::start(
+            reg,
+            self.catch_up.clone(),
+            since,
+            move |c| frames::hello(&uid, cid, c),
+            expires_in,
+        )
+        .await
+        .map_err(ServiceError::Unavailable)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

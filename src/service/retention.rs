@@ -10,14 +10,20 @@ use crate::store::Store;
 /// Rows per delete statement, so one run never holds the write lock for long.
 const PURGE_CHUNK: u32 = 1000;
 
-pub async fn run(store: Arc<dyn Store>, max_age: Duration, every: Duration, stop: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    max_age: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(90));
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(90));
         let mut total = 0;
         loop {
             match store.purge_before(cutoff, PURGE_CHUNK).await {

@@ -14,7 +14,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{Health, StoreError, StoreOptions};
 
@@ -36,8 +38,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("temp_store", "memory");
         if let Some(dir) = sqlite_parent_dir(&options.url) {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -61,7 +64,9 @@ impl SqliteStore {
 
 /// The directory of a file-backed SQLite URL, so a fresh checkout needs no `mkdir`.
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -78,7 +83,9 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             StoreError::Unavailable(e.to_string())
         }
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
         // SQLITE_BUSY (5) / SQLITE_LOCKED (6): another process held the lock past the busy timeout.
         sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")) => {
             StoreError::Unavailable(e.to_string())
@@ -113,7 +120,10 @@ pub(super) fn placeholders(n: usize) -> String {
 #[async_trait]
 impl Health for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 }

@@ -12,13 +12,24 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let token = app.token("u-1", "provider").await;
     let (s, p1) = app.get_user(&token, "/v1/me/notifications?limit=2").await;
     assert_eq!(s, 200);
-    let titles = |p: &serde_json::Value| p["items"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let titles = |p: &serde_json::Value| {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(titles(&p1), ["n4", "n3"]);
     let c1 = p1["next_cursor"].as_str().unwrap();
-    let (_, p2) = app.get_user(&token, &format!("/v1/me/notifications?limit=2&cursor={c1}")).await;
+    let (_, p2) = app
+        .get_user(&token, &format!("/v1/me/notifications?limit=2&cursor={c1}"))
+        .await;
     assert_eq!(titles(&p2), ["n2", "n1"]);
     let c2 = p2["next_cursor"].as_str().unwrap();
-    let (_, p3) = app.get_user(&token, &format!("/v1/me/notifications?limit=2&cursor={c2}")).await;
+    let (_, p3) = app
+        .get_user(&token, &format!("/v1/me/notifications?limit=2&cursor={c2}"))
+        .await;
     assert_eq!(titles(&p3), ["n0"]);
     assert!(p3["next_cursor"].is_null());
     // Ids sort like their creation order.
@@ -26,11 +37,19 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     sorted.sort();
     assert_eq!(sorted, ids);
     for bad in ["limit=0", "limit=abc", "cursor=!!", "status=maybe"] {
-        let (s, b) = app.get_user(&token, &format!("/v1/me/notifications?{bad}")).await;
+        let (s, b) = app
+            .get_user(&token, &format!("/v1/me/notifications?{bad}"))
+            .await;
         assert_error(s, &b, 400, "bad_request");
     }
-    let (_, big) = app.get_user(&token, "/v1/me/notifications?limit=5000").await;
-    assert_eq!(big["items"].as_array().unwrap().len(), 5, "limit is capped, not rejected");
+    let (_, big) = app
+        .get_user(&token, "/v1/me/notifications?limit=5000")
+        .await;
+    assert_eq!(
+        big["items"].as_array().unwrap().len(),
+        5,
+        "limit is capped, not rejected"
+    );
 }
 
 #[tokio::test]
@@ -43,36 +62,77 @@ async fn read_read_all_archive_keep_the_count_right() {
     let (_, n) = app.get_user(&token, "/v1/me/unread-count").await;
     assert_eq!(n["unread"], 3);
 
-    let (s, n) = app.post_user(&token, &format!("/v1/me/notifications/{a}/read")).await;
+    let (s, n) = app
+        .post_user(&token, &format!("/v1/me/notifications/{a}/read"))
+        .await;
     assert_eq!((s.as_u16(), n["unread"].clone()), (200, json!(2)));
-    let (s, n) = app.post_user(&token, &format!("/v1/me/notifications/{a}/read")).await;
-    assert_eq!((s.as_u16(), n["unread"].clone()), (200, json!(2)), "idempotent");
-    let (s, e) = app.post_user(&token, "/v1/me/notifications/n00000000000fffff/read").await;
+    let (s, n) = app
+        .post_user(&token, &format!("/v1/me/notifications/{a}/read"))
+        .await;
+    assert_eq!(
+        (s.as_u16(), n["unread"].clone()),
+        (200, json!(2)),
+        "idempotent"
+    );
+    let (s, e) = app
+        .post_user(&token, "/v1/me/notifications/n00000000000fffff/read")
+        .await;
     assert_error(s, &e, 404, "not_found");
-    let (s, e) = app.post_user(&token, "/v1/me/notifications/garbage/read").await;
+    let (s, e) = app
+        .post_user(&token, "/v1/me/notifications/garbage/read")
+        .await;
     assert_error(s, &e, 404, "not_found");
 
-    let (_, unread) = app.get_user(&token, "/v1/me/notifications?status=unread").await;
-    let titles: Vec<_> = unread["items"].as_array().unwrap().iter().map(|n| n["title"].clone()).collect();
+    let (_, unread) = app
+        .get_user(&token, "/v1/me/notifications?status=unread")
+        .await;
+    let titles: Vec<_> = unread["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].clone())
+        .collect();
     assert_eq!(titles, vec![json!("c"), json!("b")]);
-    let (_, all) = app.get_user(&token, "/v1/me/notifications?status=all").await;
-    let read_a = all["items"].as_array().unwrap().iter().find(|n| n["id"] == json!(a)).unwrap().clone();
+    let (_, all) = app
+        .get_user(&token, "/v1/me/notifications?status=all")
+        .await;
+    let read_a = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == json!(a))
+        .unwrap()
+        .clone();
     assert_eq!(read_a["is_read"], true);
     assert!(read_a["read_at"].is_string());
 
     // Archiving an unread one lowers the count; it disappears from lists.
-    let res = app.http.delete(app.url(&format!("/v1/me/notifications/{b}"))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/me/notifications/{b}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
     let (_, n) = app.get_user(&token, "/v1/me/unread-count").await;
     assert_eq!(n["unread"], 1);
-    let res = app.http.delete(app.url(&format!("/v1/me/notifications/{b}"))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/me/notifications/{b}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
     let (_, all) = app.get_user(&token, "/v1/me/notifications").await;
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
 
     let (s, n) = app.post_user(&token, "/v1/me/notifications/read-all").await;
     assert_eq!((s.as_u16(), n["unread"].clone()), (200, json!(0)));
-    let (_, unread) = app.get_user(&token, "/v1/me/notifications?status=unread").await;
+    let (_, unread) = app
+        .get_user(&token, "/v1/me/notifications?status=unread")
+        .await;
     assert!(unread["items"].as_array().unwrap().is_empty());
     let _ = c;
 }
@@ -84,15 +144,27 @@ async fn preferences_round_trip_and_validate() {
     let (s, p) = app.get_user(&token, "/v1/me/preferences").await;
     assert_eq!(s, 200);
     assert_eq!(p, json!({"muted_categories": [], "quiet_hours": null}));
-    let put = |body: serde_json::Value| app.http.put(app.url("/v1/me/preferences")).bearer_auth(&token).json(&body).send();
+    let put = |body: serde_json::Value| {
+        app.http
+            .put(app.url("/v1/me/preferences"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
     let want = json!({"muted_categories": ["appointment.completed"], "quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Asia/Riyadh"}});
     let (s, p) = split(put(want.clone()).await.unwrap()).await;
     assert_eq!((s.as_u16(), &p), (200, &want));
     let (_, p) = app.get_user(&token, "/v1/me/preferences").await;
     assert_eq!(p, want);
     for (bad, field) in [
-        (json!({"quiet_hours": {"start": "25:00", "end": "07:00", "tz": "UTC"}}), "quiet_hours.start"),
-        (json!({"quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Moon/Base"}}), "quiet_hours.tz"),
+        (
+            json!({"quiet_hours": {"start": "25:00", "end": "07:00", "tz": "UTC"}}),
+            "quiet_hours.start",
+        ),
+        (
+            json!({"quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Moon/Base"}}),
+            "quiet_hours.tz",
+        ),
         (json!({"muted_categories": [""]}), "muted_categories"),
     ] {
         let (s, e) = split(put(bad).await.unwrap()).await;

@@ -33,19 +33,43 @@ async fn publish_to_one_user_stores_and_returns_ids() {
 #[tokio::test]
 async fn publish_to_many_users_dedupes_and_to_a_role_uses_the_directory() {
     let app = spawn_app().await;
-    let (status, body) = app.publish(json!({"user_ids": ["a", "b", "a"], "title": "t", "message": "m"})).await;
+    let (status, body) = app
+        .publish(json!({"user_ids": ["a", "b", "a"], "title": "t", "message": "m"}))
+        .await;
     assert_eq!(status, 201);
-    let users: Vec<_> = body["notifications"].as_array().unwrap().iter().map(|n| n["user_id"].clone()).collect();
+    let users: Vec<_> = body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["user_id"].clone())
+        .collect();
     assert_eq!(users, vec![json!("a"), json!("b")]);
 
-    for (u, role) in [("fd-1", "front_desk"), ("fd-2", "front_desk"), ("p-1", "provider")] {
-        let res = app.http.put(app.url(&format!("/v1/users/{u}"))).bearer_auth(&app.api_key)
-            .json(&json!({"role": role, "name": u})).send().await.unwrap();
+    for (u, role) in [
+        ("fd-1", "front_desk"),
+        ("fd-2", "front_desk"),
+        ("p-1", "provider"),
+    ] {
+        let res = app
+            .http
+            .put(app.url(&format!("/v1/users/{u}")))
+            .bearer_auth(&app.api_key)
+            .json(&json!({"role": role, "name": u}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
     }
-    let (status, body) = app.publish(json!({"role": "front_desk", "title": "t", "message": "m"})).await;
+    let (status, body) = app
+        .publish(json!({"role": "front_desk", "title": "t", "message": "m"}))
+        .await;
     assert_eq!(status, 201);
-    let mut users: Vec<_> = body["notifications"].as_array().unwrap().iter().map(|n| n["user_id"].as_str().unwrap().to_owned()).collect();
+    let mut users: Vec<_> = body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["user_id"].as_str().unwrap().to_owned())
+        .collect();
     users.sort();
     assert_eq!(users, vec!["fd-1", "fd-2"]);
 }
@@ -55,16 +79,46 @@ async fn invalid_publishes_are_rejected_with_the_field_and_change_nothing() {
     let app = spawn_app().await;
     let cases = [
         (json!({"title": "t", "message": "m"}), "user_id"),
-        (json!({"user_id": "u", "role": "admin", "title": "t", "message": "m"}), "user_id"),
-        (json!({"user_id": "u", "title": "", "message": "m"}), "title"),
-        (json!({"user_id": "u", "title": "x".repeat(201), "message": "m"}), "title"),
-        (json!({"user_id": "u", "title": "t", "message": "x".repeat(4001)}), "message"),
-        (json!({"user_id": "u", "title": "t", "message": "m", "type": "fatal"}), "type"),
-        (json!({"user_id": "u", "title": "t", "message": "m", "link": "javascript:alert(1)"}), "link"),
-        (json!({"user_id": "u", "title": "t", "message": "m", "data": {"x": "y".repeat(9000)}}), "data"),
-        (json!({"user_ids": [], "title": "t", "message": "m"}), "user_ids"),
-        (json!({"user_ids": ["ok", "bad id"], "title": "t", "message": "m"}), "user_ids[1]"),
-        (json!({"role": "janitor", "title": "t", "message": "m"}), "role"),
+        (
+            json!({"user_id": "u", "role": "admin", "title": "t", "message": "m"}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "u", "title": "", "message": "m"}),
+            "title",
+        ),
+        (
+            json!({"user_id": "u", "title": "x".repeat(201), "message": "m"}),
+            "title",
+        ),
+        (
+            json!({"user_id": "u", "title": "t", "message": "x".repeat(4001)}),
+            "message",
+        ),
+        (
+            json!({"user_id": "u", "title": "t", "message": "m", "type": "fatal"}),
+            "type",
+        ),
+        (
+            json!({"user_id": "u", "title": "t", "message": "m", "link": "javascript:alert(1)"}),
+            "link",
+        ),
+        (
+            json!({"user_id": "u", "title": "t", "message": "m", "data": {"x": "y".repeat(9000)}}),
+            "data",
+        ),
+        (
+            json!({"user_ids": [], "title": "t", "message": "m"}),
+            "user_ids",
+        ),
+        (
+            json!({"user_ids": ["ok", "bad id"], "title": "t", "message": "m"}),
+            "user_ids[1]",
+        ),
+        (
+            json!({"role": "janitor", "title": "t", "message": "m"}),
+            "role",
+        ),
         (json!({"user_id": "u", "message": "m"}), "title"),
         (json!({"user_id": "u", "title": 5, "message": "m"}), "title"),
     ];
@@ -74,7 +128,9 @@ async fn invalid_publishes_are_rejected_with_the_field_and_change_nothing() {
         assert_eq!(err["error"]["field"], field, "for {body}");
     }
     let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
-    let (status, err) = app.publish(json!({"user_ids": too_many, "title": "t", "message": "m"})).await;
+    let (status, err) = app
+        .publish(json!({"user_ids": too_many, "title": "t", "message": "m"}))
+        .await;
     assert_error(status, &err, 422, "invalid");
     let token = app.token("u", "provider").await;
     let (_, list) = app.get_user(&token, "/v1/me/notifications").await;
@@ -85,14 +141,29 @@ async fn invalid_publishes_are_rejected_with_the_field_and_change_nothing() {
 async fn malformed_oversized_and_wrong_type_bodies_get_400_413_415() {
     let app = spawn_app_with(|c| c.body_limit_bytes = 4096).await;
     let post = |body: String, ct: &'static str| {
-        app.http.post(app.url("/v1/notifications")).bearer_auth(&app.api_key).header("content-type", ct).body(body).send()
+        app.http
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(&app.api_key)
+            .header("content-type", ct)
+            .body(body)
+            .send()
     };
-    let (s, b) = split(post("{\"user_id\": ".into(), "application/json").await.unwrap()).await;
+    let (s, b) = split(
+        post("{\"user_id\": ".into(), "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(s, &b, 400, "malformed_json");
     let big = json!({"user_id": "u", "title": "t", "message": "x".repeat(5000)}).to_string();
     let (s, b) = split(post(big, "application/json").await.unwrap()).await;
     assert_error(s, &b, 413, "payload_too_large");
-    let (s, b) = split(post("user_id=u".into(), "application/x-www-form-urlencoded").await.unwrap()).await;
+    let (s, b) = split(
+        post("user_id=u".into(), "application/x-www-form-urlencoded")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(s, &b, 415, "unsupported_media_type");
 }
 
@@ -100,14 +171,27 @@ async fn malformed_oversized_and_wrong_type_bodies_get_400_413_415() {
 async fn idempotency_key_replays_the_first_response_and_conflicts_on_another_body() {
     let app = spawn_app().await;
     let send = |body: serde_json::Value, key: &'static str| {
-        app.http.post(app.url("/v1/notifications")).bearer_auth(&app.api_key).header("Idempotency-Key", key).json(&body).send()
+        app.http
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(&app.api_key)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
     };
     let body = json!({"user_ids": ["a", "b"], "title": "t", "message": "m"});
     let (s1, first) = split(send(body.clone(), "k-1").await.unwrap()).await;
     let (s2, second) = split(send(body.clone(), "k-1").await.unwrap()).await;
     assert_eq!((s1.as_u16(), s2.as_u16()), (201, 201));
     assert_eq!(first, second);
-    let (s3, err) = split(send(json!({"user_id": "a", "title": "other", "message": "m"}), "k-1").await.unwrap()).await;
+    let (s3, err) = split(
+        send(
+            json!({"user_id": "a", "title": "other", "message": "m"}),
+            "k-1",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     assert_error(s3, &err, 409, "idempotency_key_reused");
     // Concurrent retries with one key still create one notification per recipient.
     let (a, b) = tokio::join!(send(body.clone(), "k-2"), send(body.clone(), "k-2"));
@@ -116,5 +200,9 @@ async fn idempotency_key_replays_the_first_response_and_conflicts_on_another_bod
     assert_eq!(a, b);
     let token = app.token("a", "provider").await;
     let (_, list) = app.get_user(&token, "/v1/me/notifications").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 2, "one from k-1, one from k-2");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "one from k-1, one from k-2"
+    );
 }

@@ -17,7 +17,9 @@ async fn sse_streams_the_same_events_with_ids_and_headers() {
     assert_eq!(ev.id.as_deref(), Some(id.as_str()));
     assert_eq!(ev.data["title"], "hello sse");
     assert_eq!(sse.expect("unread_count").await.data["unread"], 1);
-    let (_, _) = app.post_user(&token, &format!("/v1/me/notifications/{id}/read")).await;
+    let (_, _) = app
+        .post_user(&token, &format!("/v1/me/notifications/{id}/read"))
+        .await;
     assert_eq!(sse.expect("read").await.data["ids"], json!([id]));
     assert_eq!(sse.expect("unread_count").await.data["unread"], 0);
 }
@@ -31,13 +33,30 @@ async fn sse_resumes_from_last_event_id_header_or_query() {
     let third = app.publish_to("u-1", "third").await;
     let mut sse = app.sse(&token, Some(&first)).await;
     sse.expect("hello").await;
-    assert_eq!(sse.expect("notification").await.id.as_deref(), Some(second.as_str()));
-    assert_eq!(sse.expect("notification").await.id.as_deref(), Some(third.as_str()));
+    assert_eq!(
+        sse.expect("notification").await.id.as_deref(),
+        Some(second.as_str())
+    );
+    assert_eq!(
+        sse.expect("notification").await.id.as_deref(),
+        Some(third.as_str())
+    );
 
-    let mut by_query = app.sse(&format!("{token}&last_event_id={second}"), None).await;
+    let mut by_query = app
+        .sse(&format!("{token}&last_event_id={second}"), None)
+        .await;
     by_query.expect("hello").await;
-    assert_eq!(by_query.expect("notification").await.id.as_deref(), Some(third.as_str()));
-    let res = app.http.get(app.url(&format!("/v1/sse?token={token}"))).header("Last-Event-ID", "bogus").send().await.unwrap();
+    assert_eq!(
+        by_query.expect("notification").await.id.as_deref(),
+        Some(third.as_str())
+    );
+    let res = app
+        .http
+        .get(app.url(&format!("/v1/sse?token={token}")))
+        .header("Last-Event-ID", "bogus")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }
 
@@ -47,7 +66,10 @@ async fn sse_sends_comment_heartbeats() {
     let token = app.token("u-1", "provider").await;
     let mut sse = app.sse(&token, None).await;
     sse.expect("hello").await;
-    let ev = sse.next_event(Duration::from_secs(3)).await.expect("a heartbeat");
+    let ev = sse
+        .next_event(Duration::from_secs(3))
+        .await
+        .expect("a heartbeat");
     assert_eq!(ev.event, ":");
     assert_eq!(ev.data, json!("ping"));
 }

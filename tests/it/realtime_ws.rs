@@ -11,7 +11,11 @@ async fn three_tabs_get_each_notification_once_and_another_user_gets_none() {
     let app = spawn_app().await;
     let token = app.token("u-1", "provider").await;
     let other = app.token("u-2", "provider").await;
-    let mut tabs = vec![app.ws(&token, None).await, app.ws(&token, None).await, app.ws(&token, None).await];
+    let mut tabs = [
+        app.ws(&token, None).await,
+        app.ws(&token, None).await,
+        app.ws(&token, None).await,
+    ];
     let mut stranger = app.ws(&other, None).await;
     for t in tabs.iter_mut() {
         let hello = t.expect("hello").await;
@@ -32,7 +36,9 @@ async fn three_tabs_get_each_notification_once_and_another_user_gets_none() {
     stranger.expect_silence(QUIET).await;
 
     // Marking read in one tab updates every tab.
-    tabs[0].send(json!({"type": "mark_read", "ids": [id]})).await;
+    tabs[0]
+        .send(json!({"type": "mark_read", "ids": [id]}))
+        .await;
     for t in tabs.iter_mut() {
         assert_eq!(t.expect("read").await["ids"], json!([id]));
         assert_eq!(t.expect("unread_count").await["unread"], 0);
@@ -67,9 +73,13 @@ async fn client_frames_ping_bad_frames_and_mark_all_read() {
     assert_eq!(ws.expect("pong").await, json!({}));
     ws.send(json!({"type": "dance"})).await;
     assert_eq!(ws.expect("error").await["code"], "bad_frame");
-    ws.stream.send(tokio_tungstenite::tungstenite::Message::text("not json")).await.unwrap();
+    ws.stream
+        .send(tokio_tungstenite::tungstenite::Message::text("not json"))
+        .await
+        .unwrap();
     assert_eq!(ws.expect("error").await["code"], "bad_frame");
-    ws.send(json!({"type": "mark_read", "ids": ["nonsense"]})).await;
+    ws.send(json!({"type": "mark_read", "ids": ["nonsense"]}))
+        .await;
     assert_eq!(ws.expect("error").await["code"], "bad_frame");
     // Still open: mark_all_read works.
     ws.send(json!({"type": "mark_all_read"})).await;
@@ -117,9 +127,15 @@ async fn resume_with_since_replays_missed_in_order_then_live_without_duplicates(
     let mut got = Vec::new();
     while got.len() < published.len() {
         match resumed.next_event(WAIT).await {
-            Some(Event::Frame(t, d)) if t == "notification" => got.push(d["id"].as_str().unwrap().to_owned()),
+            Some(Event::Frame(t, d)) if t == "notification" => {
+                got.push(d["id"].as_str().unwrap().to_owned())
+            }
             Some(Event::Frame(..)) => {}
-            other => panic!("resume ended early: {other:?} after {} of {}", got.len(), published.len()),
+            other => panic!(
+                "resume ended early: {other:?} after {} of {}",
+                got.len(),
+                published.len()
+            ),
         }
     }
     assert_eq!(got, published, "no gap, no duplicate, oldest first");
@@ -141,28 +157,47 @@ async fn resume_with_since_replays_missed_in_order_then_live_without_duplicates(
 async fn muted_categories_and_quiet_hours_update_the_count_without_a_push() {
     let app = spawn_app().await;
     let token = app.token("u-1", "provider").await;
-    let res = app.http.put(app.url("/v1/me/preferences")).bearer_auth(&token)
-        .json(&json!({"muted_categories": ["appointment.completed"]})).send().await.unwrap();
+    let res = app
+        .http
+        .put(app.url("/v1/me/preferences"))
+        .bearer_auth(&token)
+        .json(&json!({"muted_categories": ["appointment.completed"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let mut ws = app.ws(&token, None).await;
     ws.expect("hello").await;
     let (s, _) = app.publish(json!({"user_id": "u-1", "title": "done", "message": "m", "category": "appointment.completed"})).await;
     assert_eq!(s, 201);
-    assert_eq!(ws.expect("unread_count").await["unread"], 1, "counted, not pushed");
+    assert_eq!(
+        ws.expect("unread_count").await["unread"],
+        1,
+        "counted, not pushed"
+    );
     app.publish(json!({"user_id": "u-1", "title": "booked", "message": "m", "category": "appointment.booked"})).await;
     assert_eq!(ws.expect("notification").await["title"], "booked");
     assert_eq!(ws.expect("unread_count").await["unread"], 2);
     let (_, list) = app.get_user(&token, "/v1/me/notifications").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 2, "muted ones are stored and listed");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "muted ones are stored and listed"
+    );
 
     // Quiet hours covering the whole day except one minute that is not now.
     let now = chrono::Utc::now();
-    let start = (now + chrono::Duration::minutes(2)).format("%H:%M").to_string();
-    let end = (now + chrono::Duration::minutes(1)).format("%H:%M").to_string();
+    let start = (now + chrono::Duration::minutes(2))
+        .format("%H:%M")
+        .to_string();
+    let end = (now + chrono::Duration::minutes(1))
+        .format("%H:%M")
+        .to_string();
     let res = app.http.put(app.url("/v1/me/preferences")).bearer_auth(&token)
         .json(&json!({"muted_categories": [], "quiet_hours": {"start": start, "end": end, "tz": "UTC"}})).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    app.publish(json!({"user_id": "u-1", "title": "night", "message": "m"})).await;
+    app.publish(json!({"user_id": "u-1", "title": "night", "message": "m"}))
+        .await;
     assert_eq!(ws.expect("unread_count").await["unread"], 3);
     ws.expect_silence(QUIET).await;
 }
@@ -175,15 +210,25 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_loss() {
     // its queue fills, and it must close the connection instead of buffering.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.base.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let stream = socket
+        .connect(app.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
     let url = format!("{}/v1/ws?token={token}", app.ws_base);
-    let (slow, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    let (slow, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     // ~12 KiB each, ~8 MiB in all: more than the kernel's socket buffers can absorb.
     let big = "x".repeat(4000);
     let data = json!({"blob": "y".repeat(8000)});
     let mut ids = Vec::new();
     for i in 0..700 {
-        let (s, b) = app.publish(json!({"user_id": "u-1", "title": format!("n{i}"), "message": big, "data": data})).await;
+        let (s, b) = app
+            .publish(
+                json!({"user_id": "u-1", "title": format!("n{i}"), "message": big, "data": data}),
+            )
+            .await;
         assert_eq!(s, 201);
         ids.push(b["notifications"][0]["id"].as_str().unwrap().to_owned());
     }
@@ -191,23 +236,41 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_loss() {
     let mut seen = Vec::new();
     let code = loop {
         match slow.next_event(Duration::from_secs(15)).await {
-            Some(Event::Frame(t, d)) if t == "notification" => seen.push(d["id"].as_str().unwrap().to_owned()),
+            Some(Event::Frame(t, d)) if t == "notification" => {
+                seen.push(d["id"].as_str().unwrap().to_owned())
+            }
             Some(Event::Frame(..)) => {}
             Some(Event::Closed(code)) => break code,
             None => panic!("slow consumer never closed"),
         }
     };
     assert_eq!(code, Some(4008));
-    assert!(seen.len() < ids.len(), "it was closed before getting everything");
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tidings_slow_consumer_closes_total"), "{metrics}");
+    assert!(
+        seen.len() < ids.len(),
+        "it was closed before getting everything"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tidings_slow_consumer_closes_total"),
+        "{metrics}"
+    );
     // Resume from the last one it got: the rest arrive, none twice.
     let mut ws = app.ws(&token, seen.last().map(String::as_str)).await;
     ws.expect("hello").await;
     let mut rest = Vec::new();
     while seen.len() + rest.len() < ids.len() {
         match ws.next_event(WAIT).await {
-            Some(Event::Frame(t, d)) if t == "notification" => rest.push(d["id"].as_str().unwrap().to_owned()),
+            Some(Event::Frame(t, d)) if t == "notification" => {
+                rest.push(d["id"].as_str().unwrap().to_owned())
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -218,7 +281,12 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_loss() {
 #[tokio::test]
 async fn token_expiry_closes_live_connections_with_4001() {
     let app = spawn_app().await;
-    let (s, b) = app.post_key("/v1/tokens", json!({"user_id": "u-1", "role": "provider", "ttl_seconds": 1})).await;
+    let (s, b) = app
+        .post_key(
+            "/v1/tokens",
+            json!({"user_id": "u-1", "role": "provider", "ttl_seconds": 1}),
+        )
+        .await;
     assert_eq!(s, 200);
     let mut ws = app.ws(b["token"].as_str().unwrap(), None).await;
     ws.expect("hello").await;
@@ -234,5 +302,8 @@ async fn shutdown_tells_clients_to_reconnect_with_1012() {
     app.shutdown();
     assert_eq!(ws.expect_close(WAIT).await, Some(1012));
     let done = tokio::time::timeout(WAIT, app.stopped.take().unwrap()).await;
-    assert!(matches!(done, Ok(Ok(Ok(())))), "graceful shutdown finished: {done:?}");
+    assert!(
+        matches!(done, Ok(Ok(Ok(())))),
+        "graceful shutdown finished: {done:?}"
+    );
 }

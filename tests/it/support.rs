@@ -49,7 +49,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
     tweak(&mut config);
-    let (api_key, jwt_secret, tenant) = (config.dev_api_key.clone(), config.dev_jwt_secret.clone(), config.dev_tenant.clone());
+    let (api_key, jwt_secret, tenant) = (
+        config.dev_api_key.clone(),
+        config.dev_jwt_secret.clone(),
+        config.dev_tenant.clone(),
+    );
     let app = App::build(config).await.expect("app builds");
     let port = app.port();
     let app_store = app.store().clone();
@@ -84,7 +88,14 @@ impl TestApp {
     }
 
     pub async fn post_key(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self.http.post(self.url(path)).bearer_auth(&self.api_key).json(&body).send().await.unwrap();
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         split(res).await
     }
 
@@ -94,23 +105,43 @@ impl TestApp {
 
     /// Publishes one notification to `user` and returns its id.
     pub async fn publish_to(&self, user: &str, title: &str) -> String {
-        let (status, body) = self.publish(json!({"user_id": user, "title": title, "message": "m"})).await;
+        let (status, body) = self
+            .publish(json!({"user_id": user, "title": title, "message": "m"}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["notifications"][0]["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn token(&self, user: &str, role: &str) -> String {
-        let (status, body) = self.post_key("/v1/tokens", json!({"user_id": user, "role": role})).await;
+        let (status, body) = self
+            .post_key("/v1/tokens", json!({"user_id": user, "role": role}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
 
     pub async fn get_user(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        split(self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+        split(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post_user(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        split(self.http.post(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+        split(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn ws(&self, token: &str, since: Option<&str>) -> Ws {
@@ -118,7 +149,9 @@ impl TestApp {
         if let Some(s) = since {
             url.push_str(&format!("&since={s}"));
         }
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("ws connects");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connects");
         Ws { stream }
     }
 
@@ -129,7 +162,11 @@ impl TestApp {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        Sse { headers: res.headers().clone(), body: Box::pin(res.bytes_stream()), buf: String::new() }
+        Sse {
+            headers: res.headers().clone(),
+            body: Box::pin(res.bytes_stream()),
+            buf: String::new(),
+        }
     }
 }
 
@@ -142,7 +179,11 @@ impl Drop for TestApp {
 pub async fn split(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     let text = res.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, body)
 }
 
@@ -167,13 +208,20 @@ pub enum Event {
 impl Ws {
     pub async fn next_event(&mut self, within: Duration) -> Option<Event> {
         loop {
-            let msg = tokio::time::timeout(within, self.stream.next()).await.ok()?;
+            let msg = tokio::time::timeout(within, self.stream.next())
+                .await
+                .ok()?;
             match msg {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                    return Some(Event::Frame(v["type"].as_str().unwrap().to_owned(), v["data"].clone()));
+                    return Some(Event::Frame(
+                        v["type"].as_str().unwrap().to_owned(),
+                        v["data"].clone(),
+                    ));
                 }
-                Some(Ok(Message::Close(frame))) => return Some(Event::Closed(frame.map(|f| u16::from(f.code)))),
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Event::Closed(frame.map(|f| u16::from(f.code))))
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Some(Event::Closed(None)),
             }
@@ -208,7 +256,10 @@ impl Ws {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::text(v.to_string())).await.unwrap();
+        self.stream
+            .send(Message::text(v.to_string()))
+            .await
+            .unwrap();
     }
 }
 
@@ -232,7 +283,11 @@ impl Sse {
         loop {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
-                let mut ev = SseEvent { event: String::new(), id: None, data: Value::Null };
+                let mut ev = SseEvent {
+                    event: String::new(),
+                    id: None,
+                    data: Value::Null,
+                };
                 let mut any = false;
                 for line in block.lines() {
                     if let Some(c) = line.strip_prefix(':') {

@@ -66,7 +66,10 @@ impl DirectoryStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        let rows = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let page = Page::from_overfetch(rows, page.limit, |(seq, _)| *seq);
         Ok(Page {
             items: page.items.into_iter().map(|(_, u)| u).collect(),
@@ -74,15 +77,22 @@ impl DirectoryStore for SqliteStore {
         })
     }
 
-    async fn user_ids_with_role(&self, tenant: &TenantId, role: Role) -> Result<Vec<UserId>, StoreError> {
-        let rows = sqlx::query("SELECT user_id FROM users WHERE tenant_id = ? AND role = ? ORDER BY seq")
-            .bind(tenant.as_str())
-            .bind(role.as_str())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+    async fn user_ids_with_role(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows =
+            sqlx::query("SELECT user_id FROM users WHERE tenant_id = ? AND role = ? ORDER BY seq")
+                .bind(tenant.as_str())
+                .bind(role.as_str())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?;
         rows.iter()
-            .map(|r| UserId::parse(r.get::<&str, _>(0)).map_err(|e| StoreError::Internal(e.to_string())))
+            .map(|r| {
+                UserId::parse(r.get::<&str, _>(0)).map_err(|e| StoreError::Internal(e.to_string()))
+            })
             .collect()
     }
 }

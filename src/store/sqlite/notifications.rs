@@ -8,24 +8,33 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use super::preferences::prefs_from_columns;
 use super::{from_millis, map_err, millis, placeholders, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
-use crate::domain::notification::{Notification, NotificationContent, NotificationType, Related, UnreadCount};
+use crate::domain::notification::{
+    Notification, NotificationContent, NotificationType, Related, UnreadCount,
+};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::{
-    InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome, StoreError,
+    InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,
+    StoreError,
 };
 
-const COLUMNS: &str = "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
+const COLUMNS: &str =
+    "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
                        link, data, silent, read_at, created_at, updated_at";
 /// Rows per multi-row INSERT: 15 parameters each, far below SQLite's parameter limit.
 const INSERT_CHUNK: usize = 200;
 const PUBLISH_SCOPE: &str = "publish";
+
+type UserKey = (TenantId, UserId);
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
 }
 
 fn notification_from_row(row: &SqliteRow) -> Result<Notification, StoreError> {
-    let related = match (row.get::<Option<String>, _>("related_type"), row.get::<Option<String>, _>("related_id")) {
+    let related = match (
+        row.get::<Option<String>, _>("related_type"),
+        row.get::<Option<String>, _>("related_id"),
+    ) {
         (Some(kind), Some(id)) => Some(Related { kind, id }),
         _ => None,
     };
@@ -68,13 +77,19 @@ async fn load_preferences(
         }
         for row in q.fetch_all(&mut **tx).await.map_err(map_err)? {
             let user = UserId::parse(row.get(0)).map_err(corrupt("preferences"))?;
-            out.insert(user, prefs_from_columns(row.get(1), row.get(2), row.get(3), row.get(4))?);
+            out.insert(
+                user,
+                prefs_from_columns(row.get(1), row.get(2), row.get(3), row.get(4))?,
+            );
         }
     }
     Ok(out)
 }
 
-async fn insert_rows(tx: &mut Transaction<'_, Sqlite>, rows: &[Notification]) -> Result<(), StoreError> {
+async fn insert_rows(
+    tx: &mut Transaction<'_, Sqlite>,
+    rows: &[Notification],
+) -> Result<(), StoreError> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type, category, related_type, \
@@ -106,14 +121,19 @@ async fn insert_rows(tx: &mut Transaction<'_, Sqlite>, rows: &[Notification]) ->
 /// Adds `delta` to each user's counter and bumps its version; returns the new counts.
 async fn bump_counters(
     tx: &mut Transaction<'_, Sqlite>,
-    deltas: &[((TenantId, UserId), (i64, i64))],
+    deltas: &[(UserKey, (i64, i64))],
 ) -> Result<HashMap<(TenantId, UserId), UnreadCount>, StoreError> {
     let mut out = HashMap::with_capacity(deltas.len());
     for chunk in deltas.chunks(IN_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) ");
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) ",
+        );
         qb.push_values(chunk, |mut b, ((t, u), (d, head))| {
-            b.push_bind(t.as_str()).push_bind(u.as_str()).push_bind(*d).push_bind(1_i64).push_bind(*head);
+            b.push_bind(t.as_str())
+                .push_bind(u.as_str())
+                .push_bind(*d)
+                .push_bind(1_i64)
+                .push_bind(*head);
         });
         qb.push(
             " ON CONFLICT (tenant_id, user_id) DO UPDATE SET
@@ -126,7 +146,14 @@ async fn bump_counters(
                 TenantId::parse(row.get(0)).map_err(corrupt("counter"))?,
                 UserId::parse(row.get(1)).map_err(corrupt("counter"))?,
             );
-            out.insert(key, UnreadCount { unread: row.get(2), version: row.get(3), head: row.get(4) });
+            out.insert(
+                key,
+                UnreadCount {
+                    unread: row.get(2),
+                    version: row.get(3),
+                    head: row.get(4),
+                },
+            );
         }
     }
     Ok(out)
@@ -156,7 +183,11 @@ async fn lower_counter(
     .fetch_one(&mut **tx)
     .await
     .map_err(map_err)?;
-    Ok(UnreadCount { unread: row.get(0), version: row.get(1), head: row.get(2) })
+    Ok(UnreadCount {
+        unread: row.get(0),
+        version: row.get(1),
+        head: row.get(2),
+    })
 }
 
 enum CounterChange {
@@ -165,20 +196,35 @@ enum CounterChange {
 }
 
 impl SqliteStore {
-    async fn read_counter(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, StoreError> {
-        let row = sqlx::query("SELECT unread, version, head FROM unread_counters WHERE tenant_id = ? AND user_id = ?")
-            .bind(tenant.as_str())
-            .bind(user.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
-        Ok(row.map(|r| UnreadCount { unread: r.get(0), version: r.get(1), head: r.get(2) }).unwrap_or_default())
+    async fn read_counter(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<UnreadCount, StoreError> {
+        let row = sqlx::query(
+            "SELECT unread, version, head FROM unread_counters WHERE tenant_id = ? AND user_id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(row
+            .map(|r| UnreadCount {
+                unread: r.get(0),
+                version: r.get(1),
+                head: r.get(2),
+            })
+            .unwrap_or_default())
     }
 }
 
 #[async_trait]
 impl NotificationStore for SqliteStore {
-    async fn insert_batch(&self, batch: &[PublishRequest]) -> Result<Vec<PublishOutcome>, StoreError> {
+    async fn insert_batch(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<Vec<PublishOutcome>, StoreError> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         // The single writer connection makes this read-then-assign race free: ids are
         // handed out in commit order, which is what resume (`since`) relies on.
@@ -207,7 +253,9 @@ impl NotificationStore for SqliteStore {
                 if let Some(row) = existing {
                     let hash: String = row.get(0);
                     outcomes.push(if hash == claim.request_hash {
-                        PublishOutcome::Replayed { created: decode_created(row.get(1))? }
+                        PublishOutcome::Replayed {
+                            created: decode_created(row.get(1))?,
+                        }
                     } else {
                         PublishOutcome::KeyReused
                     });
@@ -221,7 +269,9 @@ impl NotificationStore for SqliteStore {
                 let silent = prefs
                     .get(user)
                     .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
-                let delta = deltas.entry((req.tenant.clone(), user.clone())).or_default();
+                let delta = deltas
+                    .entry((req.tenant.clone(), user.clone()))
+                    .or_default();
                 delta.0 += 1;
                 delta.1 = last_seq;
                 rows.push(Notification {
@@ -236,7 +286,10 @@ impl NotificationStore for SqliteStore {
                 });
             }
             if let Some(claim) = &req.idempotency {
-                let created: Vec<(i64, &str)> = rows[first..].iter().map(|n| (n.id.seq(), n.user.as_str())).collect();
+                let created: Vec<(i64, &str)> = rows[first..]
+                    .iter()
+                    .map(|n| (n.id.seq(), n.user.as_str()))
+                    .collect();
                 sqlx::query(
                     "INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, result, created_at)
                      VALUES (?, ?, ?, ?, ?, ?)",
@@ -252,7 +305,10 @@ impl NotificationStore for SqliteStore {
                 .map_err(map_err)?;
             }
             // Placeholder outcome: filled in below once the rows and counters exist.
-            outcomes.push(PublishOutcome::Created { notifications: Vec::new(), counts: Vec::new() });
+            outcomes.push(PublishOutcome::Created {
+                notifications: Vec::new(),
+                counts: Vec::new(),
+            });
         }
         insert_rows(&mut tx, &rows).await?;
         let deltas: Vec<_> = deltas.into_iter().collect();
@@ -262,10 +318,16 @@ impl NotificationStore for SqliteStore {
         // Hand each created outcome its rows, in request order.
         let mut rows = rows.into_iter().peekable();
         for (req, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-            if let PublishOutcome::Created { notifications, counts: per_user } = outcome {
+            if let PublishOutcome::Created {
+                notifications,
+                counts: per_user,
+            } = outcome
+            {
                 notifications.extend(rows.by_ref().take(req.recipients.len()));
                 per_user.extend(notifications.iter().filter_map(|n| {
-                    counts.get(&(n.tenant.clone(), n.user.clone())).map(|c| (n.user.clone(), *c))
+                    counts
+                        .get(&(n.tenant.clone(), n.user.clone()))
+                        .map(|c| (n.user.clone(), *c))
                 }));
             }
         }
@@ -279,7 +341,11 @@ impl NotificationStore for SqliteStore {
         filter: InboxFilter,
         page: PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        let unread_only = if filter == InboxFilter::Unread { " AND read_at IS NULL" } else { "" };
+        let unread_only = if filter == InboxFilter::Unread {
+            " AND read_at IS NULL"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM notifications
              WHERE tenant_id = ? AND user_id = ? AND archived_at IS NULL AND seq < ?{unread_only}
@@ -293,7 +359,10 @@ impl NotificationStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(map_err)?;
-        let items = rows.iter().map(notification_from_row).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(notification_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page.limit, |n| n.id.seq()))
     }
 
@@ -320,7 +389,11 @@ impl NotificationStore for SqliteStore {
         rows.iter().map(notification_from_row).collect()
     }
 
-    async fn unread_count(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, StoreError> {
+    async fn unread_count(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<UnreadCount, StoreError> {
         self.read_counter(tenant, user).await
     }
 
@@ -332,7 +405,10 @@ impl NotificationStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<ReadOutcome, StoreError> {
         if ids.is_empty() {
-            return Ok(ReadOutcome { changed: Vec::new(), count: self.read_counter(tenant, user).await? });
+            return Ok(ReadOutcome {
+                changed: Vec::new(),
+                count: self.read_counter(tenant, user).await?,
+            });
         }
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         let mut changed = Vec::new();
@@ -351,20 +427,40 @@ impl NotificationStore for SqliteStore {
             for id in chunk {
                 q = q.bind(id.seq());
             }
-            changed.extend(q.fetch_all(&mut *tx).await.map_err(map_err)?.into_iter().map(NotificationId::from_seq));
+            changed.extend(
+                q.fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .into_iter()
+                    .map(NotificationId::from_seq),
+            );
         }
         let count = if changed.is_empty() {
             tx.commit().await.map_err(map_err)?;
-            return Ok(ReadOutcome { changed, count: self.read_counter(tenant, user).await? });
+            return Ok(ReadOutcome {
+                changed,
+                count: self.read_counter(tenant, user).await?,
+            });
         } else {
-            lower_counter(&mut tx, tenant, user, CounterChange::Minus(changed.len() as i64)).await?
+            lower_counter(
+                &mut tx,
+                tenant,
+                user,
+                CounterChange::Minus(changed.len() as i64),
+            )
+            .await?
         };
         tx.commit().await.map_err(map_err)?;
         changed.sort();
         Ok(ReadOutcome { changed, count })
     }
 
-    async fn owns(&self, tenant: &TenantId, user: &UserId, id: NotificationId) -> Result<bool, StoreError> {
+    async fn owns(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: NotificationId,
+    ) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT 1 FROM notifications WHERE tenant_id = ? AND user_id = ? AND seq = ? AND archived_at IS NULL",
         )
@@ -377,7 +473,12 @@ impl NotificationStore for SqliteStore {
         Ok(row.is_some())
     }
 
-    async fn mark_all_read(&self, tenant: &TenantId, user: &UserId, at: DateTime<Utc>) -> Result<ReadOutcome, StoreError> {
+    async fn mark_all_read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: DateTime<Utc>,
+    ) -> Result<ReadOutcome, StoreError> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE notifications SET read_at = ?, updated_at = ?
@@ -392,12 +493,18 @@ impl NotificationStore for SqliteStore {
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
             tx.commit().await.map_err(map_err)?;
-            return Ok(ReadOutcome { changed: Vec::new(), count: self.read_counter(tenant, user).await? });
+            return Ok(ReadOutcome {
+                changed: Vec::new(),
+                count: self.read_counter(tenant, user).await?,
+            });
         }
         let count = lower_counter(&mut tx, tenant, user, CounterChange::Zero).await?;
         tx.commit().await.map_err(map_err)?;
         // `changed` stays empty: the `read_all` event names no ids, and a user may have thousands.
-        Ok(ReadOutcome { changed: Vec::new(), count })
+        Ok(ReadOutcome {
+            changed: Vec::new(),
+            count,
+        })
     }
 
     async fn archive(
@@ -458,10 +565,15 @@ impl NotificationStore for SqliteStore {
 }
 
 fn decode_created(raw: String) -> Result<Vec<(NotificationId, UserId)>, StoreError> {
-    let pairs: Vec<(i64, String)> =
-        serde_json::from_str(&raw).map_err(|e| StoreError::Internal(format!("bad idempotency record: {e}")))?;
+    let pairs: Vec<(i64, String)> = serde_json::from_str(&raw)
+        .map_err(|e| StoreError::Internal(format!("bad idempotency record: {e}")))?;
     pairs
         .into_iter()
-        .map(|(seq, user)| Ok((NotificationId::from_seq(seq), UserId::parse(&user).map_err(corrupt("idempotency"))?)))
+        .map(|(seq, user)| {
+            Ok((
+                NotificationId::from_seq(seq),
+                UserId::parse(&user).map_err(corrupt("idempotency"))?,
+            ))
+        })
         .collect()
 }

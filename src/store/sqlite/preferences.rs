@@ -15,9 +15,12 @@ pub(super) fn prefs_from_columns(
     tz: Option<String>,
 ) -> Result<StaffPreferences, StoreError> {
     let corrupt = |e: String| StoreError::Internal(format!("bad preferences row: {e}"));
-    let muted: Vec<String> = serde_json::from_str(muted_json).map_err(|e| corrupt(e.to_string()))?;
+    let muted: Vec<String> =
+        serde_json::from_str(muted_json).map_err(|e| corrupt(e.to_string()))?;
     let quiet = match (start, end, tz) {
-        (Some(s), Some(e), Some(tz)) => Some(QuietHours::parse(&s, &e, &tz).map_err(|e| corrupt(e.to_string()))?),
+        (Some(s), Some(e), Some(tz)) => {
+            Some(QuietHours::parse(&s, &e, &tz).map_err(|e| corrupt(e.to_string()))?)
+        }
         _ => None,
     };
     StaffPreferences::new(muted, quiet).map_err(|e| corrupt(e.to_string()))
@@ -25,7 +28,11 @@ pub(super) fn prefs_from_columns(
 
 #[async_trait]
 impl PreferenceStore for SqliteStore {
-    async fn staff_preferences(&self, tenant: &TenantId, user: &UserId) -> Result<StaffPreferences, StoreError> {
+    async fn staff_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<StaffPreferences, StoreError> {
         let row = sqlx::query(
             "SELECT muted_categories, quiet_start, quiet_end, quiet_tz FROM staff_preferences
              WHERE tenant_id = ? AND user_id = ?",
@@ -47,7 +54,8 @@ impl PreferenceStore for SqliteStore {
         user: &UserId,
         prefs: &StaffPreferences,
     ) -> Result<(), StoreError> {
-        let muted = serde_json::to_string(&prefs.muted_categories).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let muted = serde_json::to_string(&prefs.muted_categories)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let q = prefs.quiet_hours.as_ref();
         sqlx::query(
             "INSERT INTO staff_preferences
