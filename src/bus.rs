@@ -5,7 +5,9 @@
 //! a node ignores envelopes that carry its own [`NodeId`], so each connection
 //! receives each event exactly once.
 
+pub mod codec;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Weak;
 
@@ -41,9 +43,9 @@ pub enum BusError {
 pub trait BusSink: Send + Sync {
     /// An envelope from another node.
     fn deliver(&self, envelope: &Envelope);
-    /// Messages may have been lost (the broker restarted): every local connection
-    /// must catch up from the store.
-    fn resync(&self);
+    /// Messages may have been lost (the broker restarted, or a node could not
+    /// publish): local connections of `tenant` (all, if `None`) must catch up from the store.
+    fn resync(&self, tenant: Option<&TenantId>);
 }
 
 #[async_trait]

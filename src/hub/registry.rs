@@ -224,8 +224,14 @@ impl BusSink for Hub {
         }
     }
 
-    fn resync(&self) {
+    fn resync(&self, tenant: Option<&TenantId>) {
         metrics::counter!("tidings_resyncs_total").increment(1);
-        self.raise_all(flags::RESYNC);
+        for entry in self.users.iter() {
+            if tenant.is_none_or(|t| *t == entry.key().0) {
+                for c in entry.value() {
+                    c.signal.raise(flags::RESYNC);
+                }
+            }
+        }
     }
 }

@@ -225,7 +225,11 @@ impl NotificationStore for SqliteStore {
         &self,
         batch: &[PublishRequest],
     ) -> Result<Vec<PublishOutcome>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         // The single writer connection makes this read-then-assign race free: ids are
         // handed out in commit order, which is what resume (`since`) relies on.
         let mut last_seq: i64 = sqlx::query_scalar(
@@ -410,7 +414,11 @@ impl NotificationStore for SqliteStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let mut changed = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -479,7 +487,11 @@ impl NotificationStore for SqliteStore {
         user: &UserId,
         at: DateTime<Utc>,
     ) -> Result<ReadOutcome, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE notifications SET read_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND read_at IS NULL AND archived_at IS NULL",
@@ -514,7 +526,11 @@ impl NotificationStore for SqliteStore {
         id: NotificationId,
         at: DateTime<Utc>,
     ) -> Result<UnreadCount, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let row = sqlx::query(
             "UPDATE notifications SET archived_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND seq = ? AND archived_at IS NULL
@@ -543,7 +559,11 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let done = sqlx::query(
             "DELETE FROM notifications WHERE seq IN (
                SELECT seq FROM notifications
