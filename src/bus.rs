@@ -13,7 +13,7 @@ use std::sync::Weak;
 
 use async_trait::async_trait;
 
-use crate::domain::ids::{NodeId, TenantId, UserId};
+use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
 use crate::hub::Frame;
 
 /// One event for one user.
@@ -45,7 +45,8 @@ pub trait BusSink: Send + Sync {
     fn deliver(&self, envelope: &Envelope);
     /// Messages may have been lost (the broker restarted, or a node could not
     /// publish): local connections of `tenant` (all, if `None`) must catch up from the store.
-    fn resync(&self, tenant: Option<&TenantId>);
+    /// `after`: the catch-up must start at or before this id (the oldest lost event).
+    fn resync(&self, tenant: Option<&TenantId>, after: Option<NotificationId>);
 }
 
 #[async_trait]

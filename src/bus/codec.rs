@@ -20,6 +20,31 @@ struct WireEnvelope<'a> {
     t: &'a str,
     #[serde(borrow)]
     d: Vec<WireDelivery<'a>>,
+    /// Only in catch-up hints: the seq before the oldest event that was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    f: Option<i64>,
+}
+
+/// What a bus message carries.
+pub enum Decoded {
+    Events(Envelope),
+    /// "Events of this tenant were lost; catch its connections up (from `after`)".
+    CatchUp {
+        origin: NodeId,
+        tenant: TenantId,
+        after: Option<NotificationId>,
+    },
+}
+
+/// A catch-up hint for `tenant`.
+pub fn encode_hint(origin: NodeId, tenant: &TenantId, after: Option<NotificationId>) -> Vec<u8> {
+    let wire = WireEnvelope {
+        o: format!("{:032x}", origin.0),
+        t: tenant.as_str(),
+        d: Vec::new(),
+        f: after.map(|a| a.seq()),
+    };
+    serde_json::to_vec(&wire).unwrap_or_default()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -67,15 +92,23 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
         o: format!("{:032x}", envelope.origin.0),
         t: envelope.tenant.as_str(),
         d,
+        f: None,
     };
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let bad = |e: &dyn std::fmt::Display| DecodeError(e.to_string());
     let wire: WireEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
     let origin = NodeId(u128::from_str_radix(&wire.o, 16).map_err(|e| bad(&e))?);
     let tenant = TenantId::parse(wire.t).map_err(|e| bad(&e))?;
+    if wire.d.is_empty() {
+        return Ok(Decoded::CatchUp {
+            origin,
+            tenant,
+            after: wire.f.map(NotificationId::from_seq),
+        });
+    }
     let mut deliveries = Vec::with_capacity(wire.d.len());
     for d in wire.d {
         let kind = match (d.k, d.x.as_slice()) {
@@ -95,11 +128,11 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             frame: Frame::new(kind, d.b.get().as_bytes().to_vec()),
         });
     }
-    Ok(Envelope {
+    Ok(Decoded::Events(Envelope {
         origin,
         tenant,
         deliveries,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -136,7 +169,9 @@ mod tests {
                 },
             ],
         };
-        let back = decode(&encode(&env)).unwrap();
+        let Decoded::Events(back) = decode(&encode(&env)).unwrap() else {
+            panic!("events expected")
+        };
         assert_eq!(back.origin, env.origin);
         assert_eq!(back.tenant, env.tenant);
         assert_eq!(
@@ -160,6 +195,19 @@ mod tests {
                 head: 7
             })
         );
+        let hint = encode_hint(NodeId(1), &env.tenant, Some(NotificationId::from_seq(41)));
+        match decode(&hint).unwrap() {
+            Decoded::CatchUp {
+                origin,
+                tenant,
+                after,
+            } => {
+                assert_eq!(origin, NodeId(1));
+                assert_eq!(tenant, env.tenant);
+                assert_eq!(after, Some(NotificationId::from_seq(41)));
+            }
+            Decoded::Events(_) => panic!("a hint decodes as a catch-up"),
+        }
         assert!(decode(b"{}").is_err());
         assert!(decode(b"not json").is_err());
     }

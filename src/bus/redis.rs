@@ -16,7 +16,7 @@
 //! catch up from the store. When a publish fails, the node remembers the tenant and,
 //! once Redis is back, tells the other nodes to catch that tenant's connections up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -29,8 +29,10 @@ use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::{Builder, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{codec, Bus, BusError, BusSink, Delivery, Envelope};
-use crate::domain::ids::{NodeId, TenantId, UserId};
+use super::codec::{self, Decoded};
+use super::{Bus, BusError, BusSink, Delivery, Envelope};
+use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
+use crate::hub::FrameKind;
 
 /// Envelopes naming more distinct users than this go on the tenant channel.
 const TENANT_CHANNEL_MIN_USERS: usize = 16;
@@ -63,7 +65,9 @@ struct Shared {
     sink: OnceLock<Weak<dyn BusSink>>,
     /// Tenants whose envelopes could not be published; announced when Redis is back.
     /// std Mutex: held for an insert or a take, never across `.await`.
-    missed: Mutex<BTreeSet<TenantId>>,
+    /// Per tenant: the seq before the oldest notification that failed (i64::MAX if only
+    /// counts or read events failed: then connections catch up from where they are).
+    missed: Mutex<BTreeMap<TenantId, i64>>,
     healthy: AtomicBool,
 }
 
@@ -107,7 +111,7 @@ impl RedisBus {
         let shared = Arc::new(Shared {
             node: OnceLock::new(),
             sink: OnceLock::new(),
-            missed: Mutex::new(BTreeSet::new()),
+            missed: Mutex::new(BTreeMap::new()),
             healthy: AtomicBool::new(true),
         });
         let (actor, commands) = mpsc::unbounded_channel();
@@ -144,11 +148,18 @@ impl Bus for RedisBus {
             publish_envelope(self, envelope).await
         };
         if result.is_err() {
-            self.shared
-                .missed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(envelope.tenant.clone());
+            let oldest = envelope
+                .deliveries
+                .iter()
+                .filter_map(|d| match d.frame.kind() {
+                    FrameKind::Notification(id) => Some(id.seq() - 1),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(i64::MAX);
+            let mut missed = self.shared.missed.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = missed.entry(envelope.tenant.clone()).or_insert(i64::MAX);
+            *entry = (*entry).min(oldest);
         }
         result
     }
@@ -287,15 +298,18 @@ async fn dispatch(subscriber: SubscriberClient, shared: Arc<Shared>) {
                 let Some(bytes) = message.value.as_bytes() else {
                     continue;
                 };
+                let sink = shared.sink();
                 match codec::decode(bytes) {
-                    Ok(env) if Some(&env.origin) == shared.node.get() => {}
-                    Ok(env) => {
-                        if let Some(sink) = shared.sink() {
-                            if env.deliveries.is_empty() {
-                                sink.resync(Some(&env.tenant));
-                            } else {
-                                sink.deliver(&env);
-                            }
+                    Ok(Decoded::Events(env)) if Some(&env.origin) == shared.node.get() => {}
+                    Ok(Decoded::Events(env)) => {
+                        if let Some(sink) = sink {
+                            sink.deliver(&env);
+                        }
+                    }
+                    Ok(Decoded::CatchUp { origin, .. }) if Some(&origin) == shared.node.get() => {}
+                    Ok(Decoded::CatchUp { tenant, after, .. }) => {
+                        if let Some(sink) = sink {
+                            sink.resync(Some(&tenant), after);
                         }
                     }
                     Err(e) => {
@@ -309,7 +323,7 @@ async fn dispatch(subscriber: SubscriberClient, shared: Arc<Shared>) {
                     "bus dispatcher fell behind; catching every connection up"
                 );
                 if let Some(sink) = shared.sink() {
-                    sink.resync(None);
+                    sink.resync(None, None);
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -326,12 +340,15 @@ async fn watch_subscriber(subscriber: SubscriberClient, shared: Arc<Shared>) {
         tokio::select! {
             r = reconnects.recv() => {
                 if r.is_err() { return; }
-                match subscriber.resubscribe_all().await {
+                // Not `resubscribe_all()`: it sends SUBSCRIBE with an empty list when there are
+                // no plain channels, which Redis rejects before the sharded ones are restored.
+                let channels: Vec<String> = subscriber.tracked_shard_channels().into_iter().map(|c| c.to_string()).collect();
+                match ssubscribe(&subscriber, channels).await {
                     Ok(()) => {
                         shared.healthy.store(true, Ordering::Release);
                         tracing::info!("redis subscriber reconnected; catching connections up");
                         if let Some(sink) = shared.sink() {
-                            sink.resync(None);
+                            sink.resync(None, None);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "redis resubscribe failed"),
@@ -353,23 +370,17 @@ async fn watch_publisher(publisher: Client, shared: Arc<Shared>) {
         let Some(node) = shared.node.get().copied() else {
             continue;
         };
-        for tenant in missed {
-            let hint = Envelope {
-                origin: node,
-                tenant: tenant.clone(),
-                deliveries: Vec::new(),
-            };
-            let payload = Value::Bytes(Bytes::from(codec::encode(&hint)));
+        for (tenant, oldest) in missed {
+            let after = (oldest != i64::MAX).then_some(NotificationId::from_seq(oldest));
+            let payload = Value::Bytes(Bytes::from(codec::encode_hint(node, &tenant, after)));
             if let Err(e) = publisher
                 .spublish::<i64, _, _>(tenant_channel(&tenant), payload)
                 .await
             {
                 tracing::warn!(error = %e, tenant = %tenant, "could not announce missed events");
-                shared
-                    .missed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(tenant);
+                let mut m = shared.missed.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = m.entry(tenant).or_insert(i64::MAX);
+                *entry = (*entry).min(oldest);
             }
         }
     }

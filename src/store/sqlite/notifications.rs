@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -239,6 +239,23 @@ impl NotificationStore for SqliteStore {
         .await
         .map_err(map_err)?;
 
+        // Recipients' preferences decide `silent`: one query per tenant for the whole
+        // batch (each statement is a round trip to the database thread).
+        let mut recipients: HashMap<&TenantId, HashSet<&UserId>> = HashMap::new();
+        for req in batch {
+            recipients
+                .entry(&req.tenant)
+                .or_default()
+                .extend(req.recipients.iter());
+        }
+        let mut prefs: HashMap<UserKey, StaffPreferences> = HashMap::new();
+        for (tenant, users) in recipients {
+            let users: Vec<UserId> = users.into_iter().cloned().collect();
+            for (user, p) in load_preferences(&mut tx, tenant, &users).await? {
+                prefs.insert((tenant.clone(), user), p);
+            }
+        }
+
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rows: Vec<Notification> = Vec::new();
         // Per user: (new unread, newest seq) over the whole batch.
@@ -266,12 +283,11 @@ impl NotificationStore for SqliteStore {
                     continue;
                 }
             }
-            let prefs = load_preferences(&mut tx, &req.tenant, &req.recipients).await?;
             let first = rows.len();
             for user in &req.recipients {
                 last_seq += 1;
                 let silent = prefs
-                    .get(user)
+                    .get(&(req.tenant.clone(), user.clone()))
                     .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
                 let delta = deltas
                     .entry((req.tenant.clone(), user.clone()))
