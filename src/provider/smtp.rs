@@ -7,7 +7,7 @@
 //! Classification (RFC 5321 reply codes): 4xx → `Transient` (greylisting, mailbox
 //! busy, too many connections); 5xx → `Rejected` (550 mailbox unavailable, 551, 553
 //! bad address, 554), except 530/534/535/538 (authentication) → `Misconfigured`;
-//! TLS failures → `Misconfigured`; connection errors and timeouts → `Transient`
+//! TLS failures and client errors (STARTTLS required but not offered) → `Misconfigured`; connection errors and timeouts → `Transient`
 //! (a timeout after DATA may duplicate an email; email clients dedupe by
 //! Message-ID, and there is no callback that could settle it).
 
@@ -180,6 +180,10 @@ fn classify(err: &lettre::transport::smtp::Error) -> ProviderError {
     }
     if err.is_tls() {
         return ProviderError::misconfigured("tls", message);
+    }
+    // lettre's client errors are ours: chiefly STARTTLS required but not offered.
+    if err.is_client() {
+        return ProviderError::misconfigured("client", message);
     }
     let code = if err.is_timeout() {
         "timeout"

@@ -208,7 +208,10 @@ async fn smtp_starttls_required_fails_against_a_plaintext_server() {
         .send(&email("ok@example.org", "s", "b"))
         .await
         .unwrap_err();
-    assert!(!matches!(err, ProviderError::Rejected { .. }), "{err:?}");
+    assert!(
+        matches!(err, ProviderError::Misconfigured { ref code, ref message } if code == "client" && message.contains("STARTTLS")),
+        "{err:?}"
+    );
     assert!(
         received(server.dir.path()).is_empty(),
         "nothing sent in the clear"
