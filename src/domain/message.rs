@@ -353,6 +353,11 @@ pub struct RetryPolicy {
     /// Upper bound on one delay, Retry-After included, so a provider asking for a
     /// day cannot park a patient's reminder past its appointment.
     pub max_delay: Duration,
+    /// How long a send with an unknown outcome (`ProviderError::Unknown`) waits for
+    /// the provider's status callback before it is treated as a transient failure
+    /// and retried (see docs/OUTBOUND.md, "The Twilio timeout decision"). Providers
+    /// call back within seconds; this bounds the wait when the callback is lost.
+    pub unknown_outcome_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -362,7 +367,19 @@ impl Default for RetryPolicy {
             multiplier: 2,
             max_retries: 3,
             max_delay: Duration::from_secs(3600),
+            unknown_outcome_wait: Duration::from_secs(600),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// When a message whose send outcome is unknown (at `now`) stops waiting for
+    /// its callback and is retried as if the send had failed transiently.
+    pub fn unknown_outcome_deadline(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let wait =
+            chrono::Duration::from_std(self.unknown_outcome_wait).unwrap_or(chrono::Duration::MAX);
+        now.checked_add_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -697,6 +714,7 @@ mod tests {
             multiplier: 3,
             max_retries: 5,
             max_delay: Duration::from_secs(500),
+            unknown_outcome_wait: Duration::from_secs(120),
         };
         let got: Vec<_> = (1..=6).map(|n| p.next(n, t0(), None)).collect();
         let at = |secs| RetryDecision::RetryAt(t0() + chrono::Duration::seconds(secs));
