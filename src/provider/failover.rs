@@ -116,12 +116,15 @@ impl FailoverChain {
         retries_exhausted: bool,
     ) -> ChainOutcome {
         let mut failovers = Vec::new();
-        let mut i = current
-            .and_then(|name| self.members.iter().position(|m| m.provider.name() == name))
-            .unwrap_or(0);
         if self.members.is_empty() {
             return ChainOutcome::Exhausted;
         }
+        let position =
+            current.and_then(|name| self.members.iter().position(|m| m.provider.name() == name));
+        // A provider no longer in the chain (the configuration changed): the message
+        // starts afresh at the top, its old provider's exhausted retries forgotten.
+        let retries_exhausted = retries_exhausted && position.is_some();
+        let mut i = position.unwrap_or(0);
         if retries_exhausted {
             if i + 1 >= self.members.len() {
                 return ChainOutcome::Exhausted;
@@ -413,6 +416,23 @@ mod tests {
             other => panic!("expected AllOpen, got {other:?}"),
         }
         assert_eq!((a.calls(), b.calls()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_provider_removed_from_the_chain_restarts_at_the_top() {
+        let a = Scripted::new("twilio", vec![ok("SM1")]);
+        let b = Scripted::new("unifonic", vec![]);
+        let out = chain(&a, &b, clock())
+            .send(&msg(), Some("old-provider"), true)
+            .await;
+        assert_eq!(
+            out,
+            ChainOutcome::Attempted {
+                provider: "twilio".into(),
+                failovers: vec![],
+                result: ok("SM1")
+            }
+        );
     }
 
     #[tokio::test]

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 use tidings::domain::contact::{Address, PhoneNumber};
-use tidings::domain::message::{MessageId, Money};
+use tidings::domain::message::{MessageId, MessageStatus, Money};
 use tidings::domain::template::{Channel, Language};
 use tidings::provider::breaker::BreakerConfig;
 use tidings::provider::config::{build_one, ProviderConfig, Secret};
 use tidings::provider::failover::{ChainOutcome, Failover, FailoverChain, FailoverReason};
 use tidings::provider::limit::RateLimit;
-use tidings::provider::twilio::{Twilio, TwilioConfig};
+use tidings::provider::signature::{twilio_signature, verify_twilio};
+use tidings::provider::twilio::{callback_url, parse_status_callback, Twilio, TwilioConfig};
 use tidings::provider::unifonic::{Unifonic, UnifonicConfig};
 use tidings::provider::whatsapp_cloud::{WhatsappCloud, WhatsappCloudConfig};
 use tidings::provider::{
@@ -726,4 +727,58 @@ async fn providers_build_from_toml_configuration() {
         json!({"kind": "twilio", "account_sid": ACCOUNT_SID, "auth_token": "t", "form": "+1"}),
     );
     assert!(unknown.is_err(), "a misspelt key is refused");
+}
+
+#[tokio::test]
+async fn twilio_status_callback_for_a_sent_message_verifies_and_parses() {
+    // The URL Twilio calls is the StatusCallback the adapter sent, message id included;
+    // the signature covers it, so the id cannot be swapped without breaking it.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(twilio_created("SMcb")))
+        .mount(&server)
+        .await;
+    let twilio = Twilio::new("twilio", twilio_config(&server.uri())).unwrap();
+    let msg = sms("+966501234567", "x");
+    twilio.send(&msg).await.unwrap();
+    let sent = form_of(&single_request(&server).await);
+    let url = sent
+        .iter()
+        .find(|(k, _)| k == "StatusCallback")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        url,
+        callback_url("https://hub.clinic.example/v1/webhooks/twilio", msg.id)
+    );
+
+    let callback = pairs(&[
+        ("AccountSid", ACCOUNT_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("ErrorCode", "30003"),
+        ("From", "+14155550100"),
+        ("MessageSid", "SMcb"),
+        ("MessageStatus", "undelivered"),
+        ("SmsSid", "SMcb"),
+        ("SmsStatus", "undelivered"),
+        ("To", "+966501234567"),
+    ]);
+    let signature = twilio_signature(AUTH_TOKEN, &url, &callback);
+    assert!(verify_twilio(AUTH_TOKEN, &url, &callback, &signature));
+    let other = callback_url(
+        "https://hub.clinic.example/v1/webhooks/twilio",
+        MessageId::new_random(),
+    );
+    assert!(
+        !verify_twilio(AUTH_TOKEN, &other, &callback, &signature),
+        "the id is covered by the signature"
+    );
+
+    let query = url.split_once('?').map(|(_, q)| q);
+    let update = parse_status_callback(&callback, query).unwrap();
+    assert_eq!(update.message_id, Some(msg.id));
+    assert_eq!(update.provider_message_id, "SMcb");
+    assert_eq!(update.status, MessageStatus::Failed);
+    assert_eq!(update.error_code.as_deref(), Some("30003"));
 }
