@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::memory::MemoryBus;
+use crate::bus::redis::RedisBus;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::domain::ids::{NodeId, TenantId};
@@ -46,7 +47,16 @@ impl App {
         let bus: Arc<dyn Bus> = if config.redis_url.is_empty() {
             Arc::new(MemoryBus::standalone())
         } else {
-            anyhow::bail!("configuration error: key `redis_url`: the Redis bus is not built yet; leave it empty")
+            Arc::new(
+                RedisBus::connect(&config.redis_url)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "connecting to Redis at {} (key `redis_url`)",
+                            redact(&config.redis_url)
+                        )
+                    })?,
+            )
         };
         Self::build_with_bus(config, bus).await
     }

@@ -5,13 +5,15 @@
 //! a node ignores envelopes that carry its own [`NodeId`], so each connection
 //! receives each event exactly once.
 
+pub mod codec;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Weak;
 
 use async_trait::async_trait;
 
-use crate::domain::ids::{NodeId, TenantId, UserId};
+use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
 use crate::hub::Frame;
 
 /// One event for one user.
@@ -41,9 +43,10 @@ pub enum BusError {
 pub trait BusSink: Send + Sync {
     /// An envelope from another node.
     fn deliver(&self, envelope: &Envelope);
-    /// Messages may have been lost (the broker restarted): every local connection
-    /// must catch up from the store.
-    fn resync(&self);
+    /// Messages may have been lost (the broker restarted, or a node could not
+    /// publish): local connections of `tenant` (all, if `None`) must catch up from the store.
+    /// `after`: the catch-up must start at or before this id (the oldest lost event).
+    fn resync(&self, tenant: Option<&TenantId>, after: Option<NotificationId>);
 }
 
 #[async_trait]

@@ -151,13 +151,18 @@ impl Config {
         {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
+        let redis_schemes = [
+            "redis://",
+            "rediss://",
+            "redis-cluster://",
+            "rediss-cluster://",
+        ];
         if !(self.redis_url.is_empty()
-            || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://"))
+            || redis_schemes.iter().any(|s| self.redis_url.starts_with(s)))
         {
             return bad(
                 "redis_url",
-                "must be empty or start with redis:// or rediss://",
+                "must be empty or start with redis://, rediss:// or redis-cluster://",
             );
         }
         if crate::domain::ids::TenantId::parse(&self.dev_tenant).is_err() {

@@ -1,6 +1,6 @@
 //! The per-user connection registry of this node.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::frame::Frame;
 use crate::bus::{Bus, BusError, BusSink, Delivery, Envelope};
-use crate::domain::ids::{ConnectionId, NodeId, TenantId, UserId};
+use crate::domain::ids::{ConnectionId, NodeId, NotificationId, TenantId, UserId};
 
 /// Why a session must stop or act, set by the hub and read by the session.
 pub(crate) mod flags {
@@ -21,16 +21,42 @@ pub(crate) mod flags {
 }
 
 /// Out-of-band signals for one connection. Flags are the truth; `notify` only wakes.
-#[derive(Default)]
 pub struct Signal {
     flags: AtomicU8,
     notify: Notify,
+    /// With RESYNC: catch up from at most this seq (i64::MAX: from the newest sent).
+    resync_after: AtomicI64,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self {
+            flags: AtomicU8::new(0),
+            notify: Notify::new(),
+            resync_after: AtomicI64::new(i64::MAX),
+        }
+    }
 }
 
 impl Signal {
     pub(crate) fn raise(&self, flag: u8) {
         self.flags.fetch_or(flag, Ordering::AcqRel);
         self.notify.notify_one();
+    }
+
+    /// Asks for a catch-up from `after` (the earliest such request wins).
+    pub(crate) fn raise_resync(&self, after: Option<NotificationId>) {
+        if let Some(a) = after {
+            self.resync_after.fetch_min(a.seq(), Ordering::AcqRel);
+        }
+        self.raise(flags::RESYNC);
+    }
+
+    pub(crate) fn take_resync_after(&self) -> Option<NotificationId> {
+        match self.resync_after.swap(i64::MAX, Ordering::AcqRel) {
+            i64::MAX => None,
+            seq => Some(NotificationId::from_seq(seq)),
+        }
     }
 
     pub(crate) fn peek(&self) -> u8 {
@@ -68,6 +94,7 @@ pub struct Hub {
     users: DashMap<UserKey, Vec<Conn>>,
     next_id: AtomicU64,
     bus: Arc<dyn Bus>,
+    connections: metrics::Gauge,
 }
 
 /// A live connection's membership in the hub; unregisters when dropped.
@@ -95,6 +122,7 @@ impl Hub {
             users: DashMap::new(),
             next_id: AtomicU64::new(1),
             bus,
+            connections: metrics::gauge!("tidings_connections"),
         });
         let sink: Arc<dyn BusSink> = hub.clone();
         hub.bus
@@ -129,7 +157,7 @@ impl Hub {
                 tx,
                 signal: signal.clone(),
             });
-        metrics::gauge!("tidings_connections").increment(1.0);
+        self.connections.increment(1.0);
         Ok(Registration {
             hub: self.clone(),
             tenant,
@@ -146,7 +174,7 @@ impl Hub {
             conns.retain(|c| c.id != id);
         }
         self.users.remove_if(&key, |_, conns| conns.is_empty());
-        metrics::gauge!("tidings_connections").decrement(1.0);
+        self.connections.decrement(1.0);
         self.bus.unsubscribe(tenant, user);
     }
 
@@ -224,8 +252,14 @@ impl BusSink for Hub {
         }
     }
 
-    fn resync(&self) {
+    fn resync(&self, tenant: Option<&TenantId>, after: Option<NotificationId>) {
         metrics::counter!("tidings_resyncs_total").increment(1);
-        self.raise_all(flags::RESYNC);
+        for entry in self.users.iter() {
+            if tenant.is_none_or(|t| *t == entry.key().0) {
+                for c in entry.value() {
+                    c.signal.raise_resync(after);
+                }
+            }
+        }
     }
 }

@@ -67,15 +67,54 @@ pub struct Session {
     pub reg: Registration,
     catch_up: Arc<dyn CatchUp>,
     pending: VecDeque<Frame>,
-    /// Ids sent from the store; a live copy of one of them is a duplicate.
-    replayed: HashSet<NotificationId>,
+    /// Notification ids recently sent on this connection (replayed or live): a copy
+    /// arriving again (live after a replay, or in a catch-up) is a duplicate.
+    sent: SentIds,
     /// Newest notification this connection has been sent (or its start point).
     last_seen: NotificationId,
     unread_version: i64,
     expiry: Pin<Box<Sleep>>,
 }
 
+/// How many sent ids a connection remembers beyond its initial replay. A catch-up
+/// that reaches further back than this may repeat a notification (never skip one);
+/// clients also drop repeated ids.
+const SENT_MEMORY: usize = 256;
+
+/// A bounded set of sent ids, oldest evicted first. Empty (no allocation) until used.
+#[derive(Default)]
+struct SentIds {
+    order: VecDeque<NotificationId>,
+    set: HashSet<NotificationId>,
+    capacity: usize,
+}
+
+impl SentIds {
+    /// Records `id`; false if it was already sent.
+    fn insert(&mut self, id: NotificationId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity.max(SENT_MEMORY) {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 impl Session {
+    /// Where a catch-up starts: the newest id sent, or earlier if the bus said events
+    /// from an earlier point were lost (a node's failed publishes).
+    fn resync_point(&self) -> NotificationId {
+        match self.reg.signal.take_resync_after() {
+            Some(after) => after.min(self.last_seen),
+            None => self.last_seen,
+        }
+    }
+
     /// Starts a session: the hello frame, then everything after `since` (if given),
     /// then live events. Call after `reg` exists, so nothing published between the
     /// store read and the first live event can fall in a gap.
@@ -91,7 +130,11 @@ impl Session {
             reg,
             catch_up,
             pending: VecDeque::with_capacity(first.notifications.len() + 1),
-            replayed: HashSet::new(),
+            // The first replay is remembered whole, so its live copies are all dropped.
+            sent: SentIds {
+                capacity: first.notifications.len(),
+                ..SentIds::default()
+            },
             last_seen: since.unwrap_or(NotificationId::from_seq(first.unread.head)),
             unread_version: first.unread.version,
             expiry: Box::pin(tokio::time::sleep_until(Instant::now() + expires_in)),
@@ -103,7 +146,7 @@ impl Session {
 
     fn queue_replay(&mut self, notifications: Vec<(NotificationId, Frame)>) {
         for (id, frame) in notifications {
-            if self.replayed.insert(id) {
+            if self.sent.insert(id) {
                 self.last_seen = self.last_seen.max(id);
                 self.pending.push_back(frame);
             }
@@ -114,7 +157,7 @@ impl Session {
     fn admit(&mut self, frame: &Frame) -> bool {
         match frame.kind() {
             FrameKind::Notification(id) => {
-                if self.replayed.contains(&id) {
+                if !self.sent.insert(id) {
                     return false;
                 }
                 self.last_seen = self.last_seen.max(id);
@@ -160,7 +203,7 @@ impl Session {
             if raised & flags::RESYNC != 0 {
                 match self
                     .catch_up
-                    .catch_up(&self.reg.tenant, &self.reg.user, Some(self.last_seen))
+                    .catch_up(&self.reg.tenant, &self.reg.user, Some(self.resync_point()))
                     .await
                 {
                     Ok(more) => {

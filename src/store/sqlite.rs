@@ -1,9 +1,10 @@
 //! The embedded backend: SQLite in WAL mode.
 //!
 //! Writes go through a pool of exactly one connection, so our own writers never
-//! contend for SQLite's single write lock (and never hit `SQLITE_BUSY` on a lock
-//! upgrade); reads use a separate pool and see WAL snapshots. Other processes
-//! (the CLI) are covered by the busy timeout.
+//! contend for SQLite's single write lock; reads use a separate pool and see WAL
+//! snapshots. Write transactions start with `BEGIN IMMEDIATE`: they take the write
+//! lock up front, so another process on the same file (the CLI, or a second node in
+//! a test) makes them wait for the busy timeout instead of failing on a lock upgrade.
 
 mod directory;
 mod notifications;

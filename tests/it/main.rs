@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod cli;
 mod inbox;
+mod multinode;
 mod ops;
 mod providers;
 mod providers_contract;

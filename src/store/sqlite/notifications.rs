@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -225,7 +225,11 @@ impl NotificationStore for SqliteStore {
         &self,
         batch: &[PublishRequest],
     ) -> Result<Vec<PublishOutcome>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         // The single writer connection makes this read-then-assign race free: ids are
         // handed out in commit order, which is what resume (`since`) relies on.
         let mut last_seq: i64 = sqlx::query_scalar(
@@ -234,6 +238,23 @@ impl NotificationStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+
+        // Recipients' preferences decide `silent`: one query per tenant for the whole
+        // batch (each statement is a round trip to the database thread).
+        let mut recipients: HashMap<&TenantId, HashSet<&UserId>> = HashMap::new();
+        for req in batch {
+            recipients
+                .entry(&req.tenant)
+                .or_default()
+                .extend(req.recipients.iter());
+        }
+        let mut prefs: HashMap<UserKey, StaffPreferences> = HashMap::new();
+        for (tenant, users) in recipients {
+            let users: Vec<UserId> = users.into_iter().cloned().collect();
+            for (user, p) in load_preferences(&mut tx, tenant, &users).await? {
+                prefs.insert((tenant.clone(), user), p);
+            }
+        }
 
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rows: Vec<Notification> = Vec::new();
@@ -262,12 +283,11 @@ impl NotificationStore for SqliteStore {
                     continue;
                 }
             }
-            let prefs = load_preferences(&mut tx, &req.tenant, &req.recipients).await?;
             let first = rows.len();
             for user in &req.recipients {
                 last_seq += 1;
                 let silent = prefs
-                    .get(user)
+                    .get(&(req.tenant.clone(), user.clone()))
                     .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
                 let delta = deltas
                     .entry((req.tenant.clone(), user.clone()))
@@ -410,7 +430,11 @@ impl NotificationStore for SqliteStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let mut changed = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -479,7 +503,11 @@ impl NotificationStore for SqliteStore {
         user: &UserId,
         at: DateTime<Utc>,
     ) -> Result<ReadOutcome, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE notifications SET read_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND read_at IS NULL AND archived_at IS NULL",
@@ -514,7 +542,11 @@ impl NotificationStore for SqliteStore {
         id: NotificationId,
         at: DateTime<Utc>,
     ) -> Result<UnreadCount, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let row = sqlx::query(
             "UPDATE notifications SET archived_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND seq = ? AND archived_at IS NULL
@@ -543,7 +575,11 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let done = sqlx::query(
             "DELETE FROM notifications WHERE seq IN (
                SELECT seq FROM notifications
