@@ -7,9 +7,10 @@
 //! Classification (RFC 5321 reply codes): 4xx → `Transient` (greylisting, mailbox
 //! busy, too many connections); 5xx → `Rejected` (550 mailbox unavailable, 551, 553
 //! bad address, 554), except 530/534/535/538 (authentication) → `Misconfigured`;
-//! TLS failures and client errors (STARTTLS required but not offered) → `Misconfigured`; connection errors and timeouts → `Transient`
-//! (a timeout after DATA may duplicate an email; email clients dedupe by
-//! Message-ID, and there is no callback that could settle it).
+//! TLS failures and client errors (STARTTLS required but not offered) →
+//! `Misconfigured`; connection errors and timeouts → `Transient` (a timeout after
+//! DATA may duplicate an email: there is no callback that could settle it, and a
+//! second copy carries the same Message-ID, which many mail stores collapse).
 
 use std::time::Duration;
 

@@ -64,6 +64,28 @@ pub(crate) fn send_failure(err: &reqwest::Error, unknown_after_send: bool) -> Pr
     }
 }
 
+/// Classifies a failure to read the body of a response whose status arrived.
+/// After a 2xx the provider has taken the message, so whatever the provider, the
+/// outcome is `Unknown` (a retry would certainly duplicate it); otherwise as
+/// [`send_failure`].
+pub(crate) fn body_failure(
+    err: &reqwest::Error,
+    status: u16,
+    unknown_after_send: bool,
+) -> ProviderError {
+    if (200..300).contains(&status) {
+        ProviderError::Unknown {
+            code: "bad_response".to_owned(),
+            message: format!(
+                "HTTP {status}, then the body could not be read: {}",
+                error_chain(err)
+            ),
+        }
+    } else {
+        send_failure(err, unknown_after_send)
+    }
+}
+
 /// The error and its sources on one line (reqwest's top-level message alone is
 /// "error sending request").
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

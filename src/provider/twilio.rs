@@ -203,10 +203,9 @@ impl Provider for Twilio {
             .map_err(|e| transport::send_failure(&e, self.config.status_callback.is_some()))?;
         let status = response.status().as_u16();
         let retry_after = transport::retry_after(response.headers());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| transport::send_failure(&e, self.config.status_callback.is_some()))?;
+        let body = response.text().await.map_err(|e| {
+            transport::body_failure(&e, status, self.config.status_callback.is_some())
+        })?;
         classify(status, &body, retry_after)
     }
 }

@@ -106,7 +106,7 @@ impl Provider for Unifonic {
         let body = response
             .text()
             .await
-            .map_err(|e| transport::send_failure(&e, false))?;
+            .map_err(|e| transport::body_failure(&e, status, false))?;
         classify(status, &body, retry_after)
     }
 }

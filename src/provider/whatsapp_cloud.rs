@@ -154,7 +154,7 @@ impl Provider for WhatsappCloud {
         let body = response
             .text()
             .await
-            .map_err(|e| transport::send_failure(&e, true))?;
+            .map_err(|e| transport::body_failure(&e, status, true))?;
         classify(status, &body, retry_after)
     }
 }

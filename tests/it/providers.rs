@@ -782,3 +782,30 @@ async fn twilio_status_callback_for_a_sent_message_verifies_and_parses() {
     assert_eq!(update.status, MessageStatus::Failed);
     assert_eq!(update.error_code.as_deref(), Some("30003"));
 }
+
+#[tokio::test]
+async fn a_2xx_cut_off_mid_body_is_unknown_even_without_a_status_callback() {
+    // Twilio created the message (201) but the connection dies mid-body: retrying
+    // would certainly send it twice, so the outcome is Unknown, not Transient.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = sock.read(&mut buf).await.unwrap();
+        sock.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"sid\": \"SMcut")
+            .await
+            .unwrap();
+        // Dropping the socket cuts the body short.
+    });
+    let mut cfg = twilio_config(&base);
+    cfg.status_callback = None;
+    let twilio = Twilio::new("twilio", cfg).unwrap();
+    let err = twilio.send(&sms("+966501234567", "x")).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Unknown { ref code, .. } if code == "bad_response"),
+        "{err:?}"
+    );
+    server.await.unwrap();
+}
