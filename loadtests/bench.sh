@@ -4,6 +4,7 @@
 # load tool to core 1. Writes one JSON per run into OUT (default loadtests/out/DATE).
 #
 #   loadtests/bench.sh [scenario ...]      scenarios: steady2k steady10k idle-ws idle-sse storm burst
+#   HUB=/path/to/tidings LABEL=base- OUT=dir loadtests/bench.sh ...   the same with another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -12,9 +13,10 @@ DURATION=${DURATION:-20}
 PORT=${PORT:-18080}
 mkdir -p "$OUT"
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p tidings -p tidings-load
-HUB=$target/release/tidings
+[ -n "${HUB:-}" ] || cargo build --release -q -p tidings -p tidings-load
+HUB=${HUB:-$target/release/tidings}   # HUB=path/to/other/tidings compares two builds
 LOAD=$target/release/tidings-load
+LABEL=${LABEL:-}
 
 export TIDINGS_LOAD_URL=http://127.0.0.1:$PORT TIDINGS_LOAD_TENANT=bench
 export TIDINGS_LOAD_API_KEY=bench-key-0123456789 TIDINGS_LOAD_JWT_SECRET=bench-secret-0123456789abcdef
@@ -35,7 +37,7 @@ run() { # name, tool args...
   for i in $(seq "$RUNS"); do
     start_hub
     echo "== $name run $i"
-    taskset -c 1 "$LOAD" "$@" --hub-pid "$HUB_PID" --json "$OUT/$name-$i.json" | tail -n 12 || echo "run failed: $name $i"
+    taskset -c 1 "$LOAD" "$@" --hub-pid "$HUB_PID" --json "$OUT/$LABEL$name-$i.json" | tail -n 12 || echo "run failed: $name $i"
     stop_hub
   done
 }
