@@ -4,9 +4,12 @@
 //! value of these types that exists past the HTTP edge is known to be well-formed.
 
 pub mod auth;
+pub mod contact;
 pub mod ids;
+pub mod message;
 pub mod notification;
 pub mod preferences;
+pub mod template;
 pub mod user;
 
 /// A field-level validation failure. `field` is the JSON path the client sent.

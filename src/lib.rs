@@ -5,6 +5,8 @@
 //! - [`store`]: the persistence port and its backends (SQLite now; PostgreSQL next).
 //! - [`bus`]: the cross-node port (in-process now; Redis next).
 //! - [`hub`]: this node's connections by user, and the per-connection session.
+//! - [`provider`]: the outbound port (SMS, WhatsApp, email providers), signatures and
+//!   status callbacks; the only module that knows reqwest and lettre.
 //! - [`service`]: use cases: publish (group commit), inbox, realtime, auth, retention.
 //! - [`http`]: the only module that knows axum: routes, extractors, the error table.
 //! - [`app`]: wiring and lifecycle; [`config`]: typed configuration.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
+pub mod provider;
 pub mod service;
 pub mod store;
 pub mod telemetry;

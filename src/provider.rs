@@ -1,0 +1,201 @@
+//! The outbound port: one [`Provider`] trait for every SMS, WhatsApp and email
+//! provider, the error classification that drives retries, and the parsed form of
+//! the providers' status callbacks.
+//!
+//! # Layout
+//! - [`twilio`], [`unifonic`], [`whatsapp_cloud`], [`smtp`], [`log`]: one adapter per
+//!   provider, each speaking that provider's real wire format, each with its own
+//!   credentials, base URL, timeout and rate limit ([`limit`]).
+//! - [`failover`]: an ordered chain of providers per channel, with a
+//!   [`breaker`] (circuit breaker) per provider.
+//! - [`signature`]: webhook signature checks (Twilio, Meta).
+//! - [`config`]: the configuration shape, and building providers from it.
+//!
+//! **Only `provider/` knows reqwest and lettre.** The trait speaks domain types
+//! ([`OutboundMessage`] in, [`ProviderAccepted`] or [`ProviderError`] out), so the
+//! queue worker, the store and the HTTP layer never see a vendor type.
+
+use std::time::Duration;
+
+use crate::domain::contact::Address;
+use crate::domain::message::{MessageId, MessageStatus, Money};
+use crate::domain::template::{Channel, Language};
+
+pub mod breaker;
+pub mod config;
+pub mod failover;
+pub mod limit;
+pub mod log;
+pub mod signature;
+pub mod smtp;
+pub mod twilio;
+pub mod unifonic;
+pub mod whatsapp_cloud;
+
+mod transport;
+
+/// One message, rendered and addressed, ready for a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Our id. Providers that can carry a reference (Twilio's StatusCallback URL,
+    /// WhatsApp's `biz_opaque_callback_data`, Unifonic's CorrelationID, the email
+    /// Message-ID) carry it, so a callback finds the message even when the send's
+    /// response was lost.
+    pub id: MessageId,
+    pub channel: Channel,
+    pub to: Address,
+    pub language: Language,
+    /// Email only.
+    pub subject: Option<String>,
+    /// The rendered text (SMS, email, and WhatsApp without an approved template).
+    pub body: String,
+    /// The approved WhatsApp template to send instead of free text, when the
+    /// message came from one: WhatsApp refuses business-initiated free text outside
+    /// the 24-hour customer-service window.
+    pub whatsapp_template: Option<WhatsappTemplate>,
+}
+
+/// A pre-approved WhatsApp template and its positional body parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatsappTemplate {
+    pub name: String,
+    pub parameters: Vec<String>,
+}
+
+/// A provider took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccepted {
+    /// The provider's id for the message (Twilio `SM…`, WhatsApp `wamid.…`, Unifonic
+    /// `MessageID`, the email's Message-ID): what status callbacks refer to.
+    pub provider_message_id: String,
+    /// What the provider says the message costs, when it says so at send time.
+    pub price: Option<Money>,
+    /// The provider's response body, for the message's event trail.
+    pub raw: String,
+}
+
+/// Why a send did not succeed, classified for the retry policy.
+///
+/// `code` is the provider's own error code (`21211`, `ER-04`, `131026`, `550`) or
+/// one of ours for transport failures (`timeout`, `connect`, `http_503`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Permanent: the same request will fail again (invalid number, unsubscribed,
+    /// not a mobile, mailbox unavailable). The message becomes `bounced` at once.
+    #[error("rejected ({code}): {message}")]
+    Rejected { code: String, message: String },
+    /// Temporary: retry later (timeouts before the request left, connection errors,
+    /// 429, 5xx, the provider's transient codes), no sooner than `retry_after`.
+    #[error("temporarily failed ({code}): {message}")]
+    Transient {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request may have reached the provider, and we cannot tell whether it
+    /// created the message (a timeout after sending, a connection cut before the
+    /// response). Retrying could send it twice. The caller keeps the message in
+    /// `sending` and lets the status callback, which carries our message id,
+    /// settle it; see docs/OUTBOUND.md, "The Twilio timeout decision".
+    #[error("outcome unknown ({code}): {message}")]
+    Unknown { code: String, message: String },
+    /// Our side is wrong (bad credentials, unknown sender, missing setting): no
+    /// message will get through this provider until the configuration is fixed. A
+    /// failover chain moves on to its next provider at once.
+    #[error("misconfigured ({code}): {message}")]
+    Misconfigured { code: String, message: String },
+}
+
+impl ProviderError {
+    pub fn code(&self) -> &str {
+        match self {
+            ProviderError::Rejected { code, .. }
+            | ProviderError::Transient { code, .. }
+            | ProviderError::Unknown { code, .. }
+            | ProviderError::Misconfigured { code, .. } => code,
+        }
+    }
+
+    /// Whether the provider itself looks unhealthy (counts towards its circuit
+    /// breaker). A rejection is about the message, not the provider.
+    pub fn counts_against_provider(&self) -> bool {
+        !matches!(self, ProviderError::Rejected { .. })
+    }
+
+    pub(crate) fn misconfigured(code: &str, message: impl Into<String>) -> Self {
+        ProviderError::Misconfigured {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An SMS, WhatsApp or email provider.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The configured name (`twilio`, `unifonic-ksa`), recorded on each attempt.
+    fn name(&self) -> &str;
+
+    /// Whether this provider can carry `channel`.
+    fn supports(&self, channel: Channel) -> bool;
+
+    /// Sends one message. Waits for the provider's rate limit first.
+    async fn send(&self, msg: &OutboundMessage) -> Result<ProviderAccepted, ProviderError>;
+}
+
+/// A provider's status callback, parsed: which message, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub provider_message_id: String,
+    /// Our id, when the callback carries it (see [`OutboundMessage::id`]).
+    pub message_id: Option<MessageId>,
+    /// The status to apply, subject to [`crate::domain::message::advance`].
+    pub status: MessageStatus,
+    /// The provider's error code for failures (`30003`, `131026`).
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub price: Option<Money>,
+}
+
+/// A status callback that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// The body is not what the provider sends (a 400 for the sender).
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+    /// A well-formed callback about something we do not track (an inbound message,
+    /// an intermediate status we have no name for): acknowledged and ignored.
+    #[error("ignored callback: {0}")]
+    Ignored(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rejections_spare_the_circuit_breaker() {
+        let e = |s: &str| s.to_owned();
+        assert!(!ProviderError::Rejected {
+            code: e("21211"),
+            message: e("x")
+        }
+        .counts_against_provider());
+        assert!(ProviderError::Transient {
+            code: e("http_503"),
+            message: e("x"),
+            retry_after: None
+        }
+        .counts_against_provider());
+        assert!(ProviderError::Unknown {
+            code: e("timeout"),
+            message: e("x")
+        }
+        .counts_against_provider());
+        assert!(ProviderError::misconfigured("20003", "x").counts_against_provider());
+        assert_eq!(
+            ProviderError::misconfigured("20003", "bad token").to_string(),
+            "misconfigured (20003): bad token"
+        );
+    }
+}
