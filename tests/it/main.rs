@@ -8,6 +8,8 @@ mod auth;
 mod cli;
 mod inbox;
 mod ops;
+mod pg_faults;
 mod publish;
 mod realtime_sse;
 mod realtime_ws;
+mod store_conformance;
