@@ -59,6 +59,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     };
     if let Some(db) = &pg {
         config.database_url = db.url.clone();
+        // A test machine creating databases for parallel tests may be loaded: the first
+        // connection (and the migrations) get more than the 3 s production default.
+        config.database.acquire_timeout_ms = config.database.acquire_timeout_ms.max(10_000);
     }
     tweak(&mut config);
     let (api_key, jwt_secret, tenant) = (
