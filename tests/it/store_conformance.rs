@@ -108,6 +108,7 @@ conformance!(
     list_pages_newest_first_and_filters_unread,
     replay_after_is_oldest_first_and_skips_silent_and_archived,
     mark_read_changes_only_own_unread_and_bumps_version,
+    concurrent_mark_read_on_two_nodes_counts_each_id_once,
     archive_lowers_count_once_and_hides,
     idempotent_replay_and_key_reuse,
     idempotency_holds_under_concurrent_nodes,
@@ -588,6 +589,43 @@ async fn mark_read_changes_only_own_unread_and_bumps_version(b: &Backend) {
             .len(),
         1
     );
+}
+
+async fn concurrent_mark_read_on_two_nodes_counts_each_id_once(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(insert_one(s, publish("clinic-a", &["u1"], &format!("n{i}"))).await[0].0);
+    }
+    let nodes = b.two_nodes().await;
+    let mut tasks = Vec::new();
+    for k in 0..6 {
+        let store = nodes[k % 2].clone();
+        let (a, x) = (a.clone(), x.clone());
+        // Every task marks every id, in a different order.
+        let mut mine = ids.clone();
+        mine.rotate_left(k * 3);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match store.mark_read(&a, &x, &mine, at(1)).await {
+                    Ok(out) => return out.changed.len(),
+                    Err(StoreError::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(2)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut changed = 0;
+    for task in tasks {
+        changed += task.await.unwrap();
+    }
+    assert_eq!(changed, 20, "each id changes state exactly once");
+    let c = s.unread_count(&a, &x).await.unwrap();
+    assert_eq!(c.unread, 0);
+    assert_eq!(c.head, ids[19].seq());
 }
 
 async fn archive_lowers_count_once_and_hides(b: &Backend) {
