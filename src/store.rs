@@ -3,6 +3,7 @@
 //! **Architecture invariant:** only `store/` knows sqlx. Services see these traits
 //! and the domain types; no SQL or driver type crosses this boundary.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -267,9 +268,7 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> 
     if options.url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(options).await?))
     } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
-        Err(StoreError::Internal(
-            "the PostgreSQL store is not built yet: use a sqlite:// database_url".into(),
-        ))
+        Ok(Arc::new(postgres::PostgresStore::open(options).await?))
     } else {
         Err(StoreError::Internal(format!(
             "database_url must start with sqlite:// or postgres://, got {:?}",

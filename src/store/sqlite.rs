@@ -87,12 +87,19 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
         }
-        // SQLITE_BUSY (5) / SQLITE_LOCKED (6): another process held the lock past the busy timeout.
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5") | Some("6")) => {
+        // SQLITE_BUSY (5) / SQLITE_LOCKED (6) and their extended codes (517 BUSY_SNAPSHOT, ...):
+        // another process held the lock past the busy timeout.
+        sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),
     }
+}
+
+/// Whether an SQLite result code (primary or extended: the low byte is the primary) is BUSY or LOCKED.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 pub(super) fn millis(t: DateTime<Utc>) -> i64 {

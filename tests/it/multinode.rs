@@ -93,17 +93,27 @@ struct Cluster {
     env: Vec<(String, String)>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
+    _pg: Option<PgTestDb>,
 }
 
 impl Cluster {
     async fn start(n: usize, redis: &Redis) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        // The nodes share one database: PostgreSQL in the suite's PostgreSQL pass (the
+        // deployment the scale-out is for), else one SQLite file.
+        let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Some(
+                PgTestDb::create(&postgres_admin_url("multinode", true).expect("required")).await,
+            ),
+            _ => None,
+        };
+        let database_url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}/shared.db", dir.path().display()),
+        };
         let api_key = format!("tdk_multi_{}", uuid::Uuid::new_v4().simple());
         let env = vec![
-            (
-                "TIDINGS_DATABASE_URL".to_owned(),
-                format!("sqlite://{}/shared.db", dir.path().display()),
-            ),
+            ("TIDINGS_DATABASE_URL".to_owned(), database_url),
             ("TIDINGS_REDIS_URL".to_owned(), redis.url()),
             ("TIDINGS_DEV_TENANT".to_owned(), "clinic-a".to_owned()),
             ("TIDINGS_DEV_API_KEY".to_owned(), api_key.clone()),
@@ -122,6 +132,7 @@ impl Cluster {
             env,
             http: reqwest::Client::new(),
             _dir: dir,
+            _pg: pg,
         };
         for _ in 0..n {
             let node = cluster.spawn_node().await;

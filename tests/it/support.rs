@@ -24,6 +24,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// With `TIDINGS_TEST_BACKEND=postgres`: this app's own database, dropped with it.
+    _pg: Option<PgTestDb>,
 }
 
 /// Base configuration: defaults, plus `TIDINGS_*` from the environment (so the
@@ -48,6 +50,19 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
+    let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let admin = postgres_admin_url("spawn_app", true).expect("required");
+            Some(PgTestDb::create(&admin).await)
+        }
+        _ => None,
+    };
+    if let Some(db) = &pg {
+        config.database_url = db.url.clone();
+        // A test machine creating databases for parallel tests may be loaded: the first
+        // connection (and the migrations) get more than the 3 s production default.
+        config.database.acquire_timeout_ms = config.database.acquire_timeout_ms.max(10_000);
+    }
     tweak(&mut config);
     let (api_key, jwt_secret, tenant) = (
         config.dev_api_key.clone(),
@@ -72,6 +87,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         stop: Some(tx),
         stopped: Some(stopped),
         _dir: dir,
+        _pg: pg,
     }
 }
 
@@ -339,4 +355,89 @@ pub fn sign(secret: &str, claims: Value) -> String {
 
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// The admin URL of the test PostgreSQL server (`TIDINGS_TEST_POSTGRES_URL`, set by
+/// `scripts/services.sh`). When it is unset, a PostgreSQL test fails loudly if it is
+/// `required`, on CI (`CI` set) or with `TIDINGS_TEST_REQUIRE_POSTGRES=1`; otherwise it
+/// says on stderr that it skips, and returns `None`.
+pub fn postgres_admin_url(test: &str, required: bool) -> Option<String> {
+    if let Some(url) = std::env::var("TIDINGS_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return Some(url);
+    }
+    let flag = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+    };
+    if required || flag("CI") || flag("TIDINGS_TEST_REQUIRE_POSTGRES") {
+        panic!(
+            "{test}: PostgreSQL is required here but TIDINGS_TEST_POSTGRES_URL is not set; \
+             run scripts/test, or `source scripts/services.sh; services_start` first"
+        );
+    }
+    eprintln!(
+        "SKIPPED {test} on PostgreSQL: TIDINGS_TEST_POSTGRES_URL is not set \
+         (scripts/test sets it; CI or TIDINGS_TEST_REQUIRE_POSTGRES=1 make this a failure)"
+    );
+    None
+}
+
+/// A fresh database on the test PostgreSQL server (`CREATE DATABASE tidings_t_<uuid>`),
+/// dropped (with its open connections) when this value is dropped.
+pub struct PgTestDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgTestDb {
+    pub async fn create(admin_url: &str) -> Self {
+        use sqlx::{Connection, Executor};
+        let name = format!("tidings_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL at {admin_url}: {e}"));
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(admin_url).expect("TIDINGS_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        PgTestDb {
+            url: url.to_string(),
+            admin: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which must not block on itself: a
+        // short-lived thread with its own runtime does the DROP DATABASE.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::{Connection, Executor};
+                let mut c = sqlx::PgConnection::connect(&admin).await.ok()?;
+                c.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                    .ok()?;
+                c.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("note: test database {} was not dropped", self.name);
+        }
+    }
 }

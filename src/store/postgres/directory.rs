@@ -1,0 +1,96 @@
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::{from_millis, map_err, millis, PostgresStore};
+use crate::domain::auth::Role;
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::user::DirectoryUser;
+use crate::store::{DirectoryStore, Page, PageRequest, StoreError};
+
+fn user_from_row(row: &PgRow) -> Result<(i64, DirectoryUser), StoreError> {
+    let corrupt = |e: crate::domain::Invalid| StoreError::Internal(format!("bad user row: {e}"));
+    let user: String = row.get("user_id");
+    let role: String = row.get("role");
+    Ok((
+        row.get("seq"),
+        DirectoryUser {
+            user: UserId::parse(&user).map_err(corrupt)?,
+            role: role.parse().map_err(corrupt)?,
+            name: row.get("name"),
+            locale: row.get("locale"),
+            updated_at: from_millis(row.get("updated_at")),
+        },
+    ))
+}
+
+#[async_trait]
+impl DirectoryStore for PostgresStore {
+    async fn upsert_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError> {
+        let at = millis(user.updated_at);
+        sqlx::query(
+            "INSERT INTO users (tenant_id, user_id, role, name, locale, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+               role = excluded.role, name = excluded.name, locale = excluded.locale,
+               updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(user.user.as_str())
+        .bind(user.role.as_str())
+        .bind(&user.name)
+        .bind(&user.locale)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        role: Option<Role>,
+        page: PageRequest,
+    ) -> Result<Page<DirectoryUser>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, user_id, role, name, locale, updated_at FROM users
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR role = $2) AND seq < $3
+             ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(role.map(Role::as_str))
+        .bind(page.before.unwrap_or(i64::MAX))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let rows = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = Page::from_overfetch(rows, page.limit, |(seq, _)| *seq);
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, u)| u).collect(),
+            next: page.next,
+        })
+    }
+
+    async fn user_ids_with_role(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM users WHERE tenant_id = $1 AND role = $2 ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .bind(role.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        ids.iter()
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Internal(e.to_string())))
+            .collect()
+    }
+}

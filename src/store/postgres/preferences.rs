@@ -1,0 +1,84 @@
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::Row;
+
+use super::{map_err, millis, PostgresStore};
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::preferences::{QuietHours, StaffPreferences};
+use crate::store::{PreferenceStore, StoreError};
+
+/// The columns both reads select, in the order [`prefs_from_columns`] takes them.
+pub(super) const PREF_COLUMNS: &str =
+    "muted_categories::text AS muted, quiet_start, quiet_end, quiet_tz";
+
+/// Rebuilds preferences from their stored columns (shared with the publish path).
+pub(super) fn prefs_from_columns(
+    muted_json: &str,
+    start: Option<String>,
+    end: Option<String>,
+    tz: Option<String>,
+) -> Result<StaffPreferences, StoreError> {
+    let corrupt = |e: String| StoreError::Internal(format!("bad preferences row: {e}"));
+    let muted: Vec<String> =
+        serde_json::from_str(muted_json).map_err(|e| corrupt(e.to_string()))?;
+    let quiet = match (start, end, tz) {
+        (Some(s), Some(e), Some(tz)) => {
+            Some(QuietHours::parse(&s, &e, &tz).map_err(|e| corrupt(e.to_string()))?)
+        }
+        _ => None,
+    };
+    StaffPreferences::new(muted, quiet).map_err(|e| corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl PreferenceStore for PostgresStore {
+    async fn staff_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<StaffPreferences, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {PREF_COLUMNS} FROM staff_preferences WHERE tenant_id = $1 AND user_id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match row {
+            None => Ok(StaffPreferences::default()),
+            Some(r) => prefs_from_columns(r.get(0), r.get(1), r.get(2), r.get(3)),
+        }
+    }
+
+    async fn put_staff_preferences(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        prefs: &StaffPreferences,
+    ) -> Result<(), StoreError> {
+        let muted = serde_json::to_string(&prefs.muted_categories)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let q = prefs.quiet_hours.as_ref();
+        sqlx::query(
+            "INSERT INTO staff_preferences
+               (tenant_id, user_id, muted_categories, quiet_start, quiet_end, quiet_tz, updated_at)
+             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+               muted_categories = excluded.muted_categories, quiet_start = excluded.quiet_start,
+               quiet_end = excluded.quiet_end, quiet_tz = excluded.quiet_tz,
+               updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(muted)
+        .bind(q.map(|q| q.start.format("%H:%M").to_string()))
+        .bind(q.map(|q| q.end.format("%H:%M").to_string()))
+        .bind(q.map(|q| q.tz.name().to_owned()))
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}

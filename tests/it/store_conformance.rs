@@ -1,0 +1,1031 @@
+//! One conformance suite, two backends: every test here runs against SQLite (a
+//! tempfile) and PostgreSQL (a fresh database on `TIDINGS_TEST_POSTGRES_URL`),
+//! through the `Store` trait only, and asserts the same exact values on both.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tidings::domain::auth::Role;
+use tidings::domain::ids::{NotificationId, TenantId, UserId};
+use tidings::domain::notification::{ContentInput, NotificationContent, UnreadCount};
+use tidings::domain::preferences::{QuietHours, StaffPreferences};
+use tidings::domain::user::DirectoryUser;
+use tidings::store::{
+    self, IdempotencyClaim, InboxFilter, PageRequest, PublishOutcome, PublishRequest, Store,
+    StoreError, StoreOptions,
+};
+
+use crate::support::{postgres_admin_url, PgTestDb};
+
+/// A store under test plus what keeps its database alive.
+struct Backend {
+    store: Arc<dyn Store>,
+    options: StoreOptions,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgTestDb>,
+}
+
+fn options(url: String) -> StoreOptions {
+    StoreOptions {
+        url,
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+    }
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = options(format!("sqlite://{}/conformance.db", dir.path().display()));
+        Backend {
+            store: store::open(&options).await.expect("sqlite opens"),
+            options,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        let admin = postgres_admin_url(test, false)?;
+        let db = PgTestDb::create(&admin).await;
+        let options = options(db.url.clone());
+        Some(Backend {
+            store: store::open(&options).await.expect("postgres opens"),
+            options,
+            _dir: None,
+            _pg: Some(db),
+        })
+    }
+
+    /// Two writers as two hub nodes would be. PostgreSQL: a second, independent store
+    /// (its own pool) on the same database. SQLite serves a single node by design: its
+    /// commit order comes from the one writer connection of the process, so both
+    /// "nodes" share that store there.
+    async fn two_nodes(&self) -> [Arc<dyn Store>; 2] {
+        let second = if self._pg.is_some() {
+            store::open(&self.options).await.expect("second node opens")
+        } else {
+            self.store.clone()
+        };
+        [self.store.clone(), second]
+    }
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` for each conformance test.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Backend::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!("store_conformance::postgres::", stringify!($name));
+                    if let Some(b) = super::Backend::postgres(test).await {
+                        super::$name(&b).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    health_ping_answers,
+    tenants_and_api_keys,
+    directory_upserts_filters_and_pages,
+    preferences_round_trip_per_tenant_and_user,
+    batch_assigns_ascending_ids_and_counts_in_one_transaction,
+    list_pages_newest_first_and_filters_unread,
+    replay_after_is_oldest_first_and_skips_silent_and_archived,
+    mark_read_changes_only_own_unread_and_bumps_version,
+    concurrent_mark_read_on_two_nodes_counts_each_id_once,
+    archive_lowers_count_once_and_hides,
+    idempotent_replay_and_key_reuse,
+    idempotency_holds_under_concurrent_nodes,
+    silent_flag_follows_muted_categories_and_quiet_hours,
+    everything_is_scoped_by_tenant_and_user,
+    purge_deletes_only_old_read_or_archived,
+    ten_thousand_recipients_in_one_batch,
+    no_gap_for_a_tailing_reader_with_two_writer_nodes,
+);
+
+fn t(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+fn u(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    // A fixed instant with milliseconds, so both backends must keep them.
+    Utc.timestamp_millis_opt(1_790_000_000_000 + secs * 1000 + 123)
+        .unwrap()
+}
+
+fn content(title: &str, category: Option<&str>) -> NotificationContent {
+    NotificationContent::parse(ContentInput {
+        title,
+        message: "body",
+        kind: Some("warning"),
+        category,
+        related: Some(("appointment", "8a6f")),
+        link: Some("/appointments/8a6f"),
+        // Key order and spacing kept byte for byte (PostgreSQL stores it as JSON, not JSONB).
+        data_json: Some(r#"{"z": 1, "a": [true, null]}"#.into()),
+    })
+    .unwrap()
+}
+
+fn publish(tenant: &str, users: &[&str], title: &str) -> PublishRequest {
+    PublishRequest {
+        tenant: t(tenant),
+        recipients: users.iter().map(|x| u(x)).collect(),
+        content: content(title, None),
+        idempotency: None,
+        now: at(0),
+    }
+}
+
+fn with_key(mut req: PublishRequest, key: &str, hash: &str) -> PublishRequest {
+    req.idempotency = Some(IdempotencyClaim {
+        key: key.into(),
+        request_hash: hash.into(),
+    });
+    req
+}
+
+fn created(outcome: &PublishOutcome) -> Vec<(NotificationId, UserId)> {
+    match outcome {
+        PublishOutcome::Created { notifications, .. } => notifications
+            .iter()
+            .map(|n| (n.id, n.user.clone()))
+            .collect(),
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+async fn insert_one(store: &dyn Store, req: PublishRequest) -> Vec<(NotificationId, UserId)> {
+    let out = store.insert_batch(&[req]).await.unwrap();
+    created(&out[0])
+}
+
+fn count(unread: i64, version: i64, head: i64) -> UnreadCount {
+    UnreadCount {
+        unread,
+        version,
+        head,
+    }
+}
+
+fn page(limit: u32, before: Option<i64>) -> PageRequest {
+    PageRequest { limit, before }
+}
+
+async fn health_ping_answers(b: &Backend) {
+    b.store.ping().await.unwrap();
+}
+
+async fn tenants_and_api_keys(b: &Backend) {
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    assert!(!s.tenant_exists(&a).await.unwrap());
+    assert_eq!(s.jwt_secret(&a).await.unwrap(), None);
+    s.create_tenant(&a, "Clinic A", "secret-1").await.unwrap();
+    assert!(s.tenant_exists(&a).await.unwrap());
+    assert_eq!(s.jwt_secret(&a).await.unwrap().as_deref(), Some("secret-1"));
+    assert!(matches!(
+        s.create_tenant(&a, "again", "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.upsert_tenant(&a, "Clinic A2", "secret-2").await.unwrap();
+    assert_eq!(s.jwt_secret(&a).await.unwrap().as_deref(), Some("secret-2"));
+    s.upsert_tenant(&t("clinic-b"), "B", "secret-b")
+        .await
+        .unwrap();
+    assert!(s.tenant_exists(&t("clinic-b")).await.unwrap());
+
+    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1")
+        .await
+        .unwrap();
+    // The same hash again is a no-op, not an error.
+    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1")
+        .await
+        .unwrap();
+    s.insert_api_key(&a, "tdk_aaaa2222", "hash-2")
+        .await
+        .unwrap();
+    s.insert_api_key(&t("clinic-b"), "tdk_bbbb1111", "hash-3")
+        .await
+        .unwrap();
+    // Another key with a taken prefix is a conflict.
+    assert!(matches!(
+        s.insert_api_key(&a, "tdk_aaaa1111", "hash-9").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let k = s.find_api_key("hash-1").await.unwrap().unwrap();
+    assert_eq!(
+        (k.tenant, k.prefix.as_str(), k.revoked),
+        (a.clone(), "tdk_aaaa1111", false)
+    );
+    assert!(s.find_api_key("nope").await.unwrap().is_none());
+
+    assert_eq!(s.revoke_api_keys("tdk_aaaa").await.unwrap(), 2);
+    assert_eq!(s.revoke_api_keys("tdk_aaaa").await.unwrap(), 0);
+    // LIKE wildcards in the prefix are literal.
+    assert_eq!(s.revoke_api_keys("tdk_%").await.unwrap(), 0);
+    assert!(s.find_api_key("hash-1").await.unwrap().unwrap().revoked);
+    assert!(s.find_api_key("hash-2").await.unwrap().unwrap().revoked);
+    assert!(!s.find_api_key("hash-3").await.unwrap().unwrap().revoked);
+}
+
+fn person(id: &str, role: Role, secs: i64) -> DirectoryUser {
+    DirectoryUser {
+        user: u(id),
+        role,
+        name: Some(format!("Name {id}")),
+        locale: (role == Role::Provider).then(|| "ar".to_owned()),
+        updated_at: at(secs),
+    }
+}
+
+async fn directory_upserts_filters_and_pages(b: &Backend) {
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    for (i, id) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+        let role = if i % 2 == 0 {
+            Role::Provider
+        } else {
+            Role::FrontDesk
+        };
+        s.upsert_user(&a, &person(id, role, i as i64))
+            .await
+            .unwrap();
+    }
+    s.upsert_user(&t("clinic-b"), &person("u9", Role::Provider, 0))
+        .await
+        .unwrap();
+    // An update keeps the user's place in the list and changes role and fields.
+    s.upsert_user(&a, &person("u2", Role::Provider, 60))
+        .await
+        .unwrap();
+
+    let first = s.list_users(&a, None, page(2, None)).await.unwrap();
+    let ids = |p: &[DirectoryUser]| {
+        p.iter()
+            .map(|x| x.user.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first.items), ["u5", "u4"]);
+    let second = s.list_users(&a, None, page(2, first.next)).await.unwrap();
+    assert_eq!(ids(&second.items), ["u3", "u2"]);
+    assert_eq!(second.items[1], person("u2", Role::Provider, 60));
+    let third = s.list_users(&a, None, page(2, second.next)).await.unwrap();
+    assert_eq!(ids(&third.items), ["u1"]);
+    assert_eq!(third.next, None);
+
+    let providers = s
+        .list_users(&a, Some(Role::Provider), page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(ids(&providers.items), ["u5", "u3", "u2", "u1"]);
+    assert_eq!(providers.next, None);
+    let ids_by_role = s.user_ids_with_role(&a, Role::Provider).await.unwrap();
+    assert_eq!(ids_by_role, [u("u1"), u("u2"), u("u3"), u("u5")]);
+    assert_eq!(
+        s.user_ids_with_role(&a, Role::FrontDesk).await.unwrap(),
+        [u("u4")]
+    );
+    assert!(s
+        .user_ids_with_role(&a, Role::Admin)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.user_ids_with_role(&t("clinic-b"), Role::Provider)
+            .await
+            .unwrap(),
+        [u("u9")]
+    );
+}
+
+async fn preferences_round_trip_per_tenant_and_user(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    assert_eq!(
+        s.staff_preferences(&a, &x).await.unwrap(),
+        StaffPreferences::default()
+    );
+    let prefs = StaffPreferences::new(
+        vec!["lab.result".into(), "billing".into()],
+        Some(QuietHours::parse("22:00", "07:00", "Asia/Riyadh").unwrap()),
+    )
+    .unwrap();
+    s.put_staff_preferences(&a, &x, &prefs).await.unwrap();
+    assert_eq!(s.staff_preferences(&a, &x).await.unwrap(), prefs);
+    let fewer = StaffPreferences::new(vec!["billing".into()], None).unwrap();
+    s.put_staff_preferences(&a, &x, &fewer).await.unwrap();
+    assert_eq!(s.staff_preferences(&a, &x).await.unwrap(), fewer);
+    assert_eq!(
+        s.staff_preferences(&t("clinic-b"), &x).await.unwrap(),
+        StaffPreferences::default()
+    );
+    assert_eq!(
+        s.staff_preferences(&a, &u("u2")).await.unwrap(),
+        StaffPreferences::default()
+    );
+}
+
+async fn batch_assigns_ascending_ids_and_counts_in_one_transaction(b: &Backend) {
+    let s = b.store.as_ref();
+    let out = s
+        .insert_batch(&[
+            publish("clinic-a", &["u1", "u2"], "first"),
+            publish("clinic-a", &["u1"], "second"),
+            publish("clinic-b", &["u1"], "other tenant"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    let all: Vec<_> = out.iter().flat_map(created).collect();
+    let seqs: Vec<i64> = all.iter().map(|(id, _)| id.seq()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "ids ascend in request order: {seqs:?}"
+    );
+    let users: Vec<&str> = all.iter().map(|(_, x)| x.as_str()).collect();
+    assert_eq!(users, ["u1", "u2", "u1", "u1"]);
+
+    // Each recipient's count is the count after the whole batch, with one version bump.
+    let PublishOutcome::Created {
+        notifications,
+        counts,
+    } = &out[0]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        counts,
+        &vec![
+            (u("u1"), count(2, 1, seqs[2])),
+            (u("u2"), count(1, 1, seqs[1]))
+        ]
+    );
+    assert_eq!(notifications[0].content, content("first", None));
+    assert_eq!(notifications[0].created_at, at(0));
+    assert!(!notifications[0].silent);
+    let PublishOutcome::Created { counts, .. } = &out[2] else {
+        panic!()
+    };
+    assert_eq!(counts, &vec![(u("u1"), count(1, 1, seqs[3]))]);
+
+    let (a, u1) = (t("clinic-a"), u("u1"));
+    assert_eq!(s.unread_count(&a, &u1).await.unwrap(), count(2, 1, seqs[2]));
+    assert_eq!(
+        s.unread_count(&a, &u("nobody")).await.unwrap(),
+        count(0, 0, 0)
+    );
+    // What the store returns is what it stored, to the millisecond and the byte.
+    let listed = s
+        .list(&a, &u1, InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    let stored = &listed.items[1];
+    assert_eq!(stored.id.seq(), seqs[0]);
+    assert_eq!(
+        (stored.tenant.as_str(), stored.user.as_str()),
+        ("clinic-a", "u1")
+    );
+    assert_eq!(stored.content, content("first", None));
+    assert_eq!(stored.content.data, r#"{"z": 1, "a": [true, null]}"#);
+    assert_eq!((stored.created_at, stored.updated_at), (at(0), at(0)));
+    assert_eq!((stored.read_at, stored.silent), (None, false));
+
+    // A second batch bumps the version once more and moves the head.
+    let more = insert_one(s, publish("clinic-a", &["u1"], "third")).await;
+    assert_eq!(
+        s.unread_count(&a, &u1).await.unwrap(),
+        count(3, 2, more[0].0.seq())
+    );
+    assert!(more[0].0.seq() > seqs[3]);
+    assert!(s.insert_batch(&[]).await.unwrap().is_empty());
+}
+
+async fn list_pages_newest_first_and_filters_unread(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(insert_one(s, publish("clinic-a", &["u1"], &format!("n{i}"))).await[0].0);
+    }
+    insert_one(s, publish("clinic-a", &["u2"], "someone else")).await;
+    let titles = |p: &[tidings::domain::notification::Notification]| {
+        p.iter()
+            .map(|n| n.content.title.clone())
+            .collect::<Vec<_>>()
+    };
+    let p1 = s
+        .list(&a, &x, InboxFilter::All, page(2, None))
+        .await
+        .unwrap();
+    assert_eq!(titles(&p1.items), ["n4", "n3"]);
+    assert_eq!(p1.next, Some(ids[3].seq()));
+    let p2 = s
+        .list(&a, &x, InboxFilter::All, page(2, p1.next))
+        .await
+        .unwrap();
+    assert_eq!(titles(&p2.items), ["n2", "n1"]);
+    let p3 = s
+        .list(&a, &x, InboxFilter::All, page(2, p2.next))
+        .await
+        .unwrap();
+    assert_eq!(titles(&p3.items), ["n0"]);
+    assert_eq!(p3.next, None);
+    // Exactly `limit` rows left: no next cursor.
+    let exact = s
+        .list(&a, &x, InboxFilter::All, page(5, None))
+        .await
+        .unwrap();
+    assert_eq!((exact.items.len(), exact.next), (5, None));
+
+    s.mark_read(&a, &x, &[ids[1], ids[3]], at(5)).await.unwrap();
+    s.archive(&a, &x, ids[4], at(6)).await.unwrap();
+    let unread = s
+        .list(&a, &x, InboxFilter::Unread, page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(titles(&unread.items), ["n2", "n0"]);
+    let all = s
+        .list(&a, &x, InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(titles(&all.items), ["n3", "n2", "n1", "n0"]);
+    assert_eq!(all.items[0].read_at, Some(at(5)));
+    assert_eq!(all.items[0].updated_at, at(5));
+    let unread_paged = s
+        .list(&a, &x, InboxFilter::Unread, page(1, None))
+        .await
+        .unwrap();
+    assert_eq!(titles(&unread_paged.items), ["n2"]);
+    let rest = s
+        .list(&a, &x, InboxFilter::Unread, page(1, unread_paged.next))
+        .await
+        .unwrap();
+    assert_eq!(
+        (titles(&rest.items), rest.next),
+        (vec!["n0".to_owned()], None)
+    );
+}
+
+async fn replay_after_is_oldest_first_and_skips_silent_and_archived(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    s.put_staff_preferences(
+        &a,
+        &x,
+        &StaffPreferences::new(vec!["muted".into()], None).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let mut req = publish("clinic-a", &["u1"], &format!("n{i}"));
+        if i == 2 {
+            req.content = content("n2", Some("muted"));
+        }
+        ids.push(insert_one(s, req).await[0].0);
+    }
+    s.archive(&a, &x, ids[3], at(1)).await.unwrap();
+    s.mark_read(&a, &x, &[ids[4]], at(1)).await.unwrap();
+    let titles = |v: Vec<tidings::domain::notification::Notification>| {
+        v.into_iter().map(|n| n.content.title).collect::<Vec<_>>()
+    };
+    let from0 = NotificationId::from_seq(0);
+    assert_eq!(
+        titles(s.replay_after(&a, &x, from0, 100).await.unwrap()),
+        ["n0", "n1", "n4", "n5"]
+    );
+    assert_eq!(
+        titles(s.replay_after(&a, &x, from0, 2).await.unwrap()),
+        ["n0", "n1"]
+    );
+    assert_eq!(
+        titles(s.replay_after(&a, &x, ids[1], 100).await.unwrap()),
+        ["n4", "n5"]
+    );
+    assert!(s
+        .replay_after(&a, &x, ids[5], 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .replay_after(&a, &u("u2"), from0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn mark_read_changes_only_own_unread_and_bumps_version(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let mine: Vec<_> = insert_one(s, publish("clinic-a", &["u1"], "a"))
+        .await
+        .into_iter()
+        .chain(insert_one(s, publish("clinic-a", &["u1"], "b")).await)
+        .chain(insert_one(s, publish("clinic-a", &["u1"], "c")).await)
+        .map(|(id, _)| id)
+        .collect();
+    let theirs = insert_one(s, publish("clinic-a", &["u2"], "x")).await[0].0;
+    let head = mine[2].seq();
+    assert_eq!(s.unread_count(&a, &x).await.unwrap(), count(3, 3, head));
+
+    // Unknown, other user's and duplicate ids are ignored; the result is sorted.
+    let ghost = NotificationId::from_seq(999_999);
+    let out = s
+        .mark_read(&a, &x, &[mine[2], theirs, mine[0], ghost, mine[2]], at(1))
+        .await
+        .unwrap();
+    assert_eq!(out.changed, [mine[0], mine[2]]);
+    assert_eq!(out.count, count(1, 4, head));
+    // Already read: nothing changes, not even the version.
+    let again = s.mark_read(&a, &x, &[mine[0]], at(2)).await.unwrap();
+    assert!(again.changed.is_empty());
+    assert_eq!(again.count, count(1, 4, head));
+    let none = s.mark_read(&a, &x, &[], at(2)).await.unwrap();
+    assert_eq!((none.changed.len(), none.count), (0, count(1, 4, head)));
+    assert_eq!(
+        s.unread_count(&a, &u("u2")).await.unwrap(),
+        count(1, 1, theirs.seq())
+    );
+
+    let all = s.mark_all_read(&a, &x, at(3)).await.unwrap();
+    assert!(all.changed.is_empty());
+    assert_eq!(all.count, count(0, 5, head));
+    let all_again = s.mark_all_read(&a, &x, at(4)).await.unwrap();
+    assert_eq!(all_again.count, count(0, 5, head));
+    let listed = s
+        .list(&a, &x, InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    let read_at: Vec<_> = listed.items.iter().map(|n| n.read_at).collect();
+    assert_eq!(read_at, [Some(at(1)), Some(at(3)), Some(at(1))]);
+    // The other user's notification is untouched.
+    assert_eq!(
+        s.list(&a, &u("u2"), InboxFilter::Unread, page(10, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_mark_read_on_two_nodes_counts_each_id_once(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(insert_one(s, publish("clinic-a", &["u1"], &format!("n{i}"))).await[0].0);
+    }
+    let nodes = b.two_nodes().await;
+    let mut tasks = Vec::new();
+    for k in 0..6 {
+        let store = nodes[k % 2].clone();
+        let (a, x) = (a.clone(), x.clone());
+        // Every task marks every id, in a different order.
+        let mut mine = ids.clone();
+        mine.rotate_left(k * 3);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match store.mark_read(&a, &x, &mine, at(1)).await {
+                    Ok(out) => return out.changed.len(),
+                    Err(StoreError::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(2)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut changed = 0;
+    for task in tasks {
+        changed += task.await.unwrap();
+    }
+    assert_eq!(changed, 20, "each id changes state exactly once");
+    let c = s.unread_count(&a, &x).await.unwrap();
+    assert_eq!(c.unread, 0);
+    assert_eq!(c.head, ids[19].seq());
+}
+
+async fn archive_lowers_count_once_and_hides(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let ids: Vec<_> = insert_one(s, publish("clinic-a", &["u1"], "a"))
+        .await
+        .into_iter()
+        .chain(insert_one(s, publish("clinic-a", &["u1"], "b")).await)
+        .map(|(id, _)| id)
+        .collect();
+    let head = ids[1].seq();
+    assert!(s.owns(&a, &x, ids[0]).await.unwrap());
+    assert!(!s.owns(&a, &u("u2"), ids[0]).await.unwrap());
+    assert!(!s.owns(&t("clinic-b"), &x, ids[0]).await.unwrap());
+
+    assert_eq!(
+        s.archive(&a, &x, ids[0], at(1)).await.unwrap(),
+        count(1, 3, head)
+    );
+    assert!(!s.owns(&a, &x, ids[0]).await.unwrap());
+    assert!(matches!(
+        s.archive(&a, &x, ids[0], at(2)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.archive(&a, &u("u2"), ids[1], at(2)).await,
+        Err(StoreError::NotFound)
+    ));
+    // Archived ids can no longer be marked read.
+    let out = s.mark_read(&a, &x, &[ids[0]], at(2)).await.unwrap();
+    assert!(out.changed.is_empty());
+    // Archiving a read notification leaves the count (and its version) alone.
+    s.mark_read(&a, &x, &[ids[1]], at(2)).await.unwrap();
+    assert_eq!(
+        s.archive(&a, &x, ids[1], at(3)).await.unwrap(),
+        count(0, 4, head)
+    );
+    assert!(s
+        .list(&a, &x, InboxFilter::All, page(10, None))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+async fn idempotent_replay_and_key_reuse(b: &Backend) {
+    let s = b.store.as_ref();
+    let first = with_key(publish("clinic-a", &["u1", "u2"], "t"), "k1", "h1");
+    let made = insert_one(s, first.clone()).await;
+    assert_eq!(made.len(), 2);
+
+    let out = s
+        .insert_batch(&[
+            first.clone(),
+            with_key(publish("clinic-a", &["u1"], "t"), "k1", "other"),
+            // A new key used twice in one batch: created once, replayed once.
+            with_key(publish("clinic-a", &["u3"], "t"), "k2", "h2"),
+            with_key(publish("clinic-a", &["u3"], "t"), "k2", "h2"),
+            with_key(publish("clinic-a", &["u3"], "t"), "k2", "h-other"),
+            // The same key in another tenant is another key.
+            with_key(publish("clinic-b", &["u1"], "t"), "k1", "h1"),
+        ])
+        .await
+        .unwrap();
+    match &out[0] {
+        PublishOutcome::Replayed { created } => assert_eq!(created, &made),
+        other => panic!("expected Replayed, got {other:?}"),
+    }
+    assert!(matches!(out[1], PublishOutcome::KeyReused));
+    let k2 = created(&out[2]);
+    match &out[3] {
+        PublishOutcome::Replayed { created } => assert_eq!(created, &k2),
+        other => panic!("expected Replayed, got {other:?}"),
+    }
+    assert!(matches!(out[4], PublishOutcome::KeyReused));
+    assert_eq!(created(&out[5]).len(), 1);
+    // Replays stored nothing: u1 has one notification in clinic-a, u3 one.
+    let (a, u1, u3) = (t("clinic-a"), u("u1"), u("u3"));
+    assert_eq!(s.unread_count(&a, &u1).await.unwrap().unread, 1);
+    assert_eq!(s.unread_count(&a, &u3).await.unwrap().unread, 1);
+    // And a replay in a later batch returns the record committed earlier.
+    match &s.insert_batch(&[first]).await.unwrap()[0] {
+        PublishOutcome::Replayed { created } => assert_eq!(created, &made),
+        other => panic!("expected Replayed, got {other:?}"),
+    }
+}
+
+async fn idempotency_holds_under_concurrent_nodes(b: &Backend) {
+    let nodes = b.two_nodes().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = nodes[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let req = with_key(publish("clinic-a", &["u1"], "t"), "same-key", "h");
+            loop {
+                match store.insert_batch(std::slice::from_ref(&req)).await {
+                    Ok(mut out) => return out.remove(0),
+                    // A busy database is a retry for the caller (503), not a result.
+                    Err(StoreError::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut made = Vec::new();
+    let mut replayed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            PublishOutcome::Created { notifications, .. } => made.push(
+                notifications
+                    .iter()
+                    .map(|n| (n.id, n.user.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            PublishOutcome::Replayed { created } => replayed.push(created),
+            PublishOutcome::KeyReused => panic!("same body must not be KeyReused"),
+        }
+    }
+    assert_eq!(made.len(), 1, "exactly one request creates");
+    assert_eq!(replayed.len(), 7);
+    assert!(replayed.iter().all(|r| r == &made[0]));
+    assert_eq!(
+        b.store
+            .unread_count(&t("clinic-a"), &u("u1"))
+            .await
+            .unwrap()
+            .unread,
+        1
+    );
+}
+
+async fn silent_flag_follows_muted_categories_and_quiet_hours(b: &Backend) {
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    s.put_staff_preferences(
+        &a,
+        &u("muter"),
+        &StaffPreferences::new(vec!["lab.result".into()], None).unwrap(),
+    )
+    .await
+    .unwrap();
+    // at(0) is 2026-09-21 14:13:20.123 UTC: inside 14:00-15:00 UTC.
+    s.put_staff_preferences(
+        &a,
+        &u("sleeper"),
+        &StaffPreferences::new(
+            vec![],
+            Some(QuietHours::parse("14:00", "15:00", "UTC").unwrap()),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Same user id in another tenant: that tenant's (absent) preferences apply.
+    let mut lab = publish("clinic-a", &["muter", "sleeper", "plain"], "lab");
+    lab.content = content("lab", Some("lab.result"));
+    let mut lab_b = publish("clinic-b", &["muter"], "lab");
+    lab_b.content = content("lab", Some("lab.result"));
+    let mut other = publish("clinic-a", &["muter", "sleeper"], "other");
+    other.content = content("other", Some("billing"));
+    let mut later = other.clone();
+    later.now = at(3600); // 15:13 UTC: outside the quiet hours
+    let out = s.insert_batch(&[lab, lab_b, other, later]).await.unwrap();
+    let silent = |o: &PublishOutcome| match o {
+        PublishOutcome::Created { notifications, .. } => {
+            notifications.iter().map(|n| n.silent).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(silent(&out[0]), [true, true, false]);
+    assert_eq!(silent(&out[1]), [false]);
+    assert_eq!(silent(&out[2]), [false, true]);
+    assert_eq!(silent(&out[3]), [false, false]);
+    // Silent rows are stored, listed and counted; only replay (live push) skips them.
+    let muter = u("muter");
+    assert_eq!(s.unread_count(&a, &muter).await.unwrap().unread, 3);
+    let listed = s
+        .list(&a, &muter, InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    let flags: Vec<bool> = listed.items.iter().map(|n| n.silent).collect();
+    assert_eq!(flags, [false, false, true]);
+    let replay = s
+        .replay_after(&a, &muter, NotificationId::from_seq(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(replay.len(), 2);
+}
+
+async fn everything_is_scoped_by_tenant_and_user(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, bb, x) = (t("clinic-a"), t("clinic-b"), u("u1"));
+    let in_a = insert_one(s, publish("clinic-a", &["u1"], "a")).await[0].0;
+    let in_b = insert_one(s, publish("clinic-b", &["u1"], "b")).await[0].0;
+    assert_eq!(
+        s.unread_count(&a, &x).await.unwrap(),
+        count(1, 1, in_a.seq())
+    );
+    assert_eq!(
+        s.unread_count(&bb, &x).await.unwrap(),
+        count(1, 1, in_b.seq())
+    );
+    let listed = s
+        .list(&a, &x, InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].content.title, "a");
+    let replay = s
+        .replay_after(&bb, &x, NotificationId::from_seq(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(replay.len(), 1);
+    assert_eq!(replay[0].id, in_b);
+    // Tenant b cannot read or archive tenant a's notification.
+    let out = s.mark_read(&bb, &x, &[in_a], at(1)).await.unwrap();
+    assert!(out.changed.is_empty());
+    assert!(matches!(
+        s.archive(&bb, &x, in_a, at(1)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(!s.owns(&bb, &x, in_a).await.unwrap());
+    s.mark_all_read(&bb, &x, at(1)).await.unwrap();
+    assert_eq!(
+        s.unread_count(&a, &x).await.unwrap(),
+        count(1, 1, in_a.seq())
+    );
+    assert_eq!(
+        s.unread_count(&bb, &x).await.unwrap(),
+        count(0, 2, in_b.seq())
+    );
+}
+
+async fn purge_deletes_only_old_read_or_archived(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let old = |title: &str, key: Option<&str>| {
+        let mut r = publish("clinic-a", &["u1"], title);
+        r.now = at(-10_000);
+        if let Some(k) = key {
+            r = with_key(r, k, "h");
+        }
+        r
+    };
+    let read_old = insert_one(s, old("read old", Some("old-key"))).await[0].0;
+    let archived_old = insert_one(s, old("archived old", None)).await[0].0;
+    let unread_old = insert_one(s, old("unread old", None)).await[0].0;
+    let read_old_2 = insert_one(s, old("read old 2", None)).await[0].0;
+    let read_new = insert_one(
+        s,
+        with_key(publish("clinic-a", &["u1"], "new"), "new-key", "h"),
+    )
+    .await[0]
+        .0;
+    s.mark_read(&a, &x, &[read_old, read_old_2, read_new], at(0))
+        .await
+        .unwrap();
+    s.archive(&a, &x, archived_old, at(0)).await.unwrap();
+    let before = s.unread_count(&a, &x).await.unwrap();
+
+    assert_eq!(s.purge_before(at(-1), 2).await.unwrap(), 2);
+    assert_eq!(s.purge_before(at(-1), 2).await.unwrap(), 1);
+    assert_eq!(s.purge_before(at(-1), 2).await.unwrap(), 0);
+    let left: Vec<_> = s
+        .list(&a, &x, InboxFilter::All, page(10, None))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(left, [read_new, unread_old]);
+    assert_eq!(s.unread_count(&a, &x).await.unwrap(), before);
+    // The old idempotency record is gone (the key creates again); the new one stays.
+    assert_eq!(
+        insert_one(s, old("read old", Some("old-key"))).await.len(),
+        1
+    );
+    let replay = s
+        .insert_batch(&[with_key(
+            publish("clinic-a", &["u1"], "new"),
+            "new-key",
+            "h",
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(replay[0], PublishOutcome::Replayed { .. }));
+}
+
+async fn ten_thousand_recipients_in_one_batch(b: &Backend) {
+    let s = b.store.as_ref();
+    let users: Vec<String> = (0..10_000).map(|i| format!("staff-{i:05}")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let made = insert_one(s, publish("clinic-a", &refs, "broadcast")).await;
+    let took = started.elapsed();
+    assert_eq!(made.len(), 10_000);
+    let distinct: BTreeSet<i64> = made.iter().map(|(id, _)| id.seq()).collect();
+    assert_eq!(distinct.len(), 10_000);
+    assert!(made.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(made[9_999].1, u("staff-09999"));
+    let c = s
+        .unread_count(&t("clinic-a"), &u("staff-04242"))
+        .await
+        .unwrap();
+    assert_eq!(c, count(1, 1, made[4_242].0.seq()));
+    // Bulk statements, not 10,000 round trips: generous for a loaded 2-core machine.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+/// The resume invariant under concurrency: writers on two nodes (two pools) insert
+/// for one user while a reader tails with `replay_after(last_seen)`. A notification
+/// committed with an id below one the reader already saw would be skipped for ever,
+/// so the reader must end with every id exactly once.
+async fn no_gap_for_a_tailing_reader_with_two_writer_nodes(b: &Backend) {
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 40;
+    let nodes = b.two_nodes().await;
+    let (a, x) = (t("clinic-a"), u("u1"));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = nodes[w % 2].clone();
+        let done = done.clone();
+        writers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..BATCHES {
+                // 1-3 publishes per batch, some with other recipients too.
+                let batch: Vec<_> = (0..1 + i % 3)
+                    .map(|j| {
+                        let others = if j == 1 { vec!["u1", "u2"] } else { vec!["u1"] };
+                        publish("clinic-a", &others, &format!("w{w}-{i}-{j}"))
+                    })
+                    .collect();
+                let out = loop {
+                    match store.insert_batch(&batch).await {
+                        Ok(out) => break out,
+                        // A busy database is a 503 to a caller, who retries.
+                        Err(StoreError::Unavailable(_)) => {
+                            tokio::time::sleep(Duration::from_millis(2)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                mine.extend(
+                    out.iter()
+                        .flat_map(created)
+                        .filter(|(_, user)| user.as_str() == "u1")
+                        .map(|(id, _)| id.seq()),
+                );
+                tokio::task::yield_now().await;
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            mine
+        }));
+    }
+    let reader = {
+        let store = nodes[1].clone();
+        let (a, x) = (a.clone(), x.clone());
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<i64> = Vec::new();
+            let mut last = NotificationId::from_seq(0);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+                let page = store.replay_after(&a, &x, last, 50).await.unwrap();
+                if page.is_empty() && finished {
+                    return seen;
+                }
+                for n in page {
+                    assert!(n.id > last, "replay goes forward");
+                    last = n.id;
+                    seen.push(n.id.seq());
+                }
+            }
+        })
+    };
+    let mut written: Vec<i64> = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    let seen = reader.await.unwrap();
+    written.sort_unstable();
+    let per_writer: usize = (0..BATCHES).map(|i| 1 + i % 3).sum();
+    assert_eq!(written.len(), WRITERS * per_writer, "writers' count");
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort_unstable();
+    assert_eq!(seen, seen_sorted, "the reader saw ids in ascending order");
+    let missing: Vec<_> = written
+        .iter()
+        .filter(|id| seen_sorted.binary_search(id).is_err())
+        .collect();
+    assert!(missing.is_empty(), "the tailing reader skipped {missing:?}");
+    assert_eq!(seen_sorted, written, "every id exactly once");
+    let c = b.store.unread_count(&a, &x).await.unwrap();
+    assert_eq!(
+        (c.unread, c.head),
+        (written.len() as i64, *written.last().unwrap())
+    );
+}
