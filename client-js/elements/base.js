@@ -18,6 +18,11 @@ export class TidingsElement extends HTMLElement {
     return ['url', 'token', 'transport', 'share', 'lang', 'dir']
   }
 
+  /** Properties a page may set before the element is defined. */
+  static get properties() {
+    return ['getToken', 'client', 'options', 'strings']
+  }
+
   constructor() {
     super()
     this._getToken = null
@@ -80,6 +85,14 @@ export class TidingsElement extends HTMLElement {
   }
 
   connectedCallback() {
+    // A property set before the element was defined (script order) sits on the
+    // instance and hides the class's setter: take it and set it again.
+    for (const k of this.constructor.properties)
+      if (Object.prototype.hasOwnProperty.call(this, k)) {
+        const v = this[k]
+        delete this[k]
+        this[k] = v
+      }
     this.render()
     queueMicrotask(() => this._start())
   }

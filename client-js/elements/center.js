@@ -74,12 +74,18 @@ export class TidingsCenter extends TidingsElement {
     return Math.min(200, Math.max(1, Number(this.getAttribute('page-size')) || 20))
   }
 
+  static get properties() {
+    return [...super.properties, 'view']
+  }
+
+  /** The tab shown: `history` or `preferences` (also the `view` attribute). */
   get view() {
     return this.getAttribute('view') == 'preferences' ? 'preferences' : 'history'
   }
   set view(v) {
     this.setAttribute('view', v)
     this.render()
+    if (this.view == 'preferences' && this._started) this._loadPrefs()
   }
 
   _build() {
@@ -121,7 +127,14 @@ export class TidingsCenter extends TidingsElement {
     $.mutedLegend = h('legend')
     $.mutedHint = h('p', { class: 'hint', id: 'muted-hint' })
     $.muted = h('ul', { class: 'muted', 'aria-describedby': 'muted-hint' })
-    $.newCat = h('input', { type: 'text', name: 'category', autocomplete: 'off', list: 'known-categories' })
+    $.newCat = h('input', {
+      type: 'text',
+      name: 'category',
+      autocomplete: 'off',
+      list: 'known-categories',
+      // Enter adds the category (instead of submitting the form).
+      onkeydown: (e) => e.key == 'Enter' && (e.preventDefault(), this._addMuted()),
+    })
     $.known = h('datalist', { id: 'known-categories' })
     $.lNewCat = h('span')
     $.add = h('button', { type: 'button', class: 'act', onclick: () => this._addMuted() })
@@ -268,7 +281,6 @@ export class TidingsCenter extends TidingsElement {
   _show(view, focus) {
     this.view = view
     if (focus) (view == 'history' ? this.$.tabH : this.$.tabP).focus()
-    if (view == 'preferences') this._loadPrefs()
   }
 
   _tabKey(e) {

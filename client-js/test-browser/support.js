@@ -265,10 +265,10 @@ export const bellState = (page, sel = 'tidings-bell') =>
   }, sel)
 
 /** Saves a screenshot into TIDINGS_SCREENSHOTS (scripts/screenshots points it at docs/screenshots), else test-browser/out. */
-export async function shot(target, name) {
+export async function shot(target, name, options = {}) {
   const dir = process.env.TIDINGS_SCREENSHOTS || join(here, 'out')
   mkdirSync(dir, { recursive: true })
-  await target.screenshot({ path: join(dir, name + '.png') })
+  await target.screenshot({ path: join(dir, name + '.png'), animations: 'disabled', ...options })
 }
 
 /** axe-core in the page; returns the serious and critical violations. */
