@@ -88,6 +88,9 @@ test('history: newest first, paged with the cursor, filtered by status, type and
 
   // "Mark as read" on a row: the row and the bell update from the hub's push.
   await connected(page)
+  // The bell and the center share one connection: one of them leads.
+  const leaders = await page.evaluate(() => ['tidings-bell', 'tidings-center'].map((s) => document.querySelector(s).client.isLeader))
+  assert.deepEqual(leaders.sort(), [false, true])
   assert.equal((await bellState(page)).badge, '10')
   await page.click(inCenter(page, `.row[data-id="${ids[10]}"] button`))
   await until(async () => (await rows(page)).find((x) => x.id == ids[10]).unread == false, 3000, 'row read')
