@@ -463,6 +463,17 @@ export class TidingsCenter extends TidingsElement {
     }
   }
 
+  connectedCallback() {
+    super.connectedCallback()
+    // Relative times move on.
+    this._timer = setInterval(() => this._built && this._renderRows(), 60000)
+  }
+
+  disconnectedCallback() {
+    super.disconnectedCallback()
+    clearInterval(this._timer)
+  }
+
   onState(s) {
     if (s == 'open' && !this._started) {
       this._started = true
