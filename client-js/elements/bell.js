@@ -222,10 +222,13 @@ export class TidingsBell extends TidingsElement {
     this.$.panel.hidden = false
     this.$.button.setAttribute('aria-expanded', 'true')
     this._renderItems()
-    this._load()
-    const list = this._menuItems()
-    const el = list[at < 0 ? list.length - 1 : Math.min(at, list.length - 1)]
-    if (el) el.focus()
+    this._focusAt(at)
+    // Opened before the first page arrived: focus the requested item once it is there,
+    // unless the user has moved on meanwhile.
+    if (!this._loaded) {
+      const first = this.shadowRoot.activeElement
+      this._load().then(() => this._open && this.shadowRoot.activeElement == first && this._focusAt(at))
+    }
     this.dispatchEvent(new CustomEvent('tidings-open', { bubbles: true, composed: true }))
   }
 
@@ -236,6 +239,12 @@ export class TidingsBell extends TidingsElement {
     this.$.panel.hidden = true
     this.$.button.setAttribute('aria-expanded', 'false')
     if (refocus) this.$.button.focus()
+  }
+
+  _focusAt(at) {
+    const list = this._menuItems()
+    const el = list[at < 0 ? list.length - 1 : Math.min(at, list.length - 1)]
+    if (el) el.focus()
   }
 
   _menuItems() {
@@ -264,10 +273,13 @@ export class TidingsBell extends TidingsElement {
   }
 
   /** Loads the latest page once per connection (live events keep it current after that). */
-  async _load(force) {
+  _load(force) {
     const c = this.client
-    if (!c || (this._loaded && !force) || this._loading) return
-    this._loading = true
+    if (!c || (this._loaded && !force)) return Promise.resolve()
+    return this._loading || (this._loading = this._fetch(c).finally(() => (this._loading = null)))
+  }
+
+  async _fetch(c) {
     try {
       const page = await c.list({ status: 'all', limit: this.limit })
       const fresh = new Map(page.items.map((n) => [n.id, n]))
@@ -278,8 +290,6 @@ export class TidingsBell extends TidingsElement {
       this._loaded = true
     } catch {
       // Shown as still loading; the next open or reconnect tries again.
-    } finally {
-      this._loading = false
     }
     this._renderItems()
   }
