@@ -93,6 +93,10 @@ export class Hub {
     p.stdout.on('data', (d) => (this.log += d))
     p.stderr.on('data', (d) => (this.log += d))
     p.exited = new Promise((r) => p.once('exit', (code, sig) => r({ code, sig })))
+    // If this test process dies first, the hub must not outlive it.
+    const reap = () => p.exitCode == null && p.signalCode == null && process.kill(p.pid, 'SIGKILL')
+    process.once('exit', reap)
+    p.once('exit', () => process.off('exit', reap))
     await until(
       async () => {
         if (p.exitCode != null) throw new Error('hub exited: ' + this.log.slice(-2000))
