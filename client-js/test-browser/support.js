@@ -201,8 +201,17 @@ export function launch() {
  */
 export async function rig() {
   const web = await startStatic()
-  const hub = await Hub.start([web.origin])
-  const browser = await launch()
+  let hub
+  let browser
+  try {
+    hub = await Hub.start([web.origin])
+    browser = await launch()
+  } catch (e) {
+    // Nothing may keep the process alive after a failed start.
+    if (hub) await hub.close()
+    await web.close()
+    throw e
+  }
   const contexts = []
   const ctx = {
     hub,
