@@ -117,12 +117,22 @@ export interface ListOptions {
   limit?: number
 }
 
-/** Errors of the REST calls (`list`, `markRead`, `markAllRead`). */
+/** Errors of the REST calls (`list`, `markRead`, `markAllRead`, `preferences`, `setPreferences`). */
 export interface TidingsRequestError extends Error {
   /** HTTP status (absent for network errors). */
   status?: number
-  /** The hub's error code (`not_found`, `unauthorized`, ...). */
+  /** The hub's error code (`not_found`, `unauthorized`, `invalid`, ...). */
   code?: string
+  /** For `invalid` (422): the JSON path at fault, e.g. `quiet_hours.tz`. */
+  field?: string
+}
+
+/** A staff member's in-app preferences (`GET/PUT /v1/me/preferences`). */
+export interface StaffPreferences {
+  /** Notifications of these categories are stored and counted but not pushed. */
+  muted_categories: string[]
+  /** Inside this daily window (in `tz`; may wrap midnight) notifications are not pushed. */
+  quiet_hours: { start: string; end: string; tz: string } | null
 }
 
 export interface TidingsClient {
@@ -143,6 +153,10 @@ export interface TidingsClient {
   markAllRead(): Promise<void>
   /** One page of the user's notifications, newest first. */
   list(options?: ListOptions): Promise<NotificationPage>
+  /** `GET /v1/me/preferences`. */
+  preferences(): Promise<StaffPreferences>
+  /** `PUT /v1/me/preferences`; resolves with the stored preferences, rejects with `field` on 422. */
+  setPreferences(prefs: StaffPreferences): Promise<StaffPreferences>
   /** Closes the connection (another tab takes over if this one led). Final. */
   close(): void
 }

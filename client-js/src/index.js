@@ -139,6 +139,12 @@ export function connect(opts = {}) {
     list({ cursor, status, limit } = {}) {
       return api('GET', '/v1/me/notifications' + qs({ status, limit, cursor }))
     },
+    preferences() {
+      return api('GET', '/v1/me/preferences')
+    },
+    setPreferences(prefs) {
+      return api('PUT', '/v1/me/preferences', true, prefs)
+    },
     close() {
       if (state == 'closed') return
       if (conn) conn.close()

@@ -143,6 +143,10 @@ export function fakeFetch(handler) {
       query: Object.fromEntries(u.searchParams),
       auth: init.headers && init.headers.Authorization,
     }
+    if (init.body !== undefined) {
+      call.type = init.headers && init.headers['Content-Type']
+      call.body = JSON.parse(init.body)
+    }
     calls.push(call)
     const [status, body] = handler(call)
     return { status, ok: status >= 200 && status < 300, json: async () => body }
