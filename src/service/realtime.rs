@@ -28,8 +28,9 @@ pub struct Realtime {
 pub struct StoreCatchUp {
     store: Arc<dyn Store>,
     /// Upper bound on one replay, so a resume from the beginning of a long history
-    /// cannot hold a connection's worth of memory without limit. Beyond it the
-    /// client is sent the newest count and pages the rest through the REST list.
+    /// cannot hold memory without limit. A client further behind gets the oldest
+    /// `max_replay` missed notifications now, and the rest on its next resume
+    /// (or through the REST list).
     max_replay: u32,
 }
 
