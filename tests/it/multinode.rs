@@ -98,21 +98,34 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize, redis: &Redis) -> Cluster {
+        Cluster::start_with(n, redis, None, &[]).await
+    }
+
+    /// `database_url`: a database of the test's own (else a fresh one per cluster);
+    /// `extra`: more environment for every node.
+    async fn start_with(
+        n: usize,
+        redis: &Redis,
+        database_url: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         // The nodes share one database: PostgreSQL in the suite's PostgreSQL pass (the
         // deployment the scale-out is for), else one SQLite file.
         let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
+            _ if database_url.is_some() => None,
             Ok("postgres") => Some(
                 PgTestDb::create(&postgres_admin_url("multinode", true).expect("required")).await,
             ),
             _ => None,
         };
-        let database_url = match &pg {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite://{}/shared.db", dir.path().display()),
+        let database_url = match (&pg, database_url) {
+            (_, Some(url)) => url,
+            (Some(db), None) => db.url.clone(),
+            (None, None) => format!("sqlite://{}/shared.db", dir.path().display()),
         };
         let api_key = format!("tdk_multi_{}", uuid::Uuid::new_v4().simple());
-        let env = vec![
+        let mut env = vec![
             ("TIDINGS_DATABASE_URL".to_owned(), database_url),
             ("TIDINGS_REDIS_URL".to_owned(), redis.url()),
             ("TIDINGS_DEV_TENANT".to_owned(), "clinic-a".to_owned()),
@@ -126,6 +139,11 @@ impl Cluster {
                 std::env::var("TIDINGS_TEST_NODE_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             ),
         ];
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut cluster = Cluster {
             nodes: Vec::new(),
             api_key,
@@ -504,5 +522,105 @@ async fn publishes_that_fail_while_delivery_works_are_caught_up_exactly_once() {
             Some(Event::Frame(t, d)) => assert_ne!(t, "notification", "duplicate: {d}"),
             Some(e) => panic!("{e:?}"),
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_under_three_nodes() {
+    let Some(bin) = crate::pg_faults::pg_bin() else {
+        return;
+    };
+    let pg = tokio::task::block_in_place(|| crate::pg_faults::Cluster::start_new(bin));
+    let redis = Redis::start().await;
+    // Answer 503 quickly while the database is away, and do not serve credentials from
+    // cache for long: the outage must show on every path.
+    let fast = [
+        ("TIDINGS_DATABASE__ACQUIRE_TIMEOUT_MS", "1000"),
+        ("TIDINGS_AUTH__CACHE_TTL_SECS", "1"),
+    ];
+    let cluster = Cluster::start_with(3, &redis, Some(pg.url()), &fast).await;
+    let token = cluster.token("u-1").await;
+    let mut tab_b = cluster.ws(1, &token, None).await;
+    let mut tab_c = cluster.ws(2, &token, None).await;
+    tab_b.expect("hello").await;
+    tab_c.expect("hello").await;
+    cluster
+        .publish(
+            0,
+            json!({"user_id": "u-1", "title": "before", "message": "m"}),
+        )
+        .await;
+    for tab in [&mut tab_b, &mut tab_c] {
+        assert_eq!(tab.expect("notification").await["title"], "before");
+    }
+
+    tokio::task::block_in_place(|| pg.stop_fast());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for node in &cluster.nodes {
+        let res = cluster
+            .http
+            .post(format!("{}/v1/notifications", node.base))
+            .bearer_auth(&cluster.api_key)
+            .json(&json!({"user_id": "u-1", "title": "during", "message": "m"}))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = split(res).await;
+        assert_error(s, &b, 503, "unavailable");
+        let res = cluster
+            .http
+            .get(format!("{}/v1/me/unread-count", node.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = split(res).await;
+        assert_error(s, &b, 503, "unavailable");
+    }
+    // Live connections stay open through the outage.
+    for tab in [&mut tab_b, &mut tab_c] {
+        match tab.next_event(Duration::from_millis(300)).await {
+            None | Some(Event::Frame(..)) => {}
+            Some(Event::Closed(code)) => {
+                panic!("connection closed during the database outage: {code:?}")
+            }
+        }
+    }
+
+    tokio::task::block_in_place(|| pg.start());
+    // Each node recovers by itself; the first publish that succeeds reaches both tabs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let res = cluster
+            .http
+            .post(format!("{}/v1/notifications", cluster.nodes[0].base))
+            .bearer_auth(&cluster.api_key)
+            .json(&json!({"user_id": "u-1", "title": "after", "message": "m"}))
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = split(res).await;
+        if s == 201 {
+            break b["notifications"][0]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovery: {s} {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for tab in [&mut tab_b, &mut tab_c] {
+        let (ids, _) = collect(tab, 1, Duration::from_secs(10)).await;
+        assert_eq!(ids, vec![after.clone()]);
+    }
+    for node in &cluster.nodes {
+        let res = cluster
+            .http
+            .get(format!("{}/v1/me/unread-count", node.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(split(res).await.1["unread"], 2, "one count everywhere");
     }
 }

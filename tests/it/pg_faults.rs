@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::*;
 
 /// A throwaway PostgreSQL cluster on a free loopback port, stopped on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
@@ -50,7 +50,7 @@ fn run(mut cmd: Command, what: &str) {
 
 /// `$TIDINGS_TEST_PG_BIN`, else the newest /usr/lib/postgresql/*/bin; `None` means skip
 /// (or a loud failure on CI, as for every PostgreSQL test).
-fn pg_bin() -> Option<PathBuf> {
+pub(crate) fn pg_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("TIDINGS_TEST_PG_BIN").filter(|b| !b.is_empty()) {
         return Some(PathBuf::from(bin));
     }
@@ -71,7 +71,7 @@ fn pg_bin() -> Option<PathBuf> {
 }
 
 impl Cluster {
-    fn start_new(bin: PathBuf) -> Self {
+    pub(crate) fn start_new(bin: PathBuf) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // The postgres user must be able to reach its data directory inside our tempdir.
         run(
@@ -127,7 +127,7 @@ impl Cluster {
         cluster
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -137,14 +137,14 @@ impl Cluster {
         c
     }
 
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let log = self.data.join("log");
         let mut c = self.pg_ctl(&["-w", "-l"]);
         c.arg(log).arg("start");
         run(c, "pg_ctl start");
     }
 
-    fn stop_fast(&self) {
+    pub(crate) fn stop_fast(&self) {
         run(self.pg_ctl(&["-w", "-m", "fast", "stop"]), "pg_ctl stop");
     }
 }
