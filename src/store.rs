@@ -3,6 +3,7 @@
 //! **Architecture invariant:** only `store/` knows sqlx. Services see these traits
 //! and the domain types; no SQL or driver type crosses this boundary.
 
+pub(crate) mod columns;
 pub mod postgres;
 pub mod sqlite;
 

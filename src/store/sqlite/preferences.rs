@@ -4,27 +4,10 @@ use sqlx::Row;
 
 use super::{map_err, millis, SqliteStore};
 use crate::domain::ids::{TenantId, UserId};
-use crate::domain::preferences::{QuietHours, StaffPreferences};
+use crate::domain::preferences::StaffPreferences;
 use crate::store::{PreferenceStore, StoreError};
 
-/// Rebuilds preferences from their stored columns (shared with the publish path).
-pub(super) fn prefs_from_columns(
-    muted_json: &str,
-    start: Option<String>,
-    end: Option<String>,
-    tz: Option<String>,
-) -> Result<StaffPreferences, StoreError> {
-    let corrupt = |e: String| StoreError::Internal(format!("bad preferences row: {e}"));
-    let muted: Vec<String> =
-        serde_json::from_str(muted_json).map_err(|e| corrupt(e.to_string()))?;
-    let quiet = match (start, end, tz) {
-        (Some(s), Some(e), Some(tz)) => {
-            Some(QuietHours::parse(&s, &e, &tz).map_err(|e| corrupt(e.to_string()))?)
-        }
-        _ => None,
-    };
-    StaffPreferences::new(muted, quiet).map_err(|e| corrupt(e.to_string()))
-}
+pub(super) use crate::store::columns::prefs_from_columns;
 
 #[async_trait]
 impl PreferenceStore for SqliteStore {
