@@ -1,6 +1,8 @@
 //! Decoding of stored columns that both backends keep in the same shape: one
 //! place for the rules, so the SQLite and PostgreSQL stores cannot drift apart.
 
+use crate::domain::ids::{NotificationId, TenantId, UserId};
+use crate::domain::notification::{Notification, NotificationContent, NotificationType, Related};
 use crate::domain::preferences::{QuietHours, StaffPreferences};
 use crate::store::StoreError;
 
@@ -22,4 +24,56 @@ pub(crate) fn prefs_from_columns(
         _ => None,
     };
     StaffPreferences::new(muted, quiet).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Stored times are unix milliseconds on both backends.
+pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+}
+
+/// Rebuilds a notification from a row of the `notifications` table, whichever backend
+/// read it. `silent` is passed in because its column type differs (INTEGER / BOOLEAN).
+pub(crate) fn notification_from_row<'r, R>(
+    row: &'r R,
+    silent: bool,
+) -> Result<Notification, StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let corrupt =
+        |e: crate::domain::Invalid| StoreError::Internal(format!("bad notification row: {e}"));
+    let related = match (
+        row.get::<Option<String>, _>("related_type"),
+        row.get::<Option<String>, _>("related_id"),
+    ) {
+        (Some(kind), Some(id)) => Some(Related { kind, id }),
+        _ => None,
+    };
+    Ok(Notification {
+        id: NotificationId::from_seq(row.get("seq")),
+        tenant: TenantId::parse(&row.get::<String, _>("tenant_id")).map_err(corrupt)?,
+        user: UserId::parse(&row.get::<String, _>("user_id")).map_err(corrupt)?,
+        content: NotificationContent {
+            title: row.get("title"),
+            message: row.get("message"),
+            kind: NotificationType::parse(&row.get::<String, _>("type")).map_err(corrupt)?,
+            category: row.get("category"),
+            related,
+            link: row.get("link"),
+            data: row.get("data"),
+        },
+        read_at: row.get::<Option<i64>, _>("read_at").map(from_millis),
+        created_at: from_millis(row.get("created_at")),
+        updated_at: from_millis(row.get("updated_at")),
+        silent,
+    })
 }

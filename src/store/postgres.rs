@@ -18,7 +18,7 @@ mod tenants;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{Health, StoreError, StoreOptions};
@@ -92,9 +92,7 @@ pub(super) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub(super) fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
+pub(super) use super::columns::from_millis;
 
 #[async_trait]
 impl Health for PostgresStore {

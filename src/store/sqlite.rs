@@ -14,7 +14,7 @@ mod tenants;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -106,9 +106,7 @@ pub(super) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub(super) fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
+pub(super) use super::columns::from_millis;
 
 /// SQLite's limit on bound parameters is 32766; chunks stay far below it.
 pub(super) const IN_CHUNK: usize = 500;

@@ -38,11 +38,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::preferences::{prefs_from_columns, PREF_COLUMNS};
-use super::{from_millis, map_err, millis, PostgresStore};
+use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
-use crate::domain::notification::{
-    Notification, NotificationContent, NotificationType, Related, UnreadCount,
-};
+use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::{
     IdempotencyClaim, InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome,
@@ -63,31 +61,7 @@ fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
 }
 
 fn notification_from_row(row: &PgRow) -> Result<Notification, StoreError> {
-    let related = match (
-        row.get::<Option<String>, _>("related_type"),
-        row.get::<Option<String>, _>("related_id"),
-    ) {
-        (Some(kind), Some(id)) => Some(Related { kind, id }),
-        _ => None,
-    };
-    Ok(Notification {
-        id: NotificationId::from_seq(row.get("seq")),
-        tenant: TenantId::parse(row.get("tenant_id")).map_err(corrupt("notification"))?,
-        user: UserId::parse(row.get("user_id")).map_err(corrupt("notification"))?,
-        content: NotificationContent {
-            title: row.get("title"),
-            message: row.get("message"),
-            kind: NotificationType::parse(row.get("type")).map_err(corrupt("notification"))?,
-            category: row.get("category"),
-            related,
-            link: row.get("link"),
-            data: row.get("data"),
-        },
-        read_at: row.get::<Option<i64>, _>("read_at").map(from_millis),
-        created_at: from_millis(row.get("created_at")),
-        updated_at: from_millis(row.get("updated_at")),
-        silent: row.get("silent"),
-    })
+    crate::store::columns::notification_from_row(row, row.get("silent"))
 }
 
 /// The advisory-lock key of a tenant: the first 4 bytes of the SHA-256 of its id.

@@ -6,11 +6,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::preferences::prefs_from_columns;
-use super::{from_millis, map_err, millis, placeholders, SqliteStore, IN_CHUNK};
+use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
-use crate::domain::notification::{
-    Notification, NotificationContent, NotificationType, Related, UnreadCount,
-};
+use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::{
     InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,
@@ -31,31 +29,7 @@ fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
 }
 
 fn notification_from_row(row: &SqliteRow) -> Result<Notification, StoreError> {
-    let related = match (
-        row.get::<Option<String>, _>("related_type"),
-        row.get::<Option<String>, _>("related_id"),
-    ) {
-        (Some(kind), Some(id)) => Some(Related { kind, id }),
-        _ => None,
-    };
-    Ok(Notification {
-        id: NotificationId::from_seq(row.get("seq")),
-        tenant: TenantId::parse(row.get("tenant_id")).map_err(corrupt("notification"))?,
-        user: UserId::parse(row.get("user_id")).map_err(corrupt("notification"))?,
-        content: NotificationContent {
-            title: row.get("title"),
-            message: row.get("message"),
-            kind: NotificationType::parse(row.get("type")).map_err(corrupt("notification"))?,
-            category: row.get("category"),
-            related,
-            link: row.get("link"),
-            data: row.get("data"),
-        },
-        read_at: row.get::<Option<i64>, _>("read_at").map(from_millis),
-        created_at: from_millis(row.get("created_at")),
-        updated_at: from_millis(row.get("updated_at")),
-        silent: row.get::<i64, _>("silent") != 0,
-    })
+    crate::store::columns::notification_from_row(row, row.get::<i64, _>("silent") != 0)
 }
 
 /// Loads the preferences of the given users; users without a row have none.
