@@ -4,6 +4,7 @@
 //! and the domain types; no SQL or driver type crosses this boundary.
 
 pub(crate) mod columns;
+pub mod outbound;
 pub mod postgres;
 pub mod sqlite;
 

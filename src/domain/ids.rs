@@ -66,6 +66,57 @@ external_id!(
     "user_id"
 );
 
+external_id!(
+    /// A patient as the clinic system names them (outbound messages, preferences).
+    PatientId,
+    "patient_id"
+);
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            pub fn new_random() -> Self {
+                Self(uuid::Uuid::new_v4())
+            }
+
+            pub fn from_uuid(id: uuid::Uuid) -> Self {
+                Self(id)
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Invalid> {
+                uuid::Uuid::try_parse(raw)
+                    .map(Self)
+                    .map_err(|_| Invalid::new("id", concat!("must be a ", $what, " id (a UUID)")))
+            }
+
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// An outbound message template (stable across its versions).
+    TemplateId,
+    "template"
+);
+uuid_id!(
+    /// A bulk send.
+    BatchId,
+    "batch"
+);
+
 /// A notification's id: a store-assigned sequence number, strictly increasing in
 /// commit order per user (see ARCHITECTURE.md, "Resume without gaps").
 ///

@@ -46,7 +46,7 @@ impl fmt::Display for MessageId {
 }
 
 /// Where a message is in its life. The contract's nine statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MessageStatus {
     /// Committed, waiting for a worker (possibly until `send_at` or a retry time).
     Queued,
