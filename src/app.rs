@@ -17,6 +17,7 @@ use crate::domain::ids::{NodeId, TenantId};
 use crate::http::{self, AppState, HttpOptions, RealtimeSettings};
 use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, Authenticator};
+use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::inbox::Inbox;
 use crate::service::publish::{PublishConfig, Publisher};
@@ -63,6 +64,26 @@ impl App {
 
     /// Builds the node on a given bus (tests join several nodes on one in-process network).
     pub async fn build_with_bus(config: Config, bus: Arc<dyn Bus>) -> anyhow::Result<App> {
+        Self::build_with_parts(config, bus, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the node on the config's bus with a given clock (tests drive
+    /// retries and reminders with a `ManualClock`).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::standalone());
+        anyhow::ensure!(
+            config.redis_url.is_empty(),
+            "build_with_clock runs on the in-process bus; leave `redis_url` empty"
+        );
+        Self::build_with_parts(config, bus, clock).await
+    }
+
+    /// Builds the node from its parts.
+    pub async fn build_with_parts(
+        config: Config,
+        bus: Arc<dyn Bus>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
         let store = store::open(&config.store_options())
             .await
             .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
@@ -108,6 +129,7 @@ impl App {
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
             },
             stopping: CancellationToken::new(),
+            clock,
         };
         let router = http::router(
             state.clone(),

@@ -58,6 +58,8 @@ pub struct AppState {
     pub settings: RealtimeSettings,
     /// Cancelled when the node starts shutting down (`/readyz` turns 503 at once).
     pub stopping: CancellationToken,
+    /// The services' time source (a `ManualClock` in schedule tests).
+    pub clock: Arc<dyn crate::service::clock::Clock>,
 }
 
 pub struct HttpOptions {
