@@ -1265,7 +1265,7 @@ async fn bulk_of_ten_thousand_is_exact_and_all_or_nothing() {
     );
     let (s, b) = key_call(&app, Method::POST, "/v1/messages/bulk", Some(odd)).await;
     assert_error(s, &b, 422, "invalid");
-    assert_eq!(b["error"]["field"], "recipients[1]");
+    assert_eq!(b["error"]["field"], "recipients[1].colour");
     let neither = bulk_body("never_sent", 3, Some((2, json!({"variables": vars()}))));
     let (s, b) = key_call(&app, Method::POST, "/v1/messages/bulk", Some(neither)).await;
     assert_eq!(b["error"]["field"], "recipients[2].patient_id", "{s} {b}");
