@@ -9,6 +9,7 @@ mod cli;
 mod inbox;
 mod multinode;
 mod ops;
+mod outbound_store;
 mod pg_faults;
 mod providers;
 mod providers_contract;
