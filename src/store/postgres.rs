@@ -12,6 +12,7 @@
 
 mod directory;
 mod notifications;
+mod outbound;
 mod preferences;
 mod tenants;
 
