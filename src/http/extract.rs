@@ -53,9 +53,8 @@ pub fn parse_json<'de, T: Deserialize<'de>>(
             )
         } else {
             let message = inner.to_string();
-            // serde names a missing (or unknown) field only in its message:
-            // "missing field `title` at …", "unknown field `titel`, expected …".
-            let missing = named_field(&message);
+            // serde names a missing field only in its message: "missing field `title` at …".
+            let missing = missing_field(&message);
             let field = match (missing, path.as_str()) {
                 (Some(m), ".") => Some(m.to_owned()),
                 (Some(m), p) => Some(format!("{p}.{m}")),
@@ -71,11 +70,11 @@ pub fn parse_json<'de, T: Deserialize<'de>>(
     })
 }
 
-/// The field a serde error message names, for "missing field `x`" and "unknown field `x`".
-pub fn named_field(message: &str) -> Option<&str> {
+/// The field a serde "missing field `x`" message names (serde_path_to_error's path
+/// stops at the object that lacks it; an unknown field is already in the path).
+pub fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
-        .or_else(|| message.strip_prefix("unknown field `"))
         .and_then(|r| r.split('`').next())
 }
 

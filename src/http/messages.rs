@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{
-    encode_cursor, idempotency_claim, idempotency_key, named_field, page_request, parse_json,
+    encode_cursor, idempotency_claim, idempotency_key, missing_field, page_request, parse_json,
     read_body, Admin, ApiJson, ApiQuery, IdempotentJson,
 };
 use super::AppState;
@@ -191,7 +191,7 @@ fn recipient(i: usize, raw: &serde_json::value::RawValue) -> Result<BulkRecipien
     let r: RecipientWire = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let missing = named_field(&inner).map(str::to_owned);
+        let missing = missing_field(&inner).map(str::to_owned);
         let field = match (path.as_str(), missing) {
             (".", Some(m)) => at(&m),
             (".", None) => format!("recipients[{i}]"),

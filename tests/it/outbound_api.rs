@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tidings::domain::ids::TenantId;
 use tidings::domain::message::{MessageId, MessageStatus, Money};
-use tidings::store::outbound::{AttemptUpdate, CallbackUpdate, MessageEvent, OutboundStore};
+use tidings::store::outbound::{AttemptUpdate, CallbackUpdate, MessageEvent};
 
 use crate::support::{assert_error, spawn_app, split, TestApp};
 
@@ -1344,13 +1344,29 @@ async fn bulk_of_ten_thousand_is_exact_and_all_or_nothing() {
         None,
     )
     .await;
-    assert_eq!(l["items"].as_array().unwrap().len(), 1, "{l}");
-    assert_eq!(l["items"][0]["language"], "ar");
-    assert_eq!(l["items"][0]["patient_id"], "p-2");
-    assert!(l["items"][0]["body"]
-        .as_str()
-        .unwrap()
-        .starts_with('\u{200F}'));
+    // p-2 is recipient 2, 52, 102, … 452: ten times, each in Arabic.
+    let items = l["items"].as_array().unwrap();
+    assert_eq!(items.len(), 10, "{l}");
+    let want = "\u{200F}عَزِيزِي Ahmed، مَوْعِدُكَ مَعَ Dr. Sara فِي 10:00";
+    for m in items {
+        assert_eq!(
+            (m["language"].as_str(), m["patient_id"].as_str()),
+            (Some("ar"), Some("p-2"))
+        );
+        assert_eq!(m["body"].as_str().unwrap().as_bytes(), want.as_bytes());
+    }
+    let (_, l) = key_call(
+        &app,
+        Method::GET,
+        &format!("/v1/messages?batch_id={batch}&q=%2B966550000003"),
+        None,
+    )
+    .await;
+    assert_eq!(l["items"][0]["language"], "en");
+    assert_eq!(
+        l["items"][0]["body"],
+        "Hi Ahmed, see Dr. Sara at 10:00, \"room 2\"."
+    );
 
     let log = audit(&app, "action=message.bulk").await;
     assert_eq!(log.len(), 1, "refused bulks leave no audit entry");
