@@ -897,6 +897,19 @@ async fn enqueue_idempotent_replay_and_key_reuse(b: &Backend) {
     let out = enqueue_with(s, &a, queued(2), None, Some((&reused, "x")), None, at(2)).await;
     assert_eq!(out, EnqueueOutcome::KeyReused);
     assert_eq!(list_ids(s, &a, MessageFilter::default()).await.len(), 2);
+    // Retention forgets keys older than its cutoff, and only those.
+    s.purge_before(at(0), 100).await.unwrap();
+    let out = enqueue_with(s, &a, queued(2), None, Some((&reused, "x")), None, at(4)).await;
+    assert_eq!(out, EnqueueOutcome::KeyReused);
+    s.purge_before(at(1), 100).await.unwrap();
+    let out = enqueue_with(s, &a, queued(2), None, Some((&reused, "x")), None, at(4)).await;
+    assert_eq!(
+        out,
+        EnqueueOutcome::Committed {
+            queued: 2,
+            suppressed: 0
+        }
+    );
     // Keys are per tenant.
     let out = enqueue_with(
         s,
