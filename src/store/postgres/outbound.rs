@@ -1,4 +1,4 @@
-//! [`OutboundStore`] on PostgreSQL: TEMPORARY, see `pending`. Each method will hand over to the file of its area
+//! [`OutboundStore`] on Postgres: each method hands over to the file of its area
 //! (`templates`, `patients`, `queue`, `messages`, `callbacks`, `audit`), so this
 //! file is only the trait's table of contents.
 
@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::mpsc;
 
-use super::PostgresStore;
+use super::{audit, callbacks, messages, patients, queue, templates, PostgresStore};
 use crate::domain::ids::{BatchId, PatientId, TemplateId, TenantId};
 use crate::domain::message::{MessageId, PatientPreferences};
 use crate::domain::template::Template;
@@ -20,14 +20,7 @@ use crate::store::outbound::{
 };
 use crate::store::{IdempotencyClaim, Page, PageRequest, StoreError};
 
-/// Until the PostgreSQL implementation lands (the "postgres ready:" commit), every
-/// outbound call on PostgreSQL fails loudly instead of pretending.
-fn pending() -> StoreError {
-    StoreError::Internal("the outbound store is not implemented on PostgreSQL yet".to_owned())
-}
-
 #[async_trait]
-#[allow(unused_variables)]
 impl OutboundStore for PostgresStore {
     async fn create_template(
         &self,
@@ -36,7 +29,7 @@ impl OutboundStore for PostgresStore {
         template: &Template,
         audit: &AuditEntry,
     ) -> Result<StoredTemplate, StoreError> {
-        Err(pending())
+        templates::create_template(self, tenant, id, template, audit).await
     }
 
     async fn get_template(
@@ -44,7 +37,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         id: TemplateId,
     ) -> Result<Option<StoredTemplate>, StoreError> {
-        Err(pending())
+        templates::get_template(self, tenant, id).await
     }
 
     async fn template_by_name(
@@ -52,7 +45,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         name: &str,
     ) -> Result<Option<StoredTemplate>, StoreError> {
-        Err(pending())
+        templates::template_by_name(self, tenant, name).await
     }
 
     async fn template_version(
@@ -61,7 +54,7 @@ impl OutboundStore for PostgresStore {
         id: TemplateId,
         version: u32,
     ) -> Result<Option<Template>, StoreError> {
-        Err(pending())
+        templates::template_version(self, tenant, id, version).await
     }
 
     async fn list_templates(
@@ -70,7 +63,7 @@ impl OutboundStore for PostgresStore {
         filter: &TemplateFilter,
         page: PageRequest,
     ) -> Result<Page<StoredTemplate>, StoreError> {
-        Err(pending())
+        templates::list_templates(self, tenant, filter, page).await
     }
 
     async fn update_template(
@@ -80,7 +73,7 @@ impl OutboundStore for PostgresStore {
         template: &Template,
         audit: &AuditEntry,
     ) -> Result<StoredTemplate, StoreError> {
-        Err(pending())
+        templates::update_template(self, tenant, id, template, audit).await
     }
 
     async fn set_template_active(
@@ -90,7 +83,7 @@ impl OutboundStore for PostgresStore {
         active: bool,
         audit: &AuditEntry,
     ) -> Result<StoredTemplate, StoreError> {
-        Err(pending())
+        templates::set_template_active(self, tenant, id, active, audit).await
     }
 
     async fn delete_template(
@@ -99,7 +92,7 @@ impl OutboundStore for PostgresStore {
         id: TemplateId,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        Err(pending())
+        templates::delete_template(self, tenant, id, audit).await
     }
 
     async fn template_versions(
@@ -107,7 +100,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         id: TemplateId,
     ) -> Result<Vec<TemplateVersion>, StoreError> {
-        Err(pending())
+        templates::template_versions(self, tenant, id).await
     }
 
     async fn patient_preferences(
@@ -115,7 +108,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         patient: &PatientId,
     ) -> Result<Option<PatientPreferences>, StoreError> {
-        Err(pending())
+        patients::patient_preferences(self, tenant, patient).await
     }
 
     async fn patient_preferences_many(
@@ -123,7 +116,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         patients: &[PatientId],
     ) -> Result<BTreeMap<PatientId, PatientPreferences>, StoreError> {
-        Err(pending())
+        patients::patient_preferences_many(self, tenant, patients).await
     }
 
     async fn put_patient_preferences(
@@ -134,7 +127,7 @@ impl OutboundStore for PostgresStore {
         audit: Option<&AuditEntry>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Err(pending())
+        patients::put_patient_preferences(self, tenant, patient, prefs, audit, now).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -147,7 +140,7 @@ impl OutboundStore for PostgresStore {
         audit: Option<&AuditEntry>,
         now: DateTime<Utc>,
     ) -> Result<EnqueueOutcome, StoreError> {
-        Err(pending())
+        queue::enqueue(self, tenant, batch, feed, idempotency, audit, now).await
     }
 
     async fn claim_due(
@@ -156,7 +149,7 @@ impl OutboundStore for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        Err(pending())
+        queue::claim_due(self, now, lease_until, limit).await
     }
 
     async fn finish_attempt(
@@ -167,7 +160,7 @@ impl OutboundStore for PostgresStore {
         update: &AttemptUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        Err(pending())
+        queue::finish_attempt(self, tenant, id, lease_token, update, now).await
     }
 
     async fn get_message(
@@ -175,7 +168,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        Err(pending())
+        messages::get_message(self, tenant, id).await
     }
 
     async fn message_events(
@@ -183,7 +176,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         id: MessageId,
     ) -> Result<Vec<MessageEvent>, StoreError> {
-        Err(pending())
+        messages::message_events(self, tenant, id).await
     }
 
     async fn list_messages(
@@ -192,7 +185,7 @@ impl OutboundStore for PostgresStore {
         filter: &MessageFilter,
         page: PageRequest,
     ) -> Result<Page<MessageRecord>, StoreError> {
-        Err(pending())
+        messages::list_messages(self, tenant, filter, page).await
     }
 
     async fn cancel_message(
@@ -202,7 +195,7 @@ impl OutboundStore for PostgresStore {
         audit: &AuditEntry,
         now: DateTime<Utc>,
     ) -> Result<MessageRecord, StoreError> {
-        Err(pending())
+        messages::cancel_message(self, tenant, id, audit, now).await
     }
 
     async fn cancel_group(
@@ -212,7 +205,7 @@ impl OutboundStore for PostgresStore {
         audit: Option<&AuditEntry>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        Err(pending())
+        messages::cancel_group(self, tenant, group_key, audit, now).await
     }
 
     async fn retry_message(
@@ -222,7 +215,7 @@ impl OutboundStore for PostgresStore {
         audit: &AuditEntry,
         now: DateTime<Utc>,
     ) -> Result<MessageRecord, StoreError> {
-        Err(pending())
+        messages::retry_message(self, tenant, id, audit, now).await
     }
 
     async fn callback_target(
@@ -230,7 +223,7 @@ impl OutboundStore for PostgresStore {
         message_id: Option<MessageId>,
         provider_message_id: Option<&str>,
     ) -> Result<Option<CallbackTarget>, StoreError> {
-        Err(pending())
+        callbacks::callback_target(self, message_id, provider_message_id).await
     }
 
     async fn apply_callback(
@@ -240,7 +233,7 @@ impl OutboundStore for PostgresStore {
         update: &CallbackUpdate,
         now: DateTime<Utc>,
     ) -> Result<CallbackOutcome, StoreError> {
-        Err(pending())
+        callbacks::apply_callback(self, tenant, id, update, now).await
     }
 
     async fn batch_status(
@@ -248,7 +241,7 @@ impl OutboundStore for PostgresStore {
         tenant: &TenantId,
         id: BatchId,
     ) -> Result<Option<BatchStatus>, StoreError> {
-        Err(pending())
+        messages::batch_status(self, tenant, id).await
     }
 
     async fn message_stats(
@@ -257,11 +250,11 @@ impl OutboundStore for PostgresStore {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<MessageStats, StoreError> {
-        Err(pending())
+        messages::message_stats(self, tenant, from, to).await
     }
 
     async fn pending_messages(&self) -> Result<u64, StoreError> {
-        Err(pending())
+        messages::pending_messages(self).await
     }
 
     async fn list_audit(
@@ -270,6 +263,6 @@ impl OutboundStore for PostgresStore {
         filter: &AuditFilter,
         page: PageRequest,
     ) -> Result<Page<AuditRecord>, StoreError> {
-        Err(pending())
+        audit::list_audit(self, tenant, filter, page).await
     }
 }
