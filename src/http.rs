@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+mod events;
 mod me;
 mod notifications;
 mod ops;
@@ -50,6 +51,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub publisher: Arc<Publisher>,
     pub inbox: Arc<Inbox>,
+    pub events: Arc<crate::service::events::ClinicEvents>,
     pub directory: Arc<Directory>,
     pub realtime: Arc<Realtime>,
     pub store: Arc<dyn Store>,
@@ -101,6 +103,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(events::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).

@@ -4,6 +4,7 @@
 //! and the domain types; no SQL or driver type crosses this boundary.
 
 pub(crate) mod columns;
+pub mod events;
 pub mod outbound;
 pub mod postgres;
 pub mod sqlite;
@@ -251,10 +252,19 @@ pub trait Health: Send + Sync {
 
 /// Every store port, implemented by one backend.
 pub trait Store:
-    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health
+    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + events::EventStore + Health
 {
 }
-impl<T: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health> Store for T {}
+impl<
+        T: TenantStore
+            + DirectoryStore
+            + PreferenceStore
+            + NotificationStore
+            + events::EventStore
+            + Health,
+    > Store for T
+{
+}
 
 /// Settings every backend takes.
 #[derive(Debug, Clone)]

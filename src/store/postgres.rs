@@ -11,6 +11,7 @@
 //! how notification ids stay in commit order: see `notifications.rs`.
 
 mod directory;
+mod events;
 mod notifications;
 mod preferences;
 mod tenants;

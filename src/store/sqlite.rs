@@ -7,6 +7,7 @@
 //! a test) makes them wait for the busy timeout instead of failing on a lock upgrade.
 
 mod directory;
+mod events;
 mod notifications;
 mod preferences;
 mod tenants;

@@ -434,16 +434,19 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl NotificationStore for PostgresStore {
-    async fn insert_batch(
-        &self,
-        batch: &[PublishRequest],
-    ) -> Result<Vec<PublishOutcome>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+/// A publish batch on the caller's transaction (the group commit, and a clinic
+/// event's notifications inside its own transaction). Takes the tenants' id-order
+/// locks first, so the caller must not have called `nextval` on the notification
+/// sequence before; the locks are held until the caller commits.
+pub(super) async fn insert_batch_in(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[PublishRequest],
+) -> Result<Vec<PublishOutcome>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    {
+        let mut tx = &mut *tx;
         // Before anything else: ids and idempotency records are decided under the lock.
         lock_tenants(&mut tx, batch).await?;
         let steps = plan(&mut tx, batch).await?;
@@ -510,7 +513,6 @@ impl NotificationStore for PostgresStore {
         } else {
             bump_counters(&mut tx, deltas).await?
         };
-        tx.commit().await.map_err(map_err)?;
 
         let created_ids = |rows: &[Notification]| -> Vec<(NotificationId, UserId)> {
             rows.iter().map(|n| (n.id, n.user.clone())).collect()
@@ -547,6 +549,19 @@ impl NotificationStore for PostgresStore {
                 Step::KeyReused => PublishOutcome::KeyReused,
             });
         }
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for PostgresStore {
+    async fn insert_batch(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<Vec<PublishOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let outcomes = insert_batch_in(&mut tx, batch).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(outcomes)
     }
 

@@ -1,0 +1,359 @@
+//! Clinic events on PostgreSQL: the event log, appointment states, and the one
+//! transaction that applies an event.
+//!
+//! The notifications go through `notifications::insert_batch_in`, which takes the
+//! tenant's id-order advisory lock before `nextval` (see that module): resume stays
+//! gap-free with events and publishes committing side by side on many nodes. The
+//! appointment's state row is updated first, guarded by its version, so two nodes
+//! applying events of one appointment serialize on that row.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::notifications::insert_batch_in;
+use super::{from_millis, map_err, millis, PostgresStore};
+use crate::domain::clinic_event::{AppointmentState, EventType};
+use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
+use crate::domain::message::MessageStatus;
+use crate::store::columns::outbound::{check_new_status, initial_events, to_json};
+use crate::store::outbound::NewMessage;
+use crate::store::events::{
+    counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
+};
+use crate::store::{Page, PageRequest, StoreError};
+
+fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
+    move |e| StoreError::Internal(format!("bad {what} row: {e}"))
+}
+
+fn counts_from(row: &PgRow, at: usize) -> EventCounts {
+    let n = |i: usize| row.get::<i64, _>(at + i) as u64;
+    EventCounts {
+        notifications: n(0),
+        messages: n(1),
+        reminders_scheduled: n(2),
+        reminders_cancelled: n(3),
+    }
+}
+
+fn state_from(row: &PgRow) -> Result<AppointmentState, StoreError> {
+    let status: String = row.get("status");
+    Ok(AppointmentState {
+        status: EventType::from_short(&status)
+            .ok_or_else(|| StoreError::Internal(format!("bad appointment status {status}")))?,
+        start_at: from_millis(row.get("start_at"))?,
+        last_occurred_at: from_millis(row.get("last_occurred_at"))?,
+        reminders_for: row
+            .get::<Option<i64>, _>("reminders_for")
+            .map(from_millis)
+            .transpose()?,
+        version: row.get("version"),
+    })
+}
+
+async fn cancel_group(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    group: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let detail = serde_json::json!({ "group_key": group, "by": "clinic_event" }).to_string();
+    let ids: Vec<String> = sqlx::query_scalar(
+        "WITH cancelled AS (
+           UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
+           WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id
+         ), trail AS (
+           INSERT INTO message_events (tenant_id, message_id, event, at, detail)
+           SELECT $2, id, 'cancelled', $1, $4::json FROM cancelled
+         )
+         SELECT id FROM cancelled",
+    )
+    .bind(millis(now))
+    .bind(tenant.as_str())
+    .bind(group)
+    .bind(detail)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(ids.len() as u64)
+}
+
+/// Inserts messages with their first events (`created` + `queued`/`suppressed`),
+/// the same rows `OutboundStore::enqueue` writes.
+async fn insert_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    messages: &[NewMessage],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for m in messages {
+        check_new_status(m)?;
+        let queued = m.status == MessageStatus::Queued;
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, patient_id, channel, to_address, language, kind,
+               template_id, template_name, template_version, variables, subject, body, status,
+               suppression_code, suppression_reason, send_at, due_at, group_key, batch_id,
+               attempts, failures, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16,
+               $17, $18, $19, $20, 0, 0, $21, $21)",
+        )
+        .bind(m.id.to_string())
+        .bind(tenant.as_str())
+        .bind(m.patient.as_ref().map(|p| p.as_str()))
+        .bind(m.channel.as_str())
+        .bind(m.to.as_ref().map(|a| a.as_str()))
+        .bind(m.language.code())
+        .bind(m.kind.as_str())
+        .bind(m.template.as_ref().map(|t| t.id.to_string()))
+        .bind(m.template.as_ref().map(|t| t.name.as_str()))
+        .bind(m.template.as_ref().map(|t| i64::from(t.version)))
+        .bind(to_json(&m.variables)?)
+        .bind(m.subject.as_deref())
+        .bind(m.body.as_str())
+        .bind(m.status.as_str())
+        .bind(m.suppression.as_ref().map(|s| s.0.as_str()))
+        .bind(m.suppression.as_ref().map(|s| s.1.as_str()))
+        .bind(millis(m.send_at))
+        .bind(queued.then(|| millis(m.send_at)))
+        .bind(m.group_key.as_deref())
+        .bind(m.batch.map(|b| b.to_string()))
+        .bind(millis(now))
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+        for (event, detail) in initial_events(m)? {
+            sqlx::query(
+                "INSERT INTO message_events (tenant_id, message_id, event, at, detail)
+                 VALUES ($1, $2, $3, $4, $5::json)",
+            )
+            .bind(tenant.as_str())
+            .bind(m.id.to_string())
+            .bind(event)
+            .bind(millis(now))
+            .bind(detail)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_state(
+    tx: &mut Transaction<'_, Postgres>,
+    app: &EventApplication,
+    state: &AppointmentState,
+) -> Result<bool, StoreError> {
+    let q = match app.expected_version {
+        None => sqlx::query(
+            "INSERT INTO appointment_states (status, start_at, last_occurred_at, reminders_for,
+               version, updated_at, tenant_id, appointment_id)
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
+        ),
+        Some(_) => sqlx::query(
+            "UPDATE appointment_states SET status = $1, start_at = $2, last_occurred_at = $3,
+               reminders_for = $4, version = version + 1, updated_at = $5
+             WHERE tenant_id = $6 AND appointment_id = $7 AND version = $8",
+        ),
+    };
+    let mut q = q
+        .bind(state.status.short())
+        .bind(millis(state.start_at))
+        .bind(millis(state.last_occurred_at))
+        .bind(state.reminders_for.map(millis))
+        .bind(millis(app.now))
+        .bind(app.tenant.as_str())
+        .bind(app.appointment.as_str());
+    if let Some(v) = app.expected_version {
+        q = q.bind(v);
+    }
+    let done = q.execute(&mut **tx).await.map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn event_counts(
+        &self,
+        tenant: &TenantId,
+        id: &EventId,
+    ) -> Result<Option<EventCounts>, StoreError> {
+        let row = sqlx::query(
+            "SELECT notifications, messages, reminders_scheduled, reminders_cancelled
+             FROM clinic_events WHERE tenant_id = $1 AND event_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|r| counts_from(&r, 0)))
+    }
+
+    async fn appointment_state(
+        &self,
+        tenant: &TenantId,
+        appointment: &AppointmentId,
+    ) -> Result<Option<AppointmentState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT status, start_at, last_occurred_at, reminders_for, version
+             FROM appointment_states WHERE tenant_id = $1 AND appointment_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(appointment.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(state_from).transpose()
+    }
+
+    async fn apply_event(&self, app: &EventApplication) -> Result<ApplyOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The event row first: its unique (tenant, id) is the idempotency check.
+        let existing = sqlx::query(
+            "SELECT notifications, messages, reminders_scheduled, reminders_cancelled
+             FROM clinic_events WHERE tenant_id = $1 AND event_id = $2",
+        )
+        .bind(app.tenant.as_str())
+        .bind(app.event_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(row) = existing {
+            return Ok(ApplyOutcome::Replayed(counts_from(&row, 0)));
+        }
+        if let Some(state) = &app.new_state {
+            if !write_state(&mut tx, app, state).await? {
+                return Ok(ApplyOutcome::StateChanged);
+            }
+        }
+        let published = insert_batch_in(&mut tx, &app.notifications).await?;
+        let reminders_cancelled = match &app.cancel_group {
+            Some(group) => cancel_group(&mut tx, &app.tenant, group, app.now).await?,
+            None => 0,
+        };
+        insert_messages(&mut tx, &app.tenant, &app.messages, app.now).await?;
+        let counts = counts_of(app, &published, reminders_cancelled);
+        sqlx::query(
+            "INSERT INTO clinic_events (tenant_id, event_id, type, appointment_id, occurred_at,
+               received_at, outcome, notifications, messages, reminders_scheduled,
+               reminders_cancelled, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(app.tenant.as_str())
+        .bind(app.event_id.as_str())
+        .bind(app.kind.short())
+        .bind(app.appointment.as_str())
+        .bind(millis(app.occurred_at))
+        .bind(millis(app.now))
+        .bind(app.outcome.as_str())
+        .bind(counts.notifications as i64)
+        .bind(counts.messages as i64)
+        .bind(counts.reminders_scheduled as i64)
+        .bind(counts.reminders_cancelled as i64)
+        .bind(app.payload.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(ApplyOutcome::Applied { counts, published })
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &TenantId,
+        appointment: Option<&AppointmentId>,
+        page: PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, type, appointment_id, occurred_at, received_at, outcome,
+               notifications, messages, reminders_scheduled, reminders_cancelled, payload
+             FROM clinic_events
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR appointment_id = $2)
+               AND ($3::int8 IS NULL OR seq < $3)
+             ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(appointment.map(|a| a.as_str()))
+        .bind(page.before)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let records = rows
+            .iter()
+            .map(|r| {
+                let kind: String = r.get(2);
+                Ok(EventRecord {
+                    seq: r.get(0),
+                    id: EventId::parse(r.get(1)).map_err(corrupt("event"))?,
+                    kind: EventType::from_short(&kind)
+                        .ok_or_else(|| StoreError::Internal(format!("bad event type {kind}")))?,
+                    appointment: AppointmentId::parse(r.get(3)).map_err(corrupt("event"))?,
+                    occurred_at: from_millis(r.get(4))?,
+                    received_at: from_millis(r.get(5))?,
+                    outcome: r.get(6),
+                    counts: counts_from(r, 7),
+                    payload: r.get(11),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page::from_overfetch(records, page.limit, |e| e.seq))
+    }
+
+    async fn user_locales(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, String>, StoreError> {
+        let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT user_id, locale FROM users
+             WHERE tenant_id = $1 AND locale IS NOT NULL AND user_id = ANY($2)",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            out.insert(
+                UserId::parse(row.get(0)).map_err(corrupt("user"))?,
+                row.get(1),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn templates_seeded(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM event_template_seeds WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(n > 0)
+    }
+
+    async fn mark_templates_seeded(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO event_template_seeds (tenant_id, seeded_at) VALUES ($1, $2)
+             ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}
