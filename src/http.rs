@@ -3,8 +3,8 @@
 //! handlers' annotations, so it cannot drift from the routes.
 
 pub mod error;
-pub mod extract;
 mod events;
+pub mod extract;
 mod me;
 mod notifications;
 mod ops;

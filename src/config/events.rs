@@ -165,12 +165,10 @@ fn read(kind: &str, path: &str, embedded: &'static str) -> Result<(String, Strin
 }
 
 fn parse_toml<T: for<'de> Deserialize<'de>>(name: &str, text: &str) -> Result<T, ConfigError> {
-    Figment::from(Toml::string(text))
-        .extract()
-        .map_err(|e| {
-            let key = e.path.join(".");
-            ConfigError(format!("{name}: key `{key}`: {e}"))
-        })
+    Figment::from(Toml::string(text)).extract().map_err(|e| {
+        let key = e.path.join(".");
+        ConfigError(format!("{name}: key `{key}`: {e}"))
+    })
 }
 
 /// Variables a template declares: every placeholder its texts use, in order.
@@ -194,11 +192,16 @@ pub fn load_texts(path: &str) -> Result<TextCatalog, ConfigError> {
     let file: TemplatesFile = parse_toml(&name, &text)?;
     let mut templates = BTreeMap::new();
     for (key, t) in file.templates {
-        let texts: Vec<&str> = [Some(&t.body_en), Some(&t.body_ar), t.subject_en.as_ref(), t.subject_ar.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let texts: Vec<&str> = [
+            Some(&t.body_en),
+            Some(&t.body_ar),
+            t.subject_en.as_ref(),
+            t.subject_ar.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
         let draft = TemplateDraft {
             name: key.clone(),
             channel: t.channel.clone(),
@@ -290,8 +293,11 @@ pub fn load_rules(path: &str, texts: &TextCatalog) -> Result<Rules, ConfigError>
 }
 
 fn timezone(key: &str, raw: &str) -> Result<Tz, ConfigError> {
-    raw.parse::<Tz>()
-        .map_err(|_| ConfigError(format!("key `{key}`: unknown time zone {raw:?} (IANA name, e.g. Asia/Riyadh)")))
+    raw.parse::<Tz>().map_err(|_| {
+        ConfigError(format!(
+            "key `{key}`: unknown time zone {raw:?} (IANA name, e.g. Asia/Riyadh)"
+        ))
+    })
 }
 
 /// Loads and validates everything `[events]` names.
@@ -310,8 +316,8 @@ pub fn load(section: &EventsSection) -> Result<EventsBook, ConfigError> {
     let mut tenants = HashMap::new();
     for (id, t) in &section.tenants {
         let key = format!("events.tenants.{id}");
-        let tenant = TenantId::parse(id)
-            .map_err(|e| ConfigError(format!("key `{key}`: {}", e.message)))?;
+        let tenant =
+            TenantId::parse(id).map_err(|e| ConfigError(format!("key `{key}`: {}", e.message)))?;
         let rules = match &t.rules_path {
             Some(p) => load_rules(p, &texts)?,
             None => default.rules.clone(),
@@ -326,8 +332,14 @@ pub fn load(section: &EventsSection) -> Result<EventsBook, ConfigError> {
                 rules,
                 tz,
                 clinic: ClinicName {
-                    en: t.clinic_name_en.clone().unwrap_or_else(|| clinic.en.clone()),
-                    ar: t.clinic_name_ar.clone().unwrap_or_else(|| clinic.ar.clone()),
+                    en: t
+                        .clinic_name_en
+                        .clone()
+                        .unwrap_or_else(|| clinic.en.clone()),
+                    ar: t
+                        .clinic_name_ar
+                        .clone()
+                        .unwrap_or_else(|| clinic.ar.clone()),
                 },
             }),
         );
@@ -363,7 +375,10 @@ mod tests {
             }));
             out
         };
-        assert_eq!(summary(EventType::Booked), ["Provider:in_app", "Provider:email"]);
+        assert_eq!(
+            summary(EventType::Booked),
+            ["Provider:in_app", "Provider:email"]
+        );
         assert_eq!(
             summary(EventType::Confirmed),
             ["Patient:in_app", "Patient:sms/whatsapp", "Patient:email"]
@@ -381,13 +396,27 @@ mod tests {
         assert_eq!(summary(EventType::Arrived), ["Provider:in_app"]);
         assert!(rules.rule(EventType::InProgress).is_log_only());
         assert_eq!(summary(EventType::Completed), ["Patient:email"]);
-        assert_eq!(summary(EventType::Cancelled), summary(EventType::Rescheduled));
+        assert_eq!(
+            summary(EventType::Cancelled),
+            summary(EventType::Rescheduled)
+        );
         assert_eq!(
             summary(EventType::NoShow),
-            ["Patient:in_app", "Provider:in_app", "Patient:email", "Provider:email"]
+            [
+                "Patient:in_app",
+                "Provider:in_app",
+                "Patient:email",
+                "Provider:email"
+            ]
         );
-        assert_eq!(rules.rule(EventType::Booked).reminders, ReminderEffect::Schedule);
-        assert_eq!(rules.rule(EventType::Cancelled).reminders, ReminderEffect::Cancel);
+        assert_eq!(
+            rules.rule(EventType::Booked).reminders,
+            ReminderEffect::Schedule
+        );
+        assert_eq!(
+            rules.rule(EventType::Cancelled).reminders,
+            ReminderEffect::Cancel
+        );
         assert_eq!(
             rules.reminders.offsets,
             [chrono::Duration::hours(24), chrono::Duration::hours(2)]
@@ -411,7 +440,9 @@ mod tests {
             "template = \"appointment.completed\", channels = [\"sms\"]",
         );
         std::fs::write(&path, bad).unwrap();
-        let err = load_rules(path.to_str().unwrap(), &texts).unwrap_err().to_string();
+        let err = load_rules(path.to_str().unwrap(), &texts)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("rule events.completed.messages[0].template")
                 && err.contains("appointment.completed.sms"),
@@ -419,7 +450,9 @@ mod tests {
         );
         let missing = DEFAULT_RULES.replace("[events.in_progress]", "[events.in_progres]");
         std::fs::write(&path, missing).unwrap();
-        let err = load_rules(path.to_str().unwrap(), &texts).unwrap_err().to_string();
+        let err = load_rules(path.to_str().unwrap(), &texts)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rule events.in_progres"), "{err}");
     }
 }

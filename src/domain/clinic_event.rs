@@ -222,7 +222,11 @@ impl ClinicEvent {
                 .transpose()?,
             provider: ProviderRef {
                 id: UserId::parse(&a.provider_id).map_err(at("appointment.provider.id"))?,
-                name: text("appointment.provider.name", &a.provider_name, NAME_MAX_CHARS)?,
+                name: text(
+                    "appointment.provider.name",
+                    &a.provider_name,
+                    NAME_MAX_CHARS,
+                )?,
                 email: a
                     .provider_email
                     .as_deref()
@@ -404,14 +408,20 @@ mod tests {
             assert_eq!(EventType::parse(k.as_str()).unwrap(), k);
             assert_eq!(EventType::from_short(k.short()), Some(k));
         }
-        assert_eq!(EventType::parse("appointment.moved").unwrap_err().field, "type");
+        assert_eq!(
+            EventType::parse("appointment.moved").unwrap_err().field,
+            "type"
+        );
     }
 
     #[test]
     fn bad_fields_are_named_by_json_path() {
         let mut i = input("appointment.booked");
         i.appointment.start_at = "tomorrow".into();
-        assert_eq!(ClinicEvent::parse(&i).unwrap_err().field, "appointment.start_at");
+        assert_eq!(
+            ClinicEvent::parse(&i).unwrap_err().field,
+            "appointment.start_at"
+        );
         let mut i = input("appointment.booked");
         i.appointment.patient_phone = Some("0501234567".into());
         assert_eq!(
@@ -456,46 +466,70 @@ mod tests {
         use EventType::*;
         // Unknown appointment: a reschedule is a booking at the new time.
         assert_eq!(
-            decide(None, &event("appointment.rescheduled", "2026-11-27T08:00:00Z")),
+            decide(
+                None,
+                &event("appointment.rescheduled", "2026-11-27T08:00:00Z")
+            ),
             Apply { rule: Booked }
         );
         // Stale: ignored.
         let s = state(Confirmed, "2026-11-27T09:00:00Z");
         assert_eq!(
-            decide(Some(&s), &event("appointment.booked", "2026-11-27T08:00:00Z")),
+            decide(
+                Some(&s),
+                &event("appointment.booked", "2026-11-27T08:00:00Z")
+            ),
             Ignore(IgnoreReason::Stale)
         );
         // A late cancellation of the current slot still applies...
         assert_eq!(
-            decide(Some(&s), &event("appointment.cancelled", "2026-11-27T08:00:00Z")),
+            decide(
+                Some(&s),
+                &event("appointment.cancelled", "2026-11-27T08:00:00Z")
+            ),
             Apply { rule: Cancelled }
         );
         // ...but not of a slot a newer reschedule moved away from.
         let mut moved = s.clone();
         moved.start_at = t("2026-11-29T07:00:00Z");
         assert_eq!(
-            decide(Some(&moved), &event("appointment.cancelled", "2026-11-27T08:00:00Z")),
+            decide(
+                Some(&moved),
+                &event("appointment.cancelled", "2026-11-27T08:00:00Z")
+            ),
             Ignore(IgnoreReason::Stale)
         );
         // A confirmation after a cancellation does not re-open it.
         let c = state(Cancelled, "2026-11-27T09:00:00Z");
         assert_eq!(
-            decide(Some(&c), &event("appointment.confirmed", "2026-11-27T10:00:00Z")),
+            decide(
+                Some(&c),
+                &event("appointment.confirmed", "2026-11-27T10:00:00Z")
+            ),
             Ignore(IgnoreReason::Closed)
         );
         // A newer re-booking does.
         assert_eq!(
-            decide(Some(&c), &event("appointment.rescheduled", "2026-11-27T10:00:00Z")),
+            decide(
+                Some(&c),
+                &event("appointment.rescheduled", "2026-11-27T10:00:00Z")
+            ),
             Apply { rule: Rescheduled }
         );
         // Completed is final; equal times apply in arrival order.
         let done = state(Completed, "2026-11-27T09:00:00Z");
         assert_eq!(
-            decide(Some(&done), &event("appointment.booked", "2026-11-27T10:00:00Z")),
+            decide(
+                Some(&done),
+                &event("appointment.booked", "2026-11-27T10:00:00Z")
+            ),
             Ignore(IgnoreReason::Closed)
         );
         assert_eq!(
-            decide(Some(&s), &event("appointment.arrived", "2026-11-27T09:00:00Z")),
+            decide(
+                Some(&s),
+                &event("appointment.arrived", "2026-11-27T09:00:00Z")
+            ),
             Apply { rule: Arrived }
         );
     }

@@ -193,10 +193,7 @@ pub fn variables(
             ),
         ),
     ];
-    values
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// Picks the channel for a patient message among the rule's candidates: the
@@ -383,9 +380,9 @@ pub fn plan(event: &ClinicEvent, ctx: &PlanContext<'_>) -> Result<Plan, String> 
     let state = AppointmentState {
         status: rule_kind,
         start_at: a.start_at,
-        last_occurred_at: ctx
-            .state
-            .map_or(event.occurred_at, |s| s.last_occurred_at.max(event.occurred_at)),
+        last_occurred_at: ctx.state.map_or(event.occurred_at, |s| {
+            s.last_occurred_at.max(event.occurred_at)
+        }),
         reminders_for,
         version: ctx.state.map_or(0, |s| s.version),
     };

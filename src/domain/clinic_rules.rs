@@ -228,10 +228,7 @@ fn check_vars(path: &str, texts: &[&TemplateText]) -> Result<(), RuleError> {
     for t in texts {
         for p in t.placeholders() {
             if !EVENT_VARIABLES.contains(&p) {
-                return err(
-                    path,
-                    format!("uses {{{p}}}, which events do not provide"),
-                );
+                return err(path, format!("uses {{{p}}}, which events do not provide"));
             }
         }
     }
@@ -247,8 +244,7 @@ fn message_action(
         Some(r @ (Recipient::Patient | Recipient::Provider)) => r,
         _ => return err(format!("{path}.to"), "must be patient or provider"),
     };
-    let kind = MessageKind::parse(&d.kind)
-        .or_else(|e| err(format!("{path}.kind"), e.message))?;
+    let kind = MessageKind::parse(&d.kind).or_else(|e| err(format!("{path}.kind"), e.message))?;
     let channels = channels(path, &d.channels)?;
     if to == Recipient::Provider && channels != [Channel::Email] {
         return err(
@@ -279,10 +275,17 @@ fn message_action(
         if t.kind != kind {
             return err(
                 format!("{path}.template"),
-                format!("template {name} is of kind {}, the rule says {kind}", t.kind),
+                format!(
+                    "template {name} is of kind {}, the rule says {kind}",
+                    t.kind
+                ),
             );
         }
-        if let Some(v) = t.variables.iter().find(|v| !EVENT_VARIABLES.contains(&v.as_str())) {
+        if let Some(v) = t
+            .variables
+            .iter()
+            .find(|v| !EVENT_VARIABLES.contains(&v.as_str()))
+        {
             return err(
                 format!("{path}.template"),
                 format!("template {name} declares {{{v}}}, which events do not provide"),
@@ -321,11 +324,19 @@ impl Rules {
                     );
                 };
                 let Some(text) = catalog.in_app.get(&a.text) else {
-                    return err(format!("{p}.text"), format!("no in-app text named {}", a.text));
+                    return err(
+                        format!("{p}.text"),
+                        format!("no in-app text named {}", a.text),
+                    );
                 };
                 check_vars(
                     &format!("{p}.text"),
-                    &[&text.title.en, &text.title.ar, &text.message.en, &text.message.ar],
+                    &[
+                        &text.title.en,
+                        &text.title.ar,
+                        &text.message.en,
+                        &text.message.ar,
+                    ],
                 )?;
                 let kind = NotificationType::parse(&a.kind)
                     .or_else(|e| err(format!("{p}.type"), e.message))?;
@@ -350,7 +361,12 @@ impl Rules {
                 "schedule" => ReminderEffect::Schedule,
                 "cancel" => ReminderEffect::Cancel,
                 "" | "keep" => ReminderEffect::Keep,
-                _ => return err(format!("{path}.reminders"), "must be schedule, cancel or keep"),
+                _ => {
+                    return err(
+                        format!("{path}.reminders"),
+                        "must be schedule, cancel or keep",
+                    )
+                }
             };
             events.insert(
                 kind,

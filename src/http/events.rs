@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{encode_cursor, page_request, read_body, parse_json, Admin, ApiKey, ApiQuery};
+use super::extract::{encode_cursor, page_request, parse_json, read_body, Admin, ApiKey, ApiQuery};
 use super::AppState;
 use crate::domain::clinic_event::ClinicEvent;
 use crate::domain::ids::AppointmentId;
@@ -87,7 +87,11 @@ async fn list_events(
         .list(&admin.tenant, appointment.as_ref(), page)
         .await?;
     Ok(Json(EventPage {
-        items: page.items.into_iter().map(EventLogEntry::from_record).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(EventLogEntry::from_record)
+            .collect(),
         next_cursor: page.next.map(encode_cursor),
     }))
 }

@@ -74,7 +74,10 @@ impl ClinicEvents {
             let now = self.clock.now();
             let a = &event.appointment;
             let state = self.store.appointment_state(tenant, &a.id).await?;
-            let prefs = self.store.patient_preferences(tenant, &a.patient.id).await?;
+            let prefs = self
+                .store
+                .patient_preferences(tenant, &a.patient.id)
+                .await?;
             let locales = self
                 .store
                 .user_locales(tenant, std::slice::from_ref(&a.provider.id))

@@ -92,7 +92,8 @@ impl ClinicEvents {
         }
         Ok(NewMessage {
             id: MessageId::new_random(),
-            patient: (planned.to == Recipient::Patient).then(|| event.appointment.patient.id.clone()),
+            patient: (planned.to == Recipient::Patient)
+                .then(|| event.appointment.patient.id.clone()),
             channel: planned.channel,
             to: planned.address.clone(),
             language: planned.language,

@@ -34,7 +34,11 @@ impl ClinicEvents {
                     detail: serde_json::json!({ "name": name, "seeded": true }).to_string(),
                     at: now,
                 };
-                match self.store.create_template(tenant, id, template, &audit).await {
+                match self
+                    .store
+                    .create_template(tenant, id, template, &audit)
+                    .await
+                {
                     // Another node (or request) seeded it at the same moment.
                     Ok(_) | Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e.into()),

@@ -20,10 +20,10 @@ use crate::domain::clinic_event::{AppointmentState, EventType};
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageStatus;
 use crate::store::columns::outbound::{check_new_status, initial_events, to_json};
-use crate::store::outbound::NewMessage;
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
 };
+use crate::store::outbound::NewMessage;
 use crate::store::{Page, PageRequest, StoreError};
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
@@ -45,12 +45,9 @@ fn state_from(row: &PgRow) -> Result<AppointmentState, StoreError> {
     Ok(AppointmentState {
         status: EventType::from_short(&status)
             .ok_or_else(|| StoreError::Internal(format!("bad appointment status {status}")))?,
-        start_at: from_millis(row.get("start_at"))?,
-        last_occurred_at: from_millis(row.get("last_occurred_at"))?,
-        reminders_for: row
-            .get::<Option<i64>, _>("reminders_for")
-            .map(from_millis)
-            .transpose()?,
+        start_at: from_millis(row.get("start_at")),
+        last_occurred_at: from_millis(row.get("last_occurred_at")),
+        reminders_for: row.get::<Option<i64>, _>("reminders_for").map(from_millis),
         version: row.get("version"),
     })
 }
@@ -294,8 +291,8 @@ impl EventStore for PostgresStore {
                     kind: EventType::from_short(&kind)
                         .ok_or_else(|| StoreError::Internal(format!("bad event type {kind}")))?,
                     appointment: AppointmentId::parse(r.get(3)).map_err(corrupt("event"))?,
-                    occurred_at: from_millis(r.get(4))?,
-                    received_at: from_millis(r.get(5))?,
+                    occurred_at: from_millis(r.get(4)),
+                    received_at: from_millis(r.get(5)),
                     outcome: r.get(6),
                     counts: counts_from(r, 7),
                     payload: r.get(11),

@@ -44,12 +44,9 @@ fn state_from(row: &SqliteRow) -> Result<AppointmentState, StoreError> {
     Ok(AppointmentState {
         status: EventType::from_short(&status)
             .ok_or_else(|| StoreError::Internal(format!("bad appointment status {status}")))?,
-        start_at: from_millis(row.get("start_at"))?,
-        last_occurred_at: from_millis(row.get("last_occurred_at"))?,
-        reminders_for: row
-            .get::<Option<i64>, _>("reminders_for")
-            .map(from_millis)
-            .transpose()?,
+        start_at: from_millis(row.get("start_at")),
+        last_occurred_at: from_millis(row.get("last_occurred_at")),
+        reminders_for: row.get::<Option<i64>, _>("reminders_for").map(from_millis),
         version: row.get("version"),
     })
 }
@@ -239,8 +236,8 @@ impl EventStore for SqliteStore {
                     kind: EventType::from_short(&kind)
                         .ok_or_else(|| StoreError::Internal(format!("bad event type {kind}")))?,
                     appointment: AppointmentId::parse(r.get(3)).map_err(corrupt("event"))?,
-                    occurred_at: from_millis(r.get(4))?,
-                    received_at: from_millis(r.get(5))?,
+                    occurred_at: from_millis(r.get(4)),
+                    received_at: from_millis(r.get(5)),
                     outcome: r.get(6),
                     counts: counts_from(r, 7),
                     payload: r.get(11),
