@@ -596,7 +596,8 @@ async fn malformed_events_are_422_naming_the_field_and_change_nothing() {
         start_of_day() + Duration::days(2),
         start_of_day(),
     );
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Breaker = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Breaker, &str)> = vec![
         (
             Box::new(|e| e["type"] = json!("appointment.teleported")),
             "type",
@@ -949,8 +950,7 @@ async fn a_full_clinic_day_of_500_appointments() {
     }
     let mut rng = Lcg(20261127);
     let mut expect = Expect::default();
-    let bump_inbox =
-        |e: &mut Expect, user: &str| *e.inbox.entry(user.to_owned()).or_default() += 1;
+    let bump_inbox = |e: &mut Expect, user: &str| *e.inbox.entry(user.to_owned()).or_default() += 1;
     let mut pending: BTreeMap<String, (DateTime<Utc>, bool)> = BTreeMap::new();
     let mut totals = [0_u64; 4];
     for i in 0..500_u64 {

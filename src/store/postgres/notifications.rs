@@ -446,10 +446,9 @@ pub(super) async fn insert_batch_in(
         return Ok(Vec::new());
     }
     {
-        let mut tx = &mut *tx;
         // Before anything else: ids and idempotency records are decided under the lock.
-        lock_tenants(&mut tx, batch).await?;
-        let steps = plan(&mut tx, batch).await?;
+        lock_tenants(tx, batch).await?;
+        let steps = plan(tx, batch).await?;
 
         let creating = || {
             batch
@@ -461,8 +460,8 @@ pub(super) async fn insert_batch_in(
         let recipients: HashSet<(&TenantId, &UserId)> = creating()
             .flat_map(|r| r.recipients.iter().map(move |u| (&r.tenant, u)))
             .collect();
-        let prefs = load_preferences(&mut tx, &recipients).await?;
-        let mut ids = take_ids(&mut tx, creating().map(|r| r.recipients.len()).sum())
+        let prefs = load_preferences(tx, &recipients).await?;
+        let mut ids = take_ids(tx, creating().map(|r| r.recipients.len()).sum())
             .await?
             .into_iter();
 
@@ -506,12 +505,12 @@ pub(super) async fn insert_batch_in(
             .filter(|((_, s), _)| matches!(s, Step::Create))
             .map(|((r, _), rows)| (r, rows.as_slice()))
             .collect();
-        insert_rows(&mut tx, &created).await?;
-        record_keys(&mut tx, &created).await?;
+        insert_rows(tx, &created).await?;
+        record_keys(tx, &created).await?;
         let counts = if deltas.is_empty() {
             HashMap::new()
         } else {
-            bump_counters(&mut tx, deltas).await?
+            bump_counters(tx, deltas).await?
         };
 
         let created_ids = |rows: &[Notification]| -> Vec<(NotificationId, UserId)> {
