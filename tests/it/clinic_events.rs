@@ -1172,3 +1172,118 @@ async fn a_full_clinic_day_of_500_appointments() {
         "notification answers"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Rules are validated at start
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_bad_rules_file_stops_the_start_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml")).unwrap();
+    let bad = shipped.replace(
+        "{ to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\"",
+        "{ to = \"role:janitor\", text = \"appointment.arrived.provider\", type = \"info\"",
+    );
+    assert_ne!(bad, shipped);
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, bad).unwrap();
+    let run = |envs: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
+        cmd.env(
+            "TIDINGS_DATABASE_URL",
+            format!("sqlite://{}/t.db", dir.path().display()),
+        )
+        .env("TIDINGS_LOG_LEVEL", "error");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.arg("serve").output().unwrap()
+    };
+    let out = run(&[("TIDINGS_EVENTS__RULES_PATH", rules.display().to_string())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rule events.arrived.in_app[0].to"), "{err}");
+
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        "[events.tenants.acme]\ntimezone = \"Mars/Olympus\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .env(
+            "TIDINGS_DATABASE_URL",
+            format!("sqlite://{}/t.db", dir.path().display()),
+        )
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events.tenants.acme.timezone"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tenant_override_uses_its_own_rules_and_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml")).unwrap();
+    // This clinic also alerts the front desk when a patient arrives, and reminds 3 h before.
+    let custom = shipped
+        .replace(
+            "  { to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n",
+            "  { to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n  { to = \"role:front_desk\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n",
+        )
+        .replace("offsets_minutes = [1440, 120]", "offsets_minutes = [180]");
+    assert_ne!(custom, shipped);
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, custom).unwrap();
+    let clock = Arc::new(ManualClock::new(start_of_day()));
+    let rules_path = rules.display().to_string();
+    let app = spawn_app_clocked(
+        |c| {
+            let tenant = c.dev_tenant.clone();
+            c.events.tenants.insert(
+                tenant,
+                tidings::config::events::TenantEventsSection {
+                    rules_path: Some(rules_path),
+                    timezone: Some("Asia/Dubai".into()),
+                    ..Default::default()
+                },
+            );
+        },
+        Some(clock.clone()),
+    )
+    .await;
+    let c = Clinic {
+        tenant: TenantId::parse(&app.tenant).unwrap(),
+        app,
+        clock,
+    };
+    c.put_user("fd-1", "front_desk", "en").await;
+    c.put_user("fd-2", "front_desk", "ar").await;
+    let start = t("2026-11-29T06:00:00Z"); // 10:00 in Dubai
+    assert_eq!(
+        c.apply(&event("e1", "booked", "a1", start, start_of_day()))
+            .await,
+        [1, 1, 1, 0]
+    );
+    assert_eq!(
+        c.reminders("a1").await[0].send_at,
+        start - Duration::hours(3)
+    );
+    assert_eq!(
+        c.apply(&event("e2", "arrived", "a1", start, start_of_day()))
+            .await,
+        [3, 0, 0, 0]
+    );
+    assert!(c.inbox("fd-1").await[0]
+        .1
+        .contains("for the 10:00 AM appointment"));
+    assert!(c.inbox("fd-2").await[0]
+        .1
+        .starts_with("وصل المراجع Ahmed Al-Saud لموعد الساعة 10:00 ص"));
+}
