@@ -5,6 +5,8 @@
 
 pub(crate) mod columns;
 pub mod events;
+mod filters;
+mod finish;
 pub mod outbound;
 pub mod postgres;
 pub mod sqlite;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use self::outbound::OutboundStore;
 use crate::domain::auth::Role;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, NotificationContent, UnreadCount};
@@ -252,7 +255,13 @@ pub trait Health: Send + Sync {
 
 /// Every store port, implemented by one backend.
 pub trait Store:
-    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + events::EventStore + Health
+    TenantStore
+    + DirectoryStore
+    + PreferenceStore
+    + NotificationStore
+    + OutboundStore
+    + events::EventStore
+    + Health
 {
 }
 impl<
@@ -260,6 +269,7 @@ impl<
             + DirectoryStore
             + PreferenceStore
             + NotificationStore
+            + OutboundStore
             + events::EventStore
             + Health,
     > Store for T

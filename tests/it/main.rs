@@ -10,6 +10,7 @@ mod clinic_events;
 mod inbox;
 mod multinode;
 mod ops;
+mod outbound_store;
 mod pg_faults;
 mod providers;
 mod providers_contract;

@@ -14,16 +14,17 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
+use super::messages::insert_events;
 use super::notifications::insert_batch_in;
+use super::queue::insert_messages;
 use super::{from_millis, map_err, millis, PostgresStore};
 use crate::domain::clinic_event::{AppointmentState, EventType};
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
-use crate::domain::message::MessageStatus;
-use crate::store::columns::outbound::{check_new_status, initial_events, to_json};
+use crate::domain::message::MessageId;
+use crate::store::columns::outbound::NewEvent;
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
 };
-use crate::store::outbound::NewMessage;
 use crate::store::{Page, PageRequest, StoreError};
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
@@ -58,86 +59,31 @@ async fn cancel_group(
     group: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let detail = serde_json::json!({ "group_key": group, "by": "clinic_event" }).to_string();
     let ids: Vec<String> = sqlx::query_scalar(
-        "WITH cancelled AS (
-           UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
-           WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id
-         ), trail AS (
-           INSERT INTO message_events (tenant_id, message_id, event, at, detail)
-           SELECT $2, id, 'cancelled', $1, $4::json FROM cancelled
-         )
-         SELECT id FROM cancelled",
+        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
+         WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id",
     )
     .bind(millis(now))
     .bind(tenant.as_str())
     .bind(group)
-    .bind(detail)
     .fetch_all(&mut **tx)
     .await
     .map_err(map_err)?;
+    let detail = serde_json::json!({ "group_key": group, "by": "clinic_event" }).to_string();
+    let events = ids
+        .iter()
+        .map(|id| {
+            Ok(NewEvent {
+                id: MessageId::parse(id)
+                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
+                event: "cancelled".to_owned(),
+                at: now,
+                detail: detail.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_events(tx, tenant, &events).await?;
     Ok(ids.len() as u64)
-}
-
-/// Inserts messages with their first events (`created` + `queued`/`suppressed`),
-/// the same rows `OutboundStore::enqueue` writes.
-async fn insert_messages(
-    tx: &mut Transaction<'_, Postgres>,
-    tenant: &TenantId,
-    messages: &[NewMessage],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    for m in messages {
-        check_new_status(m)?;
-        let queued = m.status == MessageStatus::Queued;
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, patient_id, channel, to_address, language, kind,
-               template_id, template_name, template_version, variables, subject, body, status,
-               suppression_code, suppression_reason, send_at, due_at, group_key, batch_id,
-               attempts, failures, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16,
-               $17, $18, $19, $20, 0, 0, $21, $21)",
-        )
-        .bind(m.id.to_string())
-        .bind(tenant.as_str())
-        .bind(m.patient.as_ref().map(|p| p.as_str()))
-        .bind(m.channel.as_str())
-        .bind(m.to.as_ref().map(|a| a.as_str()))
-        .bind(m.language.code())
-        .bind(m.kind.as_str())
-        .bind(m.template.as_ref().map(|t| t.id.to_string()))
-        .bind(m.template.as_ref().map(|t| t.name.as_str()))
-        .bind(m.template.as_ref().map(|t| i64::from(t.version)))
-        .bind(to_json(&m.variables)?)
-        .bind(m.subject.as_deref())
-        .bind(m.body.as_str())
-        .bind(m.status.as_str())
-        .bind(m.suppression.as_ref().map(|s| s.0.as_str()))
-        .bind(m.suppression.as_ref().map(|s| s.1.as_str()))
-        .bind(millis(m.send_at))
-        .bind(queued.then(|| millis(m.send_at)))
-        .bind(m.group_key.as_deref())
-        .bind(m.batch.map(|b| b.to_string()))
-        .bind(millis(now))
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
-        for (event, detail) in initial_events(m)? {
-            sqlx::query(
-                "INSERT INTO message_events (tenant_id, message_id, event, at, detail)
-                 VALUES ($1, $2, $3, $4, $5::json)",
-            )
-            .bind(tenant.as_str())
-            .bind(m.id.to_string())
-            .bind(event)
-            .bind(millis(now))
-            .bind(detail)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-        }
-    }
-    Ok(())
 }
 
 async fn write_state(
