@@ -21,9 +21,11 @@ use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
+use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
 use crate::service::realtime::Realtime;
 use crate::service::retention;
+use crate::store::outbound::OutboundStore;
 use crate::store::{self, Store};
 
 /// Credentials of the development tenant when this start created them (shown once).
@@ -98,6 +100,7 @@ impl App {
             bus,
         );
         let directory = Arc::new(Directory::new(store.clone()));
+        let outbound_store: Arc<dyn OutboundStore> = store.clone();
         let publisher = Publisher::start(
             store.clone(),
             hub.clone(),
@@ -139,6 +142,7 @@ impl App {
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
             },
             stopping: CancellationToken::new(),
+            outbound: Arc::new(Outbound::new(outbound_store, clock.clone())),
             clock,
         };
         let router = http::router(

@@ -2,13 +2,18 @@
 //! error table in `error.rs`; the OpenAPI document is generated from the
 //! handlers' annotations, so it cannot drift from the routes.
 
+mod audit;
 pub mod error;
 mod events;
 pub mod extract;
 mod me;
+mod message_reports;
+mod messages;
 mod notifications;
 mod ops;
+mod patients;
 mod realtime;
+mod templates;
 mod tokens;
 mod users;
 
@@ -62,6 +67,8 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// The services' time source (a `ManualClock` in schedule tests).
     pub clock: Arc<dyn crate::service::clock::Clock>,
+    /// Outbound patient messages: templates, preferences, sends, reports, audit.
+    pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
 pub struct HttpOptions {
@@ -104,6 +111,11 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(realtime::routes())
         .merge(ops::routes())
         .merge(events::routes())
+        .merge(templates::routes())
+        .merge(patients::routes())
+        .merge(messages::routes())
+        .merge(message_reports::routes())
+        .merge(audit::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).

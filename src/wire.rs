@@ -5,6 +5,7 @@
 //! same in a list, a WebSocket frame and an SSE event.
 
 pub mod events;
+pub mod outbound;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -10,6 +10,7 @@ mod clinic_events;
 mod inbox;
 mod multinode;
 mod ops;
+mod outbound_api;
 mod outbound_store;
 mod pg_faults;
 mod providers;
