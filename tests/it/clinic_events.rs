@@ -1287,3 +1287,49 @@ async fn a_tenant_override_uses_its_own_rules_and_time_zone() {
         .1
         .starts_with("وصل المراجع Ahmed Al-Saud لموعد الساعة 10:00 ص"));
 }
+
+#[tokio::test]
+async fn concurrent_posts_apply_each_event_once_and_leave_no_reminder_behind() {
+    let c = clinic().await;
+    let now = start_of_day();
+    let start = now + Duration::days(2);
+    let e = event("e1", "booked", "a1", start, now);
+    let answers = futures_util::future::join_all((0..8).map(|_| c.post(&e))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body, &answers[0].1);
+    }
+    assert_eq!(answers[0].1["reminders_scheduled"], 2);
+    assert_eq!(c.inbox("dr-1").await.len(), 1);
+    assert_eq!(c.reminders("a1").await.len(), 2);
+
+    // Three events of one appointment at once: whatever order they commit in, each is
+    // applied or ignored exactly once, and the cancellation leaves nothing queued.
+    let batch = [
+        event("e2", "confirmed", "a1", start, now + Duration::minutes(1)),
+        event("e3", "cancelled", "a1", start, now + Duration::minutes(3)),
+        event("e4", "arrived", "a1", start, now + Duration::minutes(2)),
+    ];
+    let answers = futures_util::future::join_all(batch.iter().map(|e| c.post(e))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
+    }
+    assert_eq!(c.log("a1").await.len(), 4);
+    assert!(c
+        .reminders("a1")
+        .await
+        .iter()
+        .all(|m| m.status == MessageStatus::Cancelled));
+    let state = c
+        .app
+        .app_store
+        .appointment_state(
+            &c.tenant,
+            &tidings::domain::ids::AppointmentId::parse("a1").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.status.short(), "cancelled");
+    assert_eq!(state.reminders_for, None);
+}
