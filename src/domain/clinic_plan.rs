@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::clinic_event::{AppointmentState, ClinicEvent, Disposition, EventType};
+use super::clinic_event::{AppointmentState, ClinicEvent, Disposition};
 use super::clinic_format;
 use super::clinic_rules::{InAppText, MessageAction, Recipient, ReminderEffect, Rules};
 use super::contact::Address;
@@ -401,7 +401,82 @@ pub fn plan(event: &ClinicEvent, ctx: &PlanContext<'_>) -> Result<Plan, String> 
     })
 }
 
-/// For tests and the docs: whether an event type's rule notifies anyone.
-pub fn is_silent(rules: &Rules, kind: EventType) -> bool {
-    rules.rule(kind).is_log_only()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::contact::{EmailAddress, PhoneNumber};
+
+    fn prefs() -> PatientPreferences {
+        PatientPreferences {
+            phone: Some(PhoneNumber::parse("+966501234567").unwrap()),
+            email: Some(EmailAddress::parse("a@example.com").unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_preferred_channel_goes_first_only_among_the_candidates() {
+        let phone = [Channel::Sms, Channel::Whatsapp];
+        let mut p = prefs();
+        assert_eq!(
+            choose_patient_channel(&p, &phone, MessageKind::AppointmentUpdate).0,
+            Channel::Sms
+        );
+        p.preferred_channel = Some(Channel::Whatsapp);
+        assert_eq!(
+            choose_patient_channel(&p, &phone, MessageKind::AppointmentUpdate).0,
+            Channel::Whatsapp
+        );
+        // Email preferred, but this message is SMS/WhatsApp: SMS.
+        p.preferred_channel = Some(Channel::Email);
+        assert_eq!(
+            choose_patient_channel(&p, &phone, MessageKind::AppointmentUpdate).0,
+            Channel::Sms
+        );
+        // SMS off: WhatsApp.
+        p.channels.sms = false;
+        let (c, r) = choose_patient_channel(&p, &phone, MessageKind::AppointmentUpdate);
+        assert_eq!((c, r.is_ok()), (Channel::Whatsapp, true));
+    }
+
+    #[test]
+    fn suppression_says_why() {
+        let mut p = prefs();
+        p.kinds.set(MessageKind::AppointmentReminder, false);
+        let (_, r) = choose_patient_channel(
+            &p,
+            &Channel::FALLBACK_ORDER,
+            MessageKind::AppointmentReminder,
+        );
+        assert_eq!(r.unwrap_err().code(), "kind_disabled");
+        let mut p = prefs();
+        p.phone = None;
+        let (c, r) = choose_patient_channel(
+            &p,
+            &[Channel::Sms, Channel::Whatsapp],
+            MessageKind::AppointmentUpdate,
+        );
+        assert_eq!(
+            (c, r.unwrap_err().code()),
+            (Channel::Sms, "no_usable_channel")
+        );
+        let (_, r) = choose_patient_channel(&p, &[Channel::Sms], MessageKind::AppointmentUpdate);
+        assert_eq!(r.unwrap_err().code(), "no_address");
+        // Reminders fall back to email when there is no phone.
+        let (c, r) = choose_patient_channel(
+            &p,
+            &Channel::FALLBACK_ORDER,
+            MessageKind::AppointmentReminder,
+        );
+        assert_eq!(c, Channel::Email);
+        assert!(matches!(r, Ok(Address::Email(_))));
+    }
+
+    #[test]
+    fn staff_locales_pick_the_language() {
+        assert_eq!(language_of_locale(Some("ar-SA")), Language::Ar);
+        assert_eq!(language_of_locale(Some("AR")), Language::Ar);
+        assert_eq!(language_of_locale(Some("en-GB")), Language::En);
+        assert_eq!(language_of_locale(None), Language::En);
+    }
 }
