@@ -9,16 +9,16 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::messages::insert_events;
 use super::notifications::insert_batch_in;
 use super::queue::insert_messages;
-use super::{from_millis, map_err, millis, placeholders, SqliteStore, IN_CHUNK};
-use crate::domain::clinic_event::{AppointmentState, EventType};
+use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
+use crate::domain::clinic_event::AppointmentState;
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageId;
+use crate::store::columns::events::{counts_from_row, record_from_row, state_from_row};
 use crate::store::columns::outbound::NewEvent;
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
@@ -27,28 +27,6 @@ use crate::store::{Page, PageRequest, StoreError};
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
-}
-
-fn counts_from(row: &SqliteRow, at: usize) -> EventCounts {
-    let n = |i: usize| row.get::<i64, _>(at + i) as u64;
-    EventCounts {
-        notifications: n(0),
-        messages: n(1),
-        reminders_scheduled: n(2),
-        reminders_cancelled: n(3),
-    }
-}
-
-fn state_from(row: &SqliteRow) -> Result<AppointmentState, StoreError> {
-    let status: String = row.get("status");
-    Ok(AppointmentState {
-        status: EventType::from_short(&status)
-            .ok_or_else(|| StoreError::Internal(format!("bad appointment status {status}")))?,
-        start_at: from_millis(row.get("start_at")),
-        last_occurred_at: from_millis(row.get("last_occurred_at")),
-        reminders_for: row.get::<Option<i64>, _>("reminders_for").map(from_millis),
-        version: row.get("version"),
-    })
 }
 
 async fn cancel_group(
@@ -132,7 +110,7 @@ impl EventStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(map_err)?;
-        Ok(row.map(|r| counts_from(&r, 0)))
+        Ok(row.map(|r| counts_from_row(&r)))
     }
 
     async fn appointment_state(
@@ -149,7 +127,7 @@ impl EventStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(state_from).transpose()
+        row.as_ref().map(state_from_row).transpose()
     }
 
     async fn apply_event(&self, app: &EventApplication) -> Result<ApplyOutcome, StoreError> {
@@ -165,7 +143,7 @@ impl EventStore for SqliteStore {
         .await
         .map_err(map_err)?;
         if let Some(row) = existing {
-            return Ok(ApplyOutcome::Replayed(counts_from(&row, 0)));
+            return Ok(ApplyOutcome::Replayed(counts_from_row(&row)));
         }
         if let Some(state) = &app.new_state {
             if !write_state(&mut tx, app, state).await? {
@@ -228,21 +206,7 @@ impl EventStore for SqliteStore {
         .map_err(map_err)?;
         let records = rows
             .iter()
-            .map(|r| {
-                let kind: String = r.get(2);
-                Ok(EventRecord {
-                    seq: r.get(0),
-                    id: EventId::parse(r.get(1)).map_err(corrupt("event"))?,
-                    kind: EventType::from_short(&kind)
-                        .ok_or_else(|| StoreError::Internal(format!("bad event type {kind}")))?,
-                    appointment: AppointmentId::parse(r.get(3)).map_err(corrupt("event"))?,
-                    occurred_at: from_millis(r.get(4)),
-                    received_at: from_millis(r.get(5)),
-                    outcome: r.get(6),
-                    counts: counts_from(r, 7),
-                    payload: r.get(11),
-                })
-            })
+            .map(record_from_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page::from_overfetch(records, page.limit, |e| e.seq))
     }
