@@ -19,6 +19,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
+use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
 use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
@@ -109,7 +110,16 @@ impl App {
                 queue: config.publish.queue,
             },
         );
+        let events_book = crate::config::events::load(&config.events)?;
+        let events = Arc::new(ClinicEvents::new(
+            store.clone(),
+            hub.clone(),
+            directory.clone(),
+            events_book,
+            clock.clone(),
+        ));
         let state = AppState {
+            events,
             auth: Arc::new(Authenticator::new(
                 store.clone(),
                 Duration::from_secs(config.auth.cache_ttl_secs),

@@ -1,6 +1,8 @@
 //! Typed configuration: embedded defaults (config/tidings.toml) → an optional file
 //! → `TIDINGS_*` environment variables. Validated once at start; an error names the key.
 
+pub mod events;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +32,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub retention: RetentionSection,
     pub shutdown: ShutdownSection,
+    pub events: events::EventsSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +102,7 @@ const ENV_KEYS: &[&str] = &[
     "auth",
     "retention",
     "shutdown",
+    "events",
 ];
 
 impl Config {
@@ -198,6 +202,9 @@ impl Config {
         if self.retention.interval_secs == 0 {
             return bad("retention.interval_secs", "must be at least 1");
         }
+        // Rules and texts are read and validated here so a bad rule stops the start
+        // like any other configuration error (exit 2), naming the rule.
+        events::load(&self.events)?;
         for origin in &self.cors_origins {
             if axum::http::HeaderValue::from_str(origin).is_err()
                 || !(origin.starts_with("http://") || origin.starts_with("https://"))

@@ -4,6 +4,10 @@
 //! value of these types that exists past the HTTP edge is known to be well-formed.
 
 pub mod auth;
+pub mod clinic_event;
+pub mod clinic_format;
+pub mod clinic_plan;
+pub mod clinic_rules;
 pub mod contact;
 pub mod ids;
 pub mod message;

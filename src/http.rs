@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod error;
+mod events;
 pub mod extract;
 mod me;
 mod message_reports;
@@ -55,6 +56,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub publisher: Arc<Publisher>,
     pub inbox: Arc<Inbox>,
+    pub events: Arc<crate::service::events::ClinicEvents>,
     pub directory: Arc<Directory>,
     pub realtime: Arc<Realtime>,
     pub store: Arc<dyn Store>,
@@ -108,6 +110,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(events::routes())
         .merge(templates::routes())
         .merge(patients::routes())
         .merge(messages::routes())

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod clock;
 pub mod directory;
+pub mod events;
 pub mod frames;
 pub mod inbox;
 pub mod outbound;

@@ -4,6 +4,7 @@
 //! and the domain types; no SQL or driver type crosses this boundary.
 
 pub(crate) mod columns;
+pub mod events;
 mod filters;
 mod finish;
 pub mod outbound;
@@ -254,11 +255,23 @@ pub trait Health: Send + Sync {
 
 /// Every store port, implemented by one backend.
 pub trait Store:
-    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + OutboundStore + Health
+    TenantStore
+    + DirectoryStore
+    + PreferenceStore
+    + NotificationStore
+    + OutboundStore
+    + events::EventStore
+    + Health
 {
 }
 impl<
-        T: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + OutboundStore + Health,
+        T: TenantStore
+            + DirectoryStore
+            + PreferenceStore
+            + NotificationStore
+            + OutboundStore
+            + events::EventStore
+            + Health,
     > Store for T
 {
 }

@@ -4,6 +4,7 @@
 //! REST responses and realtime frames both use them, so a notification looks the
 //! same in a list, a WebSocket frame and an SSE event.
 
+pub mod events;
 pub mod outbound;
 
 use serde::{Deserialize, Serialize};

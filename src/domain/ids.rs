@@ -72,6 +72,18 @@ external_id!(
     "patient_id"
 );
 
+external_id!(
+    /// A clinic event as the clinic system names it: the idempotency key of `POST /v1/events`.
+    EventId,
+    "id"
+);
+
+external_id!(
+    /// An appointment as the clinic system names it (clinic events, reminder groups).
+    AppointmentId,
+    "appointment.id"
+);
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*

@@ -291,6 +291,23 @@ impl TemplateText {
         seen
     }
 
+    /// Renders this one text on its own (the clinic-events in-app titles and
+    /// messages, which are not channel templates). `Err` lists every placeholder
+    /// without a value, in order of first appearance.
+    pub fn render_text(&self, values: &BTreeMap<String, String>) -> Result<String, Vec<String>> {
+        let missing: Vec<String> = self
+            .placeholders()
+            .into_iter()
+            .filter(|p| !values.contains_key(*p))
+            .map(str::to_owned)
+            .collect();
+        if missing.is_empty() {
+            Ok(self.substitute(values))
+        } else {
+            Err(missing)
+        }
+    }
+
     /// Substitutes values. The caller has checked that every placeholder has one.
     fn substitute(&self, values: &BTreeMap<String, String>) -> String {
         let mut out = String::with_capacity(self.raw.len());

@@ -203,34 +203,41 @@ async fn writer(
 
 async fn fanout(hub: Arc<Hub>, mut rx: mpsc::Receiver<Vec<PublishOutcome>>) {
     while let Some(outcomes) = rx.recv().await {
-        let mut by_tenant: HashMap<TenantId, Vec<Delivery>> = HashMap::new();
-        for outcome in outcomes {
-            let PublishOutcome::Created {
-                notifications,
-                counts,
-            } = outcome
-            else {
-                continue;
-            };
-            let Some(tenant) = notifications.first().map(|n| n.tenant.clone()) else {
-                continue;
-            };
-            let out = by_tenant.entry(tenant).or_default();
-            for n in notifications.iter().filter(|n| !n.silent) {
-                out.push(Delivery {
-                    user: n.user.clone(),
-                    frame: frames::notification(n),
-                });
-            }
-            for (user, count) in counts {
-                out.push(Delivery {
-                    user,
-                    frame: frames::unread(count),
-                });
-            }
+        deliver(&hub, outcomes).await;
+    }
+}
+
+/// Pushes committed notifications live: each one (unless silent) and each
+/// recipient's new unread count, to every open connection on every node. Also used
+/// after a clinic event's transaction commits.
+pub(crate) async fn deliver(hub: &Hub, outcomes: Vec<PublishOutcome>) {
+    let mut by_tenant: HashMap<TenantId, Vec<Delivery>> = HashMap::new();
+    for outcome in outcomes {
+        let PublishOutcome::Created {
+            notifications,
+            counts,
+        } = outcome
+        else {
+            continue;
+        };
+        let Some(tenant) = notifications.first().map(|n| n.tenant.clone()) else {
+            continue;
+        };
+        let out = by_tenant.entry(tenant).or_default();
+        for n in notifications.iter().filter(|n| !n.silent) {
+            out.push(Delivery {
+                user: n.user.clone(),
+                frame: frames::notification(n),
+            });
         }
-        for (tenant, deliveries) in by_tenant {
-            hub.publish(tenant, deliveries).await;
+        for (user, count) in counts {
+            out.push(Delivery {
+                user,
+                frame: frames::unread(count),
+            });
         }
+    }
+    for (tenant, deliveries) in by_tenant {
+        hub.publish(tenant, deliveries).await;
     }
 }

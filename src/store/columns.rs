@@ -6,6 +6,7 @@ use crate::domain::notification::{Notification, NotificationContent, Notificatio
 use crate::domain::preferences::{QuietHours, StaffPreferences};
 use crate::store::StoreError;
 
+pub(crate) mod events;
 pub(crate) mod outbound;
 
 /// Rebuilds staff preferences from their stored columns (muted categories as a JSON

@@ -9,6 +9,7 @@
 mod audit;
 mod callbacks;
 mod directory;
+mod events;
 mod messages;
 mod notifications;
 mod outbound;

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod clinic_events;
 mod inbox;
 mod multinode;
 mod ops;

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub tenant: String,
     pub http: reqwest::Client,
     pub app_store: std::sync::Arc<dyn tidings::store::Store>,
+    /// The app's own database (fault-injection tests reach it directly).
+    pub database_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -48,6 +50,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_clocked(tweak, None).await
+}
+
+/// As [`spawn_app_with`], on a given clock (`App::build_with_clock`) when one is given.
+pub async fn spawn_app_clocked(
+    tweak: impl FnOnce(&mut Config),
+    clock: Option<std::sync::Arc<dyn tidings::service::clock::Clock>>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
     let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
@@ -69,7 +79,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         config.dev_jwt_secret.clone(),
         config.dev_tenant.clone(),
     );
-    let app = App::build(config).await.expect("app builds");
+    let database_url = config.database_url.clone();
+    let app = match clock {
+        Some(clock) => App::build_with_clock(config, clock).await,
+        None => App::build(config).await,
+    }
+    .expect("app builds");
     let port = app.port();
     let app_store = app.store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -84,6 +99,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         tenant,
         http: reqwest::Client::new(),
         app_store,
+        database_url,
         stop: Some(tx),
         stopped: Some(stopped),
         _dir: dir,

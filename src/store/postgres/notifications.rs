@@ -434,19 +434,21 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl NotificationStore for PostgresStore {
-    async fn insert_batch(
-        &self,
-        batch: &[PublishRequest],
-    ) -> Result<Vec<PublishOutcome>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+/// A publish batch on the caller's transaction (the group commit, and a clinic
+/// event's notifications inside its own transaction). Takes the tenants' id-order
+/// locks first, so the caller must not have called `nextval` on the notification
+/// sequence before; the locks are held until the caller commits.
+pub(super) async fn insert_batch_in(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[PublishRequest],
+) -> Result<Vec<PublishOutcome>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    {
         // Before anything else: ids and idempotency records are decided under the lock.
-        lock_tenants(&mut tx, batch).await?;
-        let steps = plan(&mut tx, batch).await?;
+        lock_tenants(tx, batch).await?;
+        let steps = plan(tx, batch).await?;
 
         let creating = || {
             batch
@@ -458,8 +460,8 @@ impl NotificationStore for PostgresStore {
         let recipients: HashSet<(&TenantId, &UserId)> = creating()
             .flat_map(|r| r.recipients.iter().map(move |u| (&r.tenant, u)))
             .collect();
-        let prefs = load_preferences(&mut tx, &recipients).await?;
-        let mut ids = take_ids(&mut tx, creating().map(|r| r.recipients.len()).sum())
+        let prefs = load_preferences(tx, &recipients).await?;
+        let mut ids = take_ids(tx, creating().map(|r| r.recipients.len()).sum())
             .await?
             .into_iter();
 
@@ -503,14 +505,13 @@ impl NotificationStore for PostgresStore {
             .filter(|((_, s), _)| matches!(s, Step::Create))
             .map(|((r, _), rows)| (r, rows.as_slice()))
             .collect();
-        insert_rows(&mut tx, &created).await?;
-        record_keys(&mut tx, &created).await?;
+        insert_rows(tx, &created).await?;
+        record_keys(tx, &created).await?;
         let counts = if deltas.is_empty() {
             HashMap::new()
         } else {
-            bump_counters(&mut tx, deltas).await?
+            bump_counters(tx, deltas).await?
         };
-        tx.commit().await.map_err(map_err)?;
 
         let created_ids = |rows: &[Notification]| -> Vec<(NotificationId, UserId)> {
             rows.iter().map(|n| (n.id, n.user.clone())).collect()
@@ -547,6 +548,19 @@ impl NotificationStore for PostgresStore {
                 Step::KeyReused => PublishOutcome::KeyReused,
             });
         }
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for PostgresStore {
+    async fn insert_batch(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<Vec<PublishOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let outcomes = insert_batch_in(&mut tx, batch).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(outcomes)
     }
 

@@ -28,7 +28,7 @@ use crate::store::outbound::{
 use crate::store::{IdempotencyClaim, StoreError};
 
 /// One multi-row insert for a whole chunk: each column is sent as one array.
-async fn insert_messages(
+pub(super) async fn insert_messages(
     conn: &mut PgConnection,
     tenant: &TenantId,
     messages: &[NewMessage],

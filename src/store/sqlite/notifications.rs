@@ -193,23 +193,20 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl NotificationStore for SqliteStore {
-    async fn insert_batch(
-        &self,
-        batch: &[PublishRequest],
-    ) -> Result<Vec<PublishOutcome>, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+/// A publish batch on the caller's write transaction (the group commit, and a
+/// clinic event's notifications inside its own transaction). Must run on the
+/// writer connection: the seq assignment below relies on it being the only writer.
+pub(super) async fn insert_batch_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[PublishRequest],
+) -> Result<Vec<PublishOutcome>, StoreError> {
+    {
         // The single writer connection makes this read-then-assign race free: ids are
         // handed out in commit order, which is what resume (`since`) relies on.
         let mut last_seq: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'notifications'), 0)",
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await
         .map_err(map_err)?;
 
@@ -225,7 +222,7 @@ impl NotificationStore for SqliteStore {
         let mut prefs: HashMap<UserKey, StaffPreferences> = HashMap::new();
         for (tenant, users) in recipients {
             let users: Vec<UserId> = users.into_iter().cloned().collect();
-            for (user, p) in load_preferences(&mut tx, tenant, &users).await? {
+            for (user, p) in load_preferences(tx, tenant, &users).await? {
                 prefs.insert((tenant.clone(), user), p);
             }
         }
@@ -242,7 +239,7 @@ impl NotificationStore for SqliteStore {
                 .bind(req.tenant.as_str())
                 .bind(PUBLISH_SCOPE)
                 .bind(&claim.key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await
                 .map_err(map_err)?;
                 if let Some(row) = existing {
@@ -294,7 +291,7 @@ impl NotificationStore for SqliteStore {
                 .bind(&claim.request_hash)
                 .bind(serde_json::to_string(&created).map_err(|e| StoreError::Internal(e.to_string()))?)
                 .bind(millis(req.now))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(map_err)?;
             }
@@ -304,10 +301,9 @@ impl NotificationStore for SqliteStore {
                 counts: Vec::new(),
             });
         }
-        insert_rows(&mut tx, &rows).await?;
+        insert_rows(tx, &rows).await?;
         let deltas: Vec<_> = deltas.into_iter().collect();
-        let counts = bump_counters(&mut tx, &deltas).await?;
-        tx.commit().await.map_err(map_err)?;
+        let counts = bump_counters(tx, &deltas).await?;
 
         // Hand each created outcome its rows, in request order.
         let mut rows = rows.into_iter().peekable();
@@ -325,6 +321,23 @@ impl NotificationStore for SqliteStore {
                 }));
             }
         }
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for SqliteStore {
+    async fn insert_batch(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<Vec<PublishOutcome>, StoreError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let outcomes = insert_batch_in(&mut tx, batch).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(outcomes)
     }
 

@@ -27,7 +27,7 @@ use crate::store::{IdempotencyClaim, StoreError};
 /// have the same SQL text, so the connection's statement cache prepares it once.
 const INSERT_CHUNK: usize = 500;
 
-async fn insert_messages(
+pub(super) async fn insert_messages(
     conn: &mut SqliteConnection,
     tenant: &TenantId,
     messages: &[NewMessage],
