@@ -10,6 +10,7 @@ mod ops;
 mod realtime;
 mod tokens;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// The services' time source (a `ManualClock` in schedule tests).
     pub clock: Arc<dyn crate::service::clock::Clock>,
+    /// Provider status webhooks (authenticate, find the message, apply).
+    pub outbound_callbacks: Arc<crate::service::outbound::callbacks::Callbacks>,
+    /// Wakes this node's outbound worker at once after an enqueue.
+    pub outbound_wake: crate::service::outbound::dispatch::DispatchWake,
 }
 
 pub struct HttpOptions {
@@ -101,6 +106,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(webhooks::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).

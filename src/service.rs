@@ -9,6 +9,7 @@ pub mod clock;
 pub mod directory;
 pub mod frames;
 pub mod inbox;
+pub mod outbound;
 pub mod publish;
 pub mod realtime;
 pub mod retention;
