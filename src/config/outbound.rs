@@ -172,3 +172,96 @@ impl OutboundSection {
         Duration::from_millis(self.poll_interval_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use crate::config::{Config, DEFAULTS};
+    use crate::domain::message::RetryPolicy;
+    use crate::domain::template::Channel;
+    use crate::service::outbound::routing::ProviderRouting;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let config: Config = Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::string(extra))
+            .extract()
+            .map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones_and_log_everywhere() {
+        let c = load("").unwrap();
+        let o = &c.outbound;
+        assert_eq!(
+            (o.concurrency, o.poll_interval_ms, o.claim_batch, o.lease_secs),
+            (16, 1000, 64, 60)
+        );
+        assert_eq!(o.retry.policy(), RetryPolicy::default());
+        assert!(o.tenants.is_empty());
+        let routing = ProviderRouting::build(o).unwrap();
+        let any = crate::domain::ids::TenantId::parse("any").unwrap();
+        for ch in Channel::FALLBACK_ORDER {
+            assert_eq!(routing.chain(&any, ch).names(), vec!["log"]);
+        }
+    }
+
+    const TENANT: &str = r#"
+        [outbound.tenants.clinic-a.providers.twilio]
+        kind = "twilio"
+        account_sid = "AC0123456789abcdef0123456789abcdef"
+        auth_token = "tok-a"
+        from = "+14155550100"
+        [outbound.tenants.clinic-a.providers.unifonic]
+        kind = "unifonic"
+        app_sid = "sid"
+        sender_id = "CLINIC"
+        [outbound.tenants.clinic-a.routes]
+        sms = ["twilio", "unifonic"]
+        whatsapp = ["log"]
+        email = ["log"]
+        [outbound.tenants.clinic-a.webhooks]
+        unifonic_token = "u-token"
+    "#;
+
+    #[test]
+    fn a_tenant_section_gets_its_own_chains_and_secrets() {
+        let c = load(TENANT).unwrap();
+        let routing = ProviderRouting::build(&c.outbound).unwrap();
+        let a = crate::domain::ids::TenantId::parse("clinic-a").unwrap();
+        let b = crate::domain::ids::TenantId::parse("clinic-b").unwrap();
+        assert_eq!(
+            routing.chain(&a, Channel::Sms).names(),
+            vec!["twilio", "unifonic"]
+        );
+        assert_eq!(routing.chain(&b, Channel::Sms).names(), vec!["log"]);
+        assert_eq!(routing.route(&a).twilio_tokens(Some("twilio")), vec!["tok-a"]);
+        assert!(routing.route(&b).twilio_tokens(None).is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load("[outbound]\nconcurrency = 0").unwrap_err();
+        assert_eq!(
+            err,
+            "configuration error: key `outbound.concurrency`: must be 1..10000"
+        );
+        let err = load("[outbound.retry]\nmultiplier = 0").unwrap_err();
+        assert!(err.contains("key `outbound.retry.multiplier`"), "{err}");
+        let err = load(&TENANT.replace(r#"sms = ["twilio", "unifonic"]"#, r#"sms = ["twilo"]"#))
+            .map(|c| ProviderRouting::build(&c.outbound).err())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            err,
+            "key `outbound.tenants.clinic-a`: routes.sms: no provider named \"twilo\""
+        );
+        let err = load("[outbound.tenants.\"bad tenant\"]").unwrap_err();
+        assert!(err.contains("key `outbound.tenants.bad tenant`"), "{err}");
+        let err = load("[outbound.tenants.clinic-a.routes]\nsms = []\nwhatsapp = [\"log\"]\nemail = [\"log\"]\n[outbound]\npublic_url = \"hub.example\"").unwrap_err();
+        assert!(err.contains("key `outbound.public_url`"), "{err}");
+    }
+}
