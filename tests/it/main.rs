@@ -11,6 +11,7 @@ mod multinode;
 mod ops;
 mod outbound_crash;
 mod outbound_dispatch;
+mod outbound_store;
 mod outbound_webhooks;
 mod pg_faults;
 mod providers;
