@@ -197,7 +197,12 @@ mod tests {
         let c = load("").unwrap();
         let o = &c.outbound;
         assert_eq!(
-            (o.concurrency, o.poll_interval_ms, o.claim_batch, o.lease_secs),
+            (
+                o.concurrency,
+                o.poll_interval_ms,
+                o.claim_batch,
+                o.lease_secs
+            ),
             (16, 1000, 64, 60)
         );
         assert_eq!(o.retry.policy(), RetryPolicy::default());
@@ -238,7 +243,10 @@ mod tests {
             vec!["twilio", "unifonic"]
         );
         assert_eq!(routing.chain(&b, Channel::Sms).names(), vec!["log"]);
-        assert_eq!(routing.route(&a).twilio_tokens(Some("twilio")), vec!["tok-a"]);
+        assert_eq!(
+            routing.route(&a).twilio_tokens(Some("twilio")),
+            vec!["tok-a"]
+        );
         assert!(routing.route(&b).twilio_tokens(None).is_empty());
     }
 
