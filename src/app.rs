@@ -23,6 +23,7 @@ use crate::service::inbox::Inbox;
 use crate::service::outbound::callbacks::Callbacks;
 use crate::service::outbound::dispatch::{DispatchSettings, Dispatcher};
 use crate::service::outbound::routing::ProviderRouting;
+use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
 use crate::service::realtime::Realtime;
 use crate::service::retention;
@@ -121,7 +122,7 @@ impl App {
             },
         );
         let outbound_callbacks = Arc::new(Callbacks::new(
-            outbound_store,
+            outbound_store.clone(),
             routing,
             clock.clone(),
             &config.outbound.public_url,
@@ -158,6 +159,9 @@ impl App {
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
             },
             stopping: CancellationToken::new(),
+            outbound: Arc::new(
+                Outbound::new(outbound_store, clock.clone()).waking(dispatcher.wake_handle()),
+            ),
             clock,
             outbound_callbacks,
             outbound_wake: dispatcher.wake_handle(),

@@ -2,12 +2,17 @@
 //! error table in `error.rs`; the OpenAPI document is generated from the
 //! handlers' annotations, so it cannot drift from the routes.
 
+mod audit;
 pub mod error;
 pub mod extract;
 mod me;
+mod message_reports;
+mod messages;
 mod notifications;
 mod ops;
+mod patients;
 mod realtime;
+mod templates;
 mod tokens;
 mod users;
 mod webhooks;
@@ -65,6 +70,8 @@ pub struct AppState {
     pub outbound_callbacks: Arc<crate::service::outbound::callbacks::Callbacks>,
     /// Wakes this node's outbound worker at once after an enqueue.
     pub outbound_wake: crate::service::outbound::dispatch::DispatchWake,
+    /// Outbound patient messages: templates, preferences, sends, reports, audit.
+    pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
 pub struct HttpOptions {
@@ -107,6 +114,11 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(realtime::routes())
         .merge(ops::routes())
         .merge(webhooks::routes())
+        .merge(templates::routes())
+        .merge(patients::routes())
+        .merge(messages::routes())
+        .merge(message_reports::routes())
+        .merge(audit::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).

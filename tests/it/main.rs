@@ -9,6 +9,7 @@ mod cli;
 mod inbox;
 mod multinode;
 mod ops;
+mod outbound_api;
 mod outbound_crash;
 mod outbound_dispatch;
 mod outbound_store;

@@ -54,6 +54,7 @@ outbound_conformance!(
     enqueue_commits_rows_events_batch_and_audit,
     enqueue_without_commit_writes_nothing,
     enqueue_idempotent_replay_and_key_reuse,
+    concurrent_enqueues_with_one_key_commit_once,
     ten_thousand_messages_in_one_feed,
     concurrent_claimers_never_share_a_message,
     expired_lease_is_reclaimed_as_sending,
@@ -927,6 +928,60 @@ async fn enqueue_idempotent_replay_and_key_reuse(b: &Backend) {
             queued: 1,
             suppressed: 0
         }
+    );
+}
+
+async fn concurrent_enqueues_with_one_key_commit_once(b: &Backend) {
+    let [n1, n2] = b.two_nodes().await;
+    let a = t("clinic-a");
+    let claim = IdempotencyClaim {
+        key: "bulk-7".into(),
+        request_hash: "same-body".into(),
+    };
+    let (feed1, rx1) = mpsc::channel(2);
+    let (feed2, rx2) = mpsc::channel(2);
+    let first = {
+        let (store, a, claim) = (n1.clone(), a.clone(), claim.clone());
+        tokio::spawn(async move {
+            store
+                .enqueue(&a, None, rx1, Some((&claim, "first")), None, at(0))
+                .await
+        })
+    };
+    feed1.send(EnqueueFeed::Chunk(queued(3))).await.unwrap();
+    // The first request holds its key (its transaction is open) while the second arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let second = {
+        let (store, a, claim) = (n2.clone(), a.clone(), claim.clone());
+        tokio::spawn(async move {
+            store
+                .enqueue(&a, None, rx2, Some((&claim, "second")), None, at(1))
+                .await
+        })
+    };
+    // Ignored results: the second request may stop reading its feed (a replay).
+    let _ = feed2.send(EnqueueFeed::Chunk(queued(3))).await;
+    let _ = feed2.send(EnqueueFeed::Commit).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    feed1.send(EnqueueFeed::Commit).await.unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        EnqueueOutcome::Committed {
+            queued: 3,
+            suppressed: 0
+        }
+    );
+    assert_eq!(
+        second.await.unwrap().unwrap(),
+        EnqueueOutcome::Replayed {
+            response: "first".into()
+        }
+    );
+    assert_eq!(
+        list_ids(n1.as_ref(), &a, MessageFilter::default())
+            .await
+            .len(),
+        3
     );
 }
 

@@ -338,10 +338,10 @@ pub(crate) fn check_new_status(m: &NewMessage) -> Result<(), StoreError> {
 }
 
 /// The JSON of the `sending` event a claim writes.
-pub(crate) fn claim_detail(previous: &str, lease_until_ms: i64) -> String {
+pub(crate) fn claim_detail(previous: &str, lease_until: chrono::DateTime<chrono::Utc>) -> String {
     serde_json::json!({
         "previous_status": previous,
-        "lease_until": from_millis(lease_until_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "lease_until": lease_until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
     .to_string()
 }

@@ -260,7 +260,7 @@ pub(super) async fn claim_due(
                 id: message.id,
                 event: "sending".to_owned(),
                 at: now,
-                detail: claim_detail(&previous, millis(lease_until)),
+                detail: claim_detail(&previous, lease_until),
             },
         ));
         claimed.push(ClaimedMessage {

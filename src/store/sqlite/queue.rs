@@ -17,6 +17,7 @@ use crate::store::columns::outbound::{
     check_new_status, claim_detail, initial_events, message_columns, message_from_row, to_json,
     NewEvent,
 };
+use crate::store::finish::plan_finish;
 use crate::store::outbound::{
     AttemptUpdate, AuditEntry, ClaimedMessage, EnqueueFeed, EnqueueOutcome, NewBatch, NewMessage,
 };
@@ -213,7 +214,7 @@ pub(super) async fn claim_due(
                 id: message.id,
                 event: "sending".to_owned(),
                 at: now,
-                detail: claim_detail(&previous, millis(lease_until)),
+                detail: claim_detail(&previous, lease_until),
             },
         ));
         claimed.push(ClaimedMessage {
@@ -258,8 +259,7 @@ pub(super) async fn finish_attempt(
     };
     let current = MessageStatus::parse(row.get(0))
         .map_err(|e| StoreError::Internal(format!("bad message row: {e}")))?;
-    let plan = crate::store::finish::plan_finish(current, update, now)?;
-    let Some(plan) = plan else {
+    let Some(plan) = plan_finish(current, update, now)? else {
         return Ok(false);
     };
     sqlx::query(
