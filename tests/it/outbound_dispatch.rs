@@ -755,3 +755,35 @@ async fn two_nodes_on_one_database_never_send_a_message_twice() {
         assert_eq!(m.status, MessageStatus::Sent);
     }
 }
+
+#[tokio::test]
+async fn a_message_enqueued_through_the_api_is_sent_at_once_not_at_the_next_poll() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(twilio_path()))
+        .respond_with(twilio_created("SMapi"))
+        .mount(&fake)
+        .await;
+    // A poll interval far longer than the test: only the enqueue's wake-up can send it.
+    let ob = start(
+        providers(vec![("twilio", twilio(&fake.uri(), 2000))], &["twilio"]),
+        |c| c.outbound.poll_interval_ms = 600_000,
+    )
+    .await;
+    settle().await; // the worker's first look (at start) finds nothing
+    let (status, body) = ob
+        .app
+        .post_key(
+            "/v1/messages",
+            json!({"to": "+966501234567", "channel": "sms", "body": "Your results are ready",
+                   "kind": "results"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let id = MessageId::parse(body["id"].as_str().unwrap()).unwrap();
+    let m = ob.wait_status(id, MessageStatus::Sent).await;
+    assert_eq!(m.provider_message_id.as_deref(), Some("SMapi"));
+    let reqs = fake.received_requests().await.unwrap();
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&reqs[0].body).unwrap();
+    assert_eq!(form["Body"], "Your results are ready");
+}
