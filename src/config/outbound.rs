@@ -114,6 +114,20 @@ impl RetrySection {
     }
 }
 
+/// How much longer than a provider's timeout a lease must be: time to claim, to wait
+/// for the provider's rate limit, and to record the outcome.
+const LEASE_MARGIN_MS: u64 = 5_000;
+
+fn provider_timeout_ms(provider: &ProviderConfig) -> u64 {
+    match provider {
+        ProviderConfig::Log => 0,
+        ProviderConfig::Twilio(c) => c.timeout_ms,
+        ProviderConfig::Unifonic(c) => c.timeout_ms,
+        ProviderConfig::WhatsappCloud(c) => c.timeout_ms,
+        ProviderConfig::Smtp(c) => c.timeout_ms,
+    }
+}
+
 impl OutboundSection {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("key `outbound.{key}`: {why}")));
@@ -153,6 +167,26 @@ impl OutboundSection {
         }
         if r.unknown_outcome_wait_secs == 0 {
             return bad("retry.unknown_outcome_wait_secs", "must be at least 1");
+        }
+        // A send must end (provider timeout) and be recorded well inside its lease:
+        // a lease that runs out mid-send lets a worker claim the message again and
+        // send it a second time.
+        let sections = std::iter::once(("default".to_owned(), &self.default)).chain(
+            self.tenants
+                .iter()
+                .map(|(id, t)| (format!("tenants.{id}"), t)),
+        );
+        for (section, tenant) in sections {
+            for (name, provider) in &tenant.providers {
+                let timeout_ms = provider_timeout_ms(provider);
+                if self.lease_secs.saturating_mul(1000) < timeout_ms.saturating_add(LEASE_MARGIN_MS)
+                {
+                    return Err(ConfigError(format!(
+                        "key `outbound.lease_secs`: must exceed outbound.{section}.providers.{name}.timeout_ms ({timeout_ms} ms) by at least {} s",
+                        LEASE_MARGIN_MS / 1000
+                    )));
+                }
+            }
         }
         for id in self.tenants.keys() {
             if TenantId::parse(id).is_err() {
@@ -267,6 +301,12 @@ mod tests {
             err,
             "key `outbound.tenants.clinic-a`: routes.sms: no provider named \"twilo\""
         );
+        let err = load(&format!("{TENANT}\n[outbound]\nlease_secs = 14")).unwrap_err();
+        assert_eq!(
+            err,
+            "configuration error: key `outbound.lease_secs`: must exceed outbound.tenants.clinic-a.providers.twilio.timeout_ms (10000 ms) by at least 5 s"
+        );
+        assert!(load(&format!("{TENANT}\n[outbound]\nlease_secs = 15")).is_ok());
         let err = load("[outbound.tenants.\"bad tenant\"]").unwrap_err();
         assert!(err.contains("key `outbound.tenants.bad tenant`"), "{err}");
         let err = load("[outbound.tenants.clinic-a.routes]\nsms = []\nwhatsapp = [\"log\"]\nemail = [\"log\"]\n[outbound]\npublic_url = \"hub.example\"").unwrap_err();
