@@ -704,8 +704,20 @@ async fn two_nodes_on_one_database_never_send_a_message_twice() {
         .respond_with(twilio_created("SMx").set_delay(Duration::from_millis(10)))
         .mount(&fake)
         .await;
+    // One database for both nodes: PostgreSQL (FOR UPDATE SKIP LOCKED) with
+    // TIDINGS_TEST_BACKEND=postgres, else one SQLite file (the atomic claim).
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/shared.db", dir.path().display());
+    let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let admin = postgres_admin_url("two_nodes", true).expect("required");
+            Some(PgTestDb::create(&admin).await)
+        }
+        _ => None,
+    };
+    let db = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/shared.db", dir.path().display()),
+    };
     let tenant = providers(vec![("twilio", twilio(&fake.uri(), 5000))], &["twilio"]);
     let node = |first: bool| {
         let (db, tenant) = (db.clone(), tenant.clone());
