@@ -799,3 +799,46 @@ async fn a_message_enqueued_through_the_api_is_sent_at_once_not_at_the_next_poll
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&reqs[0].body).unwrap();
     assert_eq!(form["Body"], "Your results are ready");
 }
+
+#[tokio::test]
+async fn shutdown_finishes_the_sends_in_flight_and_claims_nothing_more() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(twilio_path()))
+        .respond_with(twilio_created("SMgrace").set_delay(Duration::from_millis(700)))
+        .mount(&fake)
+        .await;
+    let mut ob = start(
+        providers(vec![("twilio", twilio(&fake.uri(), 5000))], &["twilio"]),
+        |_| {},
+    )
+    .await;
+    let in_flight = ob.enqueue(sms("+966501234567", ob.now())).await;
+    let later = ob
+        .enqueue(sms(
+            "+966501234568",
+            ob.now() + chrono::Duration::seconds(60),
+        ))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while requests(&fake).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the send never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ob.app.shutdown(); // as SIGTERM
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ob.advance(120); // `later` is due now, but the worker has stopped claiming
+    ob.app.stopped.take().unwrap().await.unwrap().unwrap();
+    let m = ob.message(in_flight).await;
+    assert_eq!(
+        m.status,
+        MessageStatus::Sent,
+        "the send in flight was finished and recorded"
+    );
+    assert_eq!(m.provider_message_id.as_deref(), Some("SMgrace"));
+    assert_eq!(ob.message(later).await.status, MessageStatus::Queued);
+    assert_eq!(requests(&fake).await, 1);
+}
