@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub mod outbound;
+
 /// The defaults file, compiled in so the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/tidings.toml");
 
@@ -33,6 +35,7 @@ pub struct Config {
     pub retention: RetentionSection,
     pub shutdown: ShutdownSection,
     pub events: events::EventsSection,
+    pub outbound: outbound::OutboundSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +106,7 @@ const ENV_KEYS: &[&str] = &[
     "retention",
     "shutdown",
     "events",
+    "outbound",
 ];
 
 impl Config {
@@ -212,6 +216,7 @@ impl Config {
                 return bad("cors_origins", "each origin must be http(s)://host[:port]");
             }
         }
+        self.outbound.validate()?;
         Ok(())
     }
 

@@ -38,6 +38,9 @@ pub struct ClinicEvents {
     clock: Arc<dyn Clock>,
     /// Tenants known to be seeded, so the store is asked once per tenant and process.
     seeded: Mutex<HashSet<TenantId>>,
+    /// Pokes this node's queue worker after an event committed messages, so they
+    /// leave at once rather than at the next poll.
+    wake: Option<super::outbound::dispatch::DispatchWake>,
 }
 
 impl ClinicEvents {
@@ -55,7 +58,14 @@ impl ClinicEvents {
             book,
             clock,
             seeded: Mutex::new(HashSet::new()),
+            wake: None,
         }
+    }
+
+    /// Wakes `wake` (the node's queue worker) after every event that queued messages.
+    pub fn waking(mut self, wake: super::outbound::dispatch::DispatchWake) -> Self {
+        self.wake = Some(wake);
+        self
     }
 
     /// Applies one event; `payload` is the request body, kept in the event log.
@@ -103,6 +113,11 @@ impl ClinicEvents {
                 .await?;
             match self.store.apply_event(&app).await {
                 Ok(ApplyOutcome::Applied { counts, published }) => {
+                    if counts.messages > 0 {
+                        if let Some(wake) = &self.wake {
+                            wake.wake();
+                        }
+                    }
                     super::publish::deliver(&self.hub, published).await;
                     return Ok(counts);
                 }

@@ -16,7 +16,7 @@ use tidings::service::clock::ManualClock;
 use tidings::store::outbound::{MessageFilter, MessageRecord};
 use tidings::store::{InboxFilter, PageRequest};
 
-use crate::support::{spawn_app_clocked, TestApp};
+use crate::support::{spawn_app_with_clock, TestApp};
 
 /// Friday 27 November 2026, 09:00 in Riyadh.
 fn start_of_day() -> DateTime<Utc> {
@@ -39,7 +39,7 @@ struct Clinic {
 
 async fn clinic() -> Clinic {
     let clock = Arc::new(ManualClock::new(start_of_day()));
-    let app = spawn_app_clocked(|_| {}, Some(clock.clone())).await;
+    let app = spawn_app_with_clock(|_| {}, Some(clock.clone())).await;
     let tenant = TenantId::parse(&app.tenant).unwrap();
     Clinic { app, clock, tenant }
 }
@@ -1243,7 +1243,7 @@ async fn a_tenant_override_uses_its_own_rules_and_time_zone() {
     std::fs::write(&rules, custom).unwrap();
     let clock = Arc::new(ManualClock::new(start_of_day()));
     let rules_path = rules.display().to_string();
-    let app = spawn_app_clocked(
+    let app = spawn_app_with_clock(
         |c| {
             let tenant = c.dev_tenant.clone();
             c.events.tenants.insert(

@@ -50,11 +50,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_clocked(tweak, None).await
+    spawn_app_with_clock(tweak, None).await
 }
 
-/// As [`spawn_app_with`], on a given clock (`App::build_with_clock`) when one is given.
-pub async fn spawn_app_clocked(
+/// As [`spawn_app_with`], with services reading time from `clock` when one is
+/// given (`App::build_with_clock`: outbound retries, scheduled sends, reminders).
+pub async fn spawn_app_with_clock(
     tweak: impl FnOnce(&mut Config),
     clock: Option<std::sync::Arc<dyn tidings::service::clock::Clock>>,
 ) -> TestApp {
