@@ -560,6 +560,61 @@ async fn reminders_respect_the_reminder_preference_when_scheduled() {
     }
 }
 
+/// Waits (real time, bounded) until message `i` of the appointment's reminders has
+/// `want`: the node's worker polls every second and reads the `ManualClock`.
+async fn reminder_reaches(c: &Clinic, apt: &str, i: usize, want: MessageStatus) -> MessageRecord {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = c.reminders(apt).await;
+        if r[i].status == want {
+            return r[i].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reminder {i} of {apt} never became {want}: {:?}",
+            summary(&r)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn reminders_recheck_the_reminder_preference_when_they_fall_due() {
+    let c = clinic().await;
+    let start = start_of_day() + Duration::days(2);
+    assert_eq!(
+        c.apply(&event("e1", "booked", "a1", start, start_of_day()))
+            .await,
+        [1, 1, 2, 0]
+    );
+    let r = c.reminders("a1").await;
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|m| m.status == MessageStatus::Queued));
+
+    // After booking, the patient turns appointment reminders off…
+    let mut prefs = PatientPreferences {
+        phone: Some(tidings::domain::contact::PhoneNumber::parse("+966501234567").unwrap()),
+        ..Default::default()
+    };
+    prefs.kinds.set(MessageKind::AppointmentReminder, false);
+    c.put_prefs("p-a1", &prefs).await;
+    // …so the 24-hour reminder, when due, is suppressed by the worker, not sent.
+    c.clock
+        .set(start - Duration::hours(24) + Duration::minutes(1));
+    let first = reminder_reaches(&c, "a1", 0, MessageStatus::Suppressed).await;
+    assert_eq!(first.attempts, 0, "no provider was called");
+    assert_eq!(c.reminders("a1").await[1].status, MessageStatus::Queued);
+
+    // Turned back on before the 2-hour reminder: that one goes out.
+    prefs.kinds.set(MessageKind::AppointmentReminder, true);
+    c.put_prefs("p-a1", &prefs).await;
+    c.clock
+        .set(start - Duration::hours(2) + Duration::minutes(1));
+    let second = reminder_reaches(&c, "a1", 1, MessageStatus::Sent).await;
+    assert_eq!(second.attempts, 1);
+    assert_eq!(second.provider.as_deref(), Some("log"));
+}
+
 // ---------------------------------------------------------------------------
 // Idempotency, validation, out of order
 // ---------------------------------------------------------------------------
@@ -1101,7 +1156,8 @@ async fn a_full_clinic_day_of_500_appointments() {
         }
     }
     assert_eq!(got.inbox, expect.inbox);
-    // Every immediate message, by template, queued or suppressed.
+    // Every immediate message, by template: accepted into the queue (the node's
+    // worker may already have handed it to the `log` provider) or suppressed.
     let mut by_template: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for name in expect.messages.keys() {
         let ms = c
@@ -1113,7 +1169,9 @@ async fn a_full_clinic_day_of_500_appointments() {
         let entry = by_template.entry(name.clone()).or_default();
         for m in ms {
             match m.status {
-                MessageStatus::Queued => entry.0 += 1,
+                MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Sent => {
+                    entry.0 += 1
+                }
                 MessageStatus::Suppressed => entry.1 += 1,
                 other => panic!("unexpected status {other}"),
             }
