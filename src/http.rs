@@ -2,6 +2,7 @@
 //! error table in `error.rs`; the OpenAPI document is generated from the
 //! handlers' annotations, so it cannot drift from the routes.
 
+mod admin;
 pub mod error;
 pub mod extract;
 mod me;
@@ -101,6 +102,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(admin::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).
