@@ -14,7 +14,7 @@ export async function render(main, _p, query) {
   const status = h('div')
   const form = h(
     'form',
-    { class: 'row', novalidate: true, 'aria-label': 'Period' },
+    { class: 'row compact', novalidate: true, 'aria-label': 'Period' },
     field({ label: 'Period', name: 'days', type: 'select', value: days, options: [[7, 'Last 7 days'], [30, 'Last 30 days'], [90, 'Last 90 days']] }),
     h('button', { type: 'submit', class: 'secondary', text: 'Show' }),
   )

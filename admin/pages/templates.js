@@ -6,6 +6,12 @@ import { time, pill, label } from '../format.js'
 export async function render(main) {
   const status = h('div')
   main.append(h('h1', { text: 'Templates' }), h('div', { class: 'actions' }, h('a', { class: 'button', href: '#/templates/new', text: 'New template' })), status)
+  const flash = sessionStorage.getItem('tidings.admin.flash')
+  if (flash) {
+    sessionStorage.removeItem('tidings.admin.flash')
+    notice(status, flash)
+    announce(flash)
+  }
   let items
   try {
     items = await all('/v1/templates')
