@@ -25,7 +25,10 @@ async fn console_page_and_assets_are_served_with_types_etag_and_csp() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/admin/index.html")).unwrap()
     );
     assert!(html.contains(r#"<script type="module" src="/admin/app.js">"#));
-    assert!(!html.contains("style="), "no inline style: the CSP forbids it");
+    assert!(
+        !html.contains("style="),
+        "no inline style: the CSP forbids it"
+    );
 
     // Same bytes, same tag: 304 without a body; another tag: the file again.
     let res = app
@@ -49,7 +52,10 @@ async fn console_page_and_assets_are_served_with_types_etag_and_csp() {
 
     for (path, ty) in [
         ("/admin/app.js", "text/javascript; charset=utf-8"),
-        ("/admin/pages/templates.js", "text/javascript; charset=utf-8"),
+        (
+            "/admin/pages/templates.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/admin/styles.css", "text/css; charset=utf-8"),
         ("/admin/favicon.svg", "image/svg+xml"),
     ] {
@@ -64,24 +70,30 @@ async fn console_page_and_assets_are_served_with_types_etag_and_csp() {
             path.trim_start_matches("/admin/")
         ))
         .unwrap();
-        assert_eq!(res.bytes().await.unwrap().as_ref(), file.as_slice(), "{path}");
+        assert_eq!(
+            res.bytes().await.unwrap().as_ref(),
+            file.as_slice(),
+            "{path}"
+        );
     }
 
     // Only the embedded files exist; nothing is read from disk.
-    for path in ["/admin/nope.js", "/admin/../Cargo.toml", "/admin/pages/../../Cargo.toml"] {
+    for path in [
+        "/admin/nope.js",
+        "/admin/../Cargo.toml",
+        "/admin/pages/../../Cargo.toml",
+    ] {
         let (s, b) = split(app.http.get(app.url(path)).send().await.unwrap()).await;
         assert_error(s, &b, 404, "not_found");
     }
-    let res = app
-        .http
-        .get(app.url("/admin/"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.http.get(app.url("/admin/")).send().await.unwrap();
     assert_eq!(res.url().path(), "/admin", "/admin/ redirects to /admin");
     let (s, api) = split(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
     assert_eq!(s, 200);
-    assert!(api["paths"]["/admin"]["get"].is_object(), "openapi lacks /admin");
+    assert!(
+        api["paths"]["/admin"]["get"].is_object(),
+        "openapi lacks /admin"
+    );
 }
 
 /// Every module the console imports is embedded: a file added to `admin/`
@@ -104,7 +116,12 @@ async fn every_file_of_the_admin_folder_is_embedded() {
     }
     assert!(files.len() >= 15, "{files:?}");
     for file in files {
-        let rel = file.strip_prefix(&root).unwrap().to_str().unwrap().to_owned();
+        let rel = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
         let res = app
             .http
             .get(app.url(&format!("/admin/{rel}")))
