@@ -52,6 +52,25 @@ test('sign in: a wrong credential is refused and named; sign out forgets the cre
   await c.close()
 })
 
+test('sign in with an admin user token works; a provider token is refused with 403', async () => {
+  const c = await r.context({ viewport: { width: 1280, height: 900 } })
+  const p = await c.newPage()
+  await p.goto(r.hub.url + '/admin')
+  await ready(p, 'signin')
+  const provider = (await r.hub.api('POST', '/v1/tokens', { user_id: 'u-doc', role: 'provider', ttl_seconds: 600 })).token
+  await p.fill('input[name=credential]', provider)
+  await p.click('form button[type=submit]')
+  await p.waitForSelector('[role=alert]')
+  assert.match(await p.innerText('[role=alert]'), /may not use the admin API/)
+  assert.match(await p.innerText('[role=alert]'), /HTTP 403/)
+  const admin = (await r.hub.api('POST', '/v1/tokens', { user_id: 'u-admin', role: 'admin', ttl_seconds: 600 })).token
+  await p.fill('input[name=credential]', admin)
+  await p.click('form button[type=submit]')
+  await ready(p, 'messages')
+  assert.equal(await p.evaluate(() => sessionStorage.getItem('tidings.admin.credential')), admin)
+  await c.close()
+})
+
 test('templates: create with Arabic, test-render (a missing variable is named), edit to version 2, deactivate and activate', async () => {
   await go(page, '#/templates/new', 'template-form')
   await shot(page, 'admin-template-form')

@@ -37,7 +37,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($path:literal, $type:literal) => {
+    ($path:literal, $type:expr) => {
         Asset {
             path: $path,
             bytes: include_bytes!(concat!("../../admin/", $path)),
