@@ -20,9 +20,11 @@ use crate::service::auth::{self, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::inbox::Inbox;
+use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
 use crate::service::realtime::Realtime;
 use crate::service::retention;
+use crate::store::outbound::OutboundStore;
 use crate::store::{self, Store};
 
 /// Credentials of the development tenant when this start created them (shown once).
@@ -97,6 +99,7 @@ impl App {
             bus,
         );
         let directory = Arc::new(Directory::new(store.clone()));
+        let outbound_store: Arc<dyn OutboundStore> = store.clone();
         let publisher = Publisher::start(
             store.clone(),
             hub.clone(),
@@ -129,6 +132,7 @@ impl App {
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
             },
             stopping: CancellationToken::new(),
+            outbound: Arc::new(Outbound::new(outbound_store, clock.clone())),
             clock,
         };
         let router = http::router(

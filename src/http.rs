@@ -3,12 +3,17 @@
 //! handlers' annotations, so it cannot drift from the routes.
 
 mod admin;
+mod audit;
 pub mod error;
 pub mod extract;
 mod me;
+mod message_reports;
+mod messages;
 mod notifications;
 mod ops;
+mod patients;
 mod realtime;
+mod templates;
 mod tokens;
 mod users;
 
@@ -61,6 +66,8 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// The services' time source (a `ManualClock` in schedule tests).
     pub clock: Arc<dyn crate::service::clock::Clock>,
+    /// Outbound patient messages: templates, preferences, sends, reports, audit.
+    pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
 pub struct HttpOptions {
@@ -102,6 +109,11 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(templates::routes())
+        .merge(patients::routes())
+        .merge(messages::routes())
+        .merge(message_reports::routes())
+        .merge(audit::routes())
         .merge(admin::routes())
 }
 

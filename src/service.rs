@@ -9,6 +9,7 @@ pub mod clock;
 pub mod directory;
 pub mod frames;
 pub mod inbox;
+pub mod outbound;
 pub mod publish;
 pub mod realtime;
 pub mod retention;
@@ -28,6 +29,13 @@ pub enum ServiceError {
     Forbidden(&'static str),
     #[error("conflict: {message}")]
     Conflict { code: &'static str, message: String },
+    /// A template could not be rendered: `field` is where the variables came from
+    /// (`variables`, `recipients[3].variables`); the error names every one.
+    #[error("{field}: {error}")]
+    Render {
+        field: String,
+        error: crate::domain::template::RenderError,
+    },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal: {0}")]

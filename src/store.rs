@@ -4,6 +4,8 @@
 //! and the domain types; no SQL or driver type crosses this boundary.
 
 pub(crate) mod columns;
+mod filters;
+mod finish;
 pub mod outbound;
 pub mod postgres;
 pub mod sqlite;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use self::outbound::OutboundStore;
 use crate::domain::auth::Role;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, NotificationContent, UnreadCount};
@@ -251,10 +254,14 @@ pub trait Health: Send + Sync {
 
 /// Every store port, implemented by one backend.
 pub trait Store:
-    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health
+    TenantStore + DirectoryStore + PreferenceStore + NotificationStore + OutboundStore + Health
 {
 }
-impl<T: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + Health> Store for T {}
+impl<
+        T: TenantStore + DirectoryStore + PreferenceStore + NotificationStore + OutboundStore + Health,
+    > Store for T
+{
+}
 
 /// Settings every backend takes.
 #[derive(Debug, Clone)]

@@ -4,6 +4,8 @@
 //! REST responses and realtime frames both use them, so a notification looks the
 //! same in a list, a WebSocket frame and an SSE event.
 
+pub mod outbound;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;

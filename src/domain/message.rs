@@ -228,6 +228,11 @@ impl KindSwitches {
             .unwrap_or_else(|| kind.enabled_by_default())
     }
 
+    /// Only the kinds switched explicitly (what the store keeps, so defaults stay defaults).
+    pub fn explicit(&self) -> impl Iterator<Item = (MessageKind, bool)> + '_ {
+        self.0.iter().map(|(k, on)| (*k, *on))
+    }
+
     /// Every kind with its effective value, for `GET …/preferences`.
     pub fn effective(&self) -> Vec<(MessageKind, bool)> {
         MessageKind::ALL

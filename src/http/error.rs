@@ -76,6 +76,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
+            ServiceError::Render { field, error } => {
+                let code = if error.missing.is_empty() {
+                    "undeclared_variables"
+                } else {
+                    "missing_variables"
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+                    .with_field(field)
+            }
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 let mut e = ApiError::new(

@@ -6,21 +6,26 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::auth::{Principal, Role, UserPrincipal};
 use crate::domain::ids::TenantId;
+use crate::service::outbound::audit::Actor;
 use crate::store::{IdempotencyClaim, PageRequest};
 
 pub const LIMIT_DEFAULT: u32 = 50;
 pub const LIMIT_MAX: u32 = 200;
 
 /// Parses a JSON body after checking its content type (415) and syntax (400);
-/// a well-formed body of the wrong shape is 422 naming the field.
-pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+/// a well-formed body of the wrong shape is 422 naming the field. `T` may borrow
+/// from `body` (the bulk send keeps its recipients as raw JSON slices of it).
+pub fn parse_json<'de, T: Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: &'de [u8],
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -49,9 +54,7 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
         } else {
             let message = inner.to_string();
             // serde names a missing field only in its message: "missing field `title` at …".
-            let missing = message
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next());
+            let missing = missing_field(&message);
             let field = match (missing, path.as_str()) {
                 (Some(m), ".") => Some(m.to_owned()),
                 (Some(m), p) => Some(format!("{p}.{m}")),
@@ -65,6 +68,14 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
             }
         }
     })
+}
+
+/// The field a serde "missing field `x`" message names (serde_path_to_error's path
+/// stops at the object that lacks it; an unknown field is already in the path).
+pub fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
 }
 
 /// A JSON body in the contract's error shape.
@@ -104,28 +115,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
-        let key = match headers.get("idempotency-key") {
-            None => None,
-            Some(v) => {
-                let k = v
-                    .to_str()
-                    .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
-                if k.is_empty() || k.len() > 255 {
-                    return Err(
-                        ApiError::bad_request("Idempotency-Key must be 1..255 characters")
-                            .with_field("Idempotency-Key"),
-                    );
-                }
-                Some(k.to_owned())
-            }
-        };
+        let key = idempotency_key(&headers)?;
         let bytes = read_body(req, state).await?;
         let body = parse_json(&headers, &bytes)?;
-        let claim = key.map(|key| IdempotencyClaim {
-            key,
-            request_hash: hex::encode(Sha256::digest(&bytes)),
-        });
+        let claim = key.map(|key| idempotency_claim(key, &bytes));
         Ok(IdempotentJson { body, claim })
+    }
+}
+
+/// The `Idempotency-Key` header, if any (400 when it is not 1..255 ASCII characters).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
+            if k.is_empty() || k.len() > 255 {
+                return Err(
+                    ApiError::bad_request("Idempotency-Key must be 1..255 characters")
+                        .with_field("Idempotency-Key"),
+                );
+            }
+            Ok(Some(k.to_owned()))
+        }
+    }
+}
+
+/// The claim for `key` on a request whose body is `bytes` (hashed: a retry must
+/// send the same bytes).
+pub fn idempotency_claim(key: String, bytes: &[u8]) -> IdempotencyClaim {
+    IdempotencyClaim {
+        key,
+        request_hash: hex::encode(Sha256::digest(bytes)),
     }
 }
 
@@ -274,6 +296,8 @@ pub enum AdminAccess {
 pub struct Admin {
     pub tenant: TenantId,
     pub access: AdminAccess,
+    /// Who acts, for the audit log: `api_key:<prefix>` or `user:<id>`.
+    pub actor: Actor,
 }
 
 impl Admin {
@@ -297,16 +321,19 @@ impl FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match authenticate(state, bearer(parts, false)).await? {
-            Principal::ApiKey { tenant, .. } => Ok(Admin {
+            Principal::ApiKey { tenant, key_prefix } => Ok(Admin {
                 tenant,
                 access: AdminAccess::Full,
+                actor: Actor::api_key(&key_prefix),
             }),
             Principal::User(u) => match u.role {
                 Role::Admin => Ok(Admin {
+                    actor: Actor::user(&u.user),
                     tenant: u.tenant,
                     access: AdminAccess::Full,
                 }),
                 Role::FrontDesk => Ok(Admin {
+                    actor: Actor::user(&u.user),
                     tenant: u.tenant,
                     access: AdminAccess::ReadOnly,
                 }),

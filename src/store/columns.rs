@@ -6,6 +6,8 @@ use crate::domain::notification::{Notification, NotificationContent, Notificatio
 use crate::domain::preferences::{QuietHours, StaffPreferences};
 use crate::store::StoreError;
 
+pub(crate) mod outbound;
+
 /// Rebuilds staff preferences from their stored columns (muted categories as a JSON
 /// array, quiet hours as three nullable texts).
 pub(crate) fn prefs_from_columns(

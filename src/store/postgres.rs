@@ -10,9 +10,16 @@
 //! (`tests/it/store_conformance.rs`). The one thing PostgreSQL does differently is
 //! how notification ids stay in commit order: see `notifications.rs`.
 
+mod audit;
+mod callbacks;
 mod directory;
+mod messages;
 mod notifications;
+mod outbound;
+mod patients;
 mod preferences;
+mod queue;
+mod templates;
 mod tenants;
 
 use std::str::FromStr;
@@ -20,6 +27,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 
 use super::{Health, StoreError, StoreOptions};
 
@@ -53,6 +61,13 @@ impl PostgresStore {
                 e => StoreError::Internal(format!("migrations failed: {e}")),
             })?;
         Ok(Self { pool })
+    }
+}
+
+impl PostgresStore {
+    /// A write transaction (READ COMMITTED; the outbound files lock the rows they check).
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'_, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(map_err)
     }
 }
 

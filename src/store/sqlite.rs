@@ -6,9 +6,16 @@
 //! lock up front, so another process on the same file (the CLI, or a second node in
 //! a test) makes them wait for the busy timeout instead of failing on a lock upgrade.
 
+mod audit;
+mod callbacks;
 mod directory;
+mod messages;
 mod notifications;
+mod outbound;
+mod patients;
 mod preferences;
+mod queue;
+mod templates;
 mod tenants;
 
 use std::str::FromStr;
@@ -18,6 +25,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Sqlite, Transaction};
 
 use super::{Health, StoreError, StoreOptions};
 
@@ -60,6 +68,16 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(Self { writer, reader })
+    }
+}
+
+impl SqliteStore {
+    /// A write transaction on the single writer connection (`BEGIN IMMEDIATE`).
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)
     }
 }
 

@@ -10,6 +10,8 @@ mod cli;
 mod inbox;
 mod multinode;
 mod ops;
+mod outbound_api;
+mod outbound_store;
 mod pg_faults;
 mod providers;
 mod providers_contract;

@@ -19,9 +19,9 @@ use tidings::store::{
 
 use crate::support::{postgres_admin_url, PgTestDb};
 
-/// A store under test plus what keeps its database alive.
-struct Backend {
-    store: Arc<dyn Store>,
+/// A store under test plus what keeps its database alive (also used by `outbound_store`).
+pub(crate) struct Backend {
+    pub(crate) store: Arc<dyn Store>,
     options: StoreOptions,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgTestDb>,
@@ -37,7 +37,7 @@ fn options(url: String) -> StoreOptions {
 }
 
 impl Backend {
-    async fn sqlite() -> Self {
+    pub(crate) async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let options = options(format!("sqlite://{}/conformance.db", dir.path().display()));
         Backend {
@@ -48,7 +48,7 @@ impl Backend {
         }
     }
 
-    async fn postgres(test: &str) -> Option<Self> {
+    pub(crate) async fn postgres(test: &str) -> Option<Self> {
         let admin = postgres_admin_url(test, false)?;
         let db = PgTestDb::create(&admin).await;
         let options = options(db.url.clone());
@@ -64,7 +64,7 @@ impl Backend {
     /// (its own pool) on the same database. SQLite serves a single node by design: its
     /// commit order comes from the one writer connection of the process, so both
     /// "nodes" share that store there.
-    async fn two_nodes(&self) -> [Arc<dyn Store>; 2] {
+    pub(crate) async fn two_nodes(&self) -> [Arc<dyn Store>; 2] {
         let second = if self._pg.is_some() {
             store::open(&self.options).await.expect("second node opens")
         } else {

@@ -768,6 +768,12 @@ impl NotificationStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        // The outbound sends' idempotency records age out with the same retention.
+        sqlx::query("DELETE FROM outbound_idempotency WHERE created_at < $1")
+            .bind(millis(cutoff))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected())
     }

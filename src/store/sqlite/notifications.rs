@@ -569,6 +569,12 @@ impl NotificationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        // The outbound sends' idempotency records age out with the same retention.
+        sqlx::query("DELETE FROM outbound_idempotency WHERE created_at < ?")
+            .bind(millis(cutoff))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected())
     }

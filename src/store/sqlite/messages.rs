@@ -1,0 +1,346 @@
+//! Messages on SQLite outside the queue's hot path: reads, lists with filters, the
+//! administrative transitions (cancel, cancel by group, manual retry), batch status,
+//! stats, and the event-row writer the other files share.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::{audit, map_err, millis, SqliteStore};
+use crate::domain::ids::{BatchId, TenantId};
+use crate::domain::message::{MessageId, MessageStatus};
+use crate::store::columns::from_millis;
+use crate::store::columns::outbound::{
+    assemble_stats, day_range_millis, event_from_row, message_columns, message_from_row, NewEvent,
+    StatsGroup,
+};
+use crate::store::filters::push_message_filter;
+use crate::store::outbound::{
+    AuditEntry, BatchStatus, MessageEvent, MessageFilter, MessageRecord, MessageStats,
+};
+use crate::store::{Page, PageRequest, StoreError};
+
+/// Event rows per multi-row INSERT (5 parameters each).
+const EVENT_CHUNK: usize = 1000;
+
+fn columns() -> String {
+    message_columns("variables")
+}
+
+/// Appends events to the trails of the tenant's messages, on the caller's transaction.
+pub(super) async fn insert_events(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(EVENT_CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO message_events (tenant_id, message_id, event, at, detail) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(tenant.as_str())
+                .push_bind(e.id.to_string())
+                .push_bind(e.event.as_str())
+                .push_bind(millis(e.at))
+                .push_bind(e.detail.as_str());
+        });
+        qb.build().execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// The message's status, to tell `NotFound` from `Conflict` after a guarded UPDATE missed.
+async fn status_of(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    id: MessageId,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT status FROM messages WHERE tenant_id = ? AND id = ?")
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(map_err)
+}
+
+fn by(audit: &AuditEntry) -> String {
+    serde_json::json!({ "by": audit.actor }).to_string()
+}
+
+pub(super) async fn get_message(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    id: MessageId,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM messages WHERE tenant_id = ? AND id = ?",
+        columns()
+    );
+    let row = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_optional(&store.reader)
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(message_from_row).transpose()
+}
+
+pub(super) async fn message_events(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    id: MessageId,
+) -> Result<Vec<MessageEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT event, at, detail FROM message_events
+         WHERE tenant_id = ? AND message_id = ? ORDER BY seq",
+    )
+    .bind(tenant.as_str())
+    .bind(id.to_string())
+    .fetch_all(&store.reader)
+    .await
+    .map_err(map_err)?;
+    Ok(rows.iter().map(event_from_row).collect())
+}
+
+pub(super) async fn list_messages(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    filter: &MessageFilter,
+    page: PageRequest,
+) -> Result<Page<MessageRecord>, StoreError> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {} FROM messages", columns()));
+    push_message_filter(&mut qb, tenant, filter);
+    qb.push(" AND seq < ")
+        .push_bind(page.before.unwrap_or(i64::MAX))
+        .push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(page.limit) + 1);
+    let rows = qb.build().fetch_all(&store.reader).await.map_err(map_err)?;
+    let items = rows
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(items, page.limit, |m| m.seq))
+}
+
+pub(super) async fn cancel_message(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    id: MessageId,
+    audit: &AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<MessageRecord, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let sql = format!(
+        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = ?
+         WHERE tenant_id = ? AND id = ? AND status = 'queued' RETURNING {}",
+        columns()
+    );
+    let row = sqlx::query(&sql)
+        .bind(millis(now))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else {
+        return Err(match status_of(&mut tx, tenant, id).await? {
+            Some(status) => StoreError::Conflict(format!(
+                "the message is {status}; only a queued message can be cancelled"
+            )),
+            None => StoreError::NotFound,
+        });
+    };
+    let message = message_from_row(&row)?;
+    let event = NewEvent {
+        id,
+        event: "cancelled".to_owned(),
+        at: now,
+        detail: by(audit),
+    };
+    insert_events(&mut tx, tenant, &[event]).await?;
+    audit::insert(&mut tx, tenant, audit).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(message)
+}
+
+pub(super) async fn cancel_group(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    group_key: &str,
+    audit: Option<&AuditEntry>,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = ?
+         WHERE tenant_id = ? AND group_key = ? AND status = 'queued' RETURNING id",
+    )
+    .bind(millis(now))
+    .bind(tenant.as_str())
+    .bind(group_key)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let detail = serde_json::json!({
+        "group_key": group_key,
+        "by": audit.map(|a| a.actor.as_str()),
+    })
+    .to_string();
+    let events = ids
+        .iter()
+        .map(|id| {
+            Ok(NewEvent {
+                id: MessageId::parse(id)
+                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
+                event: "cancelled".to_owned(),
+                at: now,
+                detail: detail.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_events(&mut tx, tenant, &events).await?;
+    if let Some(entry) = audit {
+        audit::insert(&mut tx, tenant, entry).await?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(ids.len() as u64)
+}
+
+pub(super) async fn retry_message(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    id: MessageId,
+    audit: &AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<MessageRecord, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let sql = format!(
+        "UPDATE messages SET status = 'queued', due_at = ?, failures = 0, provider = NULL,
+           lease_token = NULL, lease_until = NULL, updated_at = ?
+         WHERE tenant_id = ? AND id = ? AND status IN ('failed', 'bounced') RETURNING {}",
+        columns()
+    );
+    let row = sqlx::query(&sql)
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else {
+        return Err(match status_of(&mut tx, tenant, id).await? {
+            Some(status) => StoreError::Conflict(format!(
+                "the message is {status}; only a failed or bounced message can be retried"
+            )),
+            None => StoreError::NotFound,
+        });
+    };
+    let message = message_from_row(&row)?;
+    let event = NewEvent {
+        id,
+        event: "retry".to_owned(),
+        at: now,
+        detail: serde_json::json!({ "manual": true, "by": audit.actor }).to_string(),
+    };
+    insert_events(&mut tx, tenant, &[event]).await?;
+    audit::insert(&mut tx, tenant, audit).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(message)
+}
+
+pub(super) async fn batch_status(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    id: BatchId,
+) -> Result<Option<BatchStatus>, StoreError> {
+    let Some(batch) =
+        sqlx::query("SELECT template, created_at FROM batches WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_optional(&store.reader)
+            .await
+            .map_err(map_err)?
+    else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT status, COUNT(*) FROM messages WHERE tenant_id = ? AND batch_id = ? GROUP BY status",
+    )
+    .bind(tenant.as_str())
+    .bind(id.to_string())
+    .fetch_all(&store.reader)
+    .await
+    .map_err(map_err)?;
+    let mut by_status = BTreeMap::new();
+    let mut total = 0;
+    for row in rows {
+        let status = MessageStatus::parse(row.get(0))
+            .map_err(|e| StoreError::Internal(format!("bad message row: {e}")))?;
+        let n = u64::try_from(row.get::<i64, _>(1)).unwrap_or_default();
+        total += n;
+        by_status.insert(status, n);
+    }
+    Ok(Some(BatchStatus {
+        id,
+        template: batch.get(0),
+        created_at: from_millis(batch.get(1)),
+        total,
+        by_status,
+    }))
+}
+
+pub(super) async fn message_stats(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<MessageStats, StoreError> {
+    let (from_ms, to_ms) = day_range_millis(from, to);
+    let groups = sqlx::query(
+        "SELECT created_at / 86400000 AS day, status, channel, COUNT(*) AS n FROM messages
+         WHERE tenant_id = ? AND created_at >= ? AND created_at < ?
+         GROUP BY day, status, channel",
+    )
+    .bind(tenant.as_str())
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(map_err)?
+    .into_iter()
+    .map(|r| StatsGroup {
+        day: r.get(0),
+        status: r.get(1),
+        channel: r.get(2),
+        count: r.get(3),
+    })
+    .collect();
+    let cost = sqlx::query(
+        "SELECT channel, price_currency, SUM(price_micros) FROM messages
+         WHERE tenant_id = ? AND created_at >= ? AND created_at < ?
+           AND price_micros IS NOT NULL AND price_currency IS NOT NULL
+         GROUP BY channel, price_currency",
+    )
+    .bind(tenant.as_str())
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(map_err)?
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    assemble_stats(from, to, groups, cost)
+}
+
+pub(super) async fn pending_messages(store: &SqliteStore) -> Result<u64, StoreError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'sending')")
+            .fetch_one(&store.reader)
+            .await
+            .map_err(map_err)?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
