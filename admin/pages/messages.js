@@ -80,7 +80,8 @@ export async function render(main, _params, query) {
   } catch (err) {
     return showError(status, err)
   }
-  const link = (m) => h('a', { href: '#/messages/' + encodeURIComponent(m.id), text: m.id.slice(-10), title: m.id, 'aria-label': 'Message ' + m.id })
+  // The visible end of the id is part of the accessible name ("Message …"); the full id is the title.
+  const link = (m) => h('a', { href: '#/messages/' + encodeURIComponent(m.id), title: m.id }, h('span', { class: 'sr-only', text: 'Message ' }), '…' + m.id.slice(-10))
   results.append(
     table(
       'Messages, newest first',

@@ -207,7 +207,7 @@ test('a scheduled message can be cancelled (and then neither cancelled nor retri
   s.scheduled = await hashId()
   assert.equal(await pillText(), 'queued')
   assert.deepEqual(await buttons(), ['Cancel message'])
-  assert.equal((await api('GET', '/v1/messages/' + s.scheduled)).send_at, tomorrow + ':00Z')
+  assert.equal(Date.parse((await api('GET', '/v1/messages/' + s.scheduled)).send_at), Date.parse(tomorrow + ':00Z'))
   await redraw(page, 'message', () => page.click('button:text("Cancel message")'))
   assert.equal(await text(page, '.notice'), 'Cancelled.')
   assert.equal(await pillText(), 'cancelled')
