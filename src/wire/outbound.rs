@@ -38,6 +38,20 @@ pub struct TemplateBody {
     pub variables: Vec<String>,
     #[serde(default = "yes")]
     pub is_active: bool,
+    // The template object's read-only fields, accepted and ignored so a client may
+    // PUT back what it read (any other unknown field is a 422).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub id: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub version: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub created_at: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub updated_at: Option<serde::de::IgnoredAny>,
 }
 
 fn yes() -> bool {

@@ -237,6 +237,28 @@ async fn templates_versions_roles_and_arabic_text() {
     assert_eq!(v["items"][1]["body_en"], reminder("x")["body_en"]);
     assert_eq!(v["items"][0]["actor"], key_actor(&app));
 
+    // What GET returns can be PUT back (read-only fields are ignored): a new version.
+    let (_, current) = key_call(&app, Method::GET, &format!("/v1/templates/{id}"), None).await;
+    let (s, t) = key_call(
+        &app,
+        Method::PUT,
+        &format!("/v1/templates/{id}"),
+        Some(current),
+    )
+    .await;
+    assert_eq!((s, t["version"].clone()), (StatusCode::OK, json!(3)), "{t}");
+    let mut typo = reminder("reminder_24h");
+    typo["subjet_en"] = json!("x");
+    let (s, b) = key_call(
+        &app,
+        Method::PUT,
+        &format!("/v1/templates/{id}"),
+        Some(typo),
+    )
+    .await;
+    assert_error(s, &b, 422, "invalid");
+    assert_eq!(b["error"]["field"], "subjet_en");
+
     // Toggle twice.
     let (s, t) = key_call(
         &app,
@@ -247,7 +269,7 @@ async fn templates_versions_roles_and_arabic_text() {
     .await;
     assert_eq!(
         (s, t["is_active"].clone(), t["version"].clone()),
-        (StatusCode::OK, json!(false), json!(2))
+        (StatusCode::OK, json!(false), json!(3))
     );
     let (_, t) = key_call(
         &app,
@@ -396,13 +418,15 @@ async fn templates_versions_roles_and_arabic_text() {
             ("template.toggle".into(), me.clone(), t(&id)),
             ("template.toggle".into(), me.clone(), t(&id)),
             ("template.update".into(), me.clone(), t(&id)),
+            ("template.update".into(), me.clone(), t(&id)),
             ("template.create".into(), me.clone(), t(&id)),
         ]
     );
-    assert_eq!(log[6]["detail"]["version"], 2);
-    assert_eq!(log[6]["detail"]["from_version"], 1);
+    assert_eq!(log[6]["detail"]["version"], 3);
+    assert_eq!(log[7]["detail"]["version"], 2);
+    assert_eq!(log[7]["detail"]["from_version"], 1);
     assert_eq!(audit(&app, "actor=user:boss-1").await.len(), 1);
-    assert_eq!(audit(&app, "action=template.update").await.len(), 1);
+    assert_eq!(audit(&app, "action=template.update").await.len(), 2);
     let (s, b) = key_call(&app, Method::GET, "/v1/audit?from=yesterday", None).await;
     assert_error(s, &b, 400, "bad_request");
     let (s, b) = call(&app, Method::GET, "/v1/audit", Some(&other), None).await;
@@ -1336,6 +1360,22 @@ async fn bulk_of_ten_thousand_is_exact_and_all_or_nothing() {
     )
     .await;
     assert_eq!(st["total"], 10_000);
+    let res = app
+        .http
+        .post(app.url("/v1/messages/bulk"))
+        .bearer_auth(&app.api_key)
+        .header("Idempotency-Key", "bulk-1")
+        .json(&bulk_body("reminder_24h", 9_999, None))
+        .send()
+        .await
+        .unwrap();
+    let (s, b) = split(res).await;
+    assert_error(s, &b, 409, "idempotency_key_reused");
+    // Over the bulk body limit (8 MiB): 413, nothing read.
+    let huge = json!({"template": "reminder_24h", "recipients": [{"to": "+966512345678",
+        "variables": {"patient_name": "x".repeat(9 * 1024 * 1024)}}]});
+    let (s, b) = key_call(&app, Method::POST, "/v1/messages/bulk", Some(huge)).await;
+    assert_error(s, &b, 413, "payload_too_large");
     // Rendered per recipient, in each patient's language.
     let (_, l) = key_call(
         &app,
