@@ -20,6 +20,9 @@ use crate::service::auth::{self, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::inbox::Inbox;
+use crate::service::outbound::callbacks::Callbacks;
+use crate::service::outbound::dispatch::{DispatchSettings, Dispatcher};
+use crate::service::outbound::routing::ProviderRouting;
 use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
 use crate::service::realtime::Realtime;
@@ -41,6 +44,8 @@ pub struct App {
     state: AppState,
     grace: Duration,
     retention: (Duration, Duration),
+    /// The outbound queue worker, started by `run_until_stopped`.
+    dispatcher: Arc<Dispatcher>,
     pub created_dev_credentials: Option<DevCredentials>,
 }
 
@@ -100,6 +105,28 @@ impl App {
         );
         let directory = Arc::new(Directory::new(store.clone()));
         let outbound_store: Arc<dyn OutboundStore> = store.clone();
+        let routing = Arc::new(
+            ProviderRouting::build(&config.outbound)
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
+        );
+        let dispatcher = Dispatcher::new(
+            outbound_store.clone(),
+            routing.clone(),
+            clock.clone(),
+            DispatchSettings {
+                concurrency: config.outbound.concurrency,
+                poll_interval: config.outbound.poll_interval(),
+                claim_batch: config.outbound.claim_batch,
+                lease: config.outbound.lease(),
+                retry: config.outbound.retry.policy(),
+            },
+        );
+        let outbound_callbacks = Arc::new(Callbacks::new(
+            outbound_store.clone(),
+            routing,
+            clock.clone(),
+            &config.outbound.public_url,
+        ));
         let publisher = Publisher::start(
             store.clone(),
             hub.clone(),
@@ -132,8 +159,12 @@ impl App {
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
             },
             stopping: CancellationToken::new(),
-            outbound: Arc::new(Outbound::new(outbound_store, clock.clone())),
+            outbound: Arc::new(
+                Outbound::new(outbound_store, clock.clone()).waking(dispatcher.wake_handle()),
+            ),
             clock,
+            outbound_callbacks,
+            outbound_wake: dispatcher.wake_handle(),
         };
         let router = http::router(
             state.clone(),
@@ -154,6 +185,7 @@ impl App {
                 Duration::from_secs(config.retention.max_age_days * 86_400),
                 Duration::from_secs(config.retention.interval_secs),
             ),
+            dispatcher,
             created_dev_credentials,
         })
     }
@@ -170,6 +202,11 @@ impl App {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.state.hub
+    }
+
+    /// Wakes this node's outbound worker (what an enqueue on this node calls).
+    pub fn outbound_wake(&self) -> crate::service::outbound::dispatch::DispatchWake {
+        self.state.outbound_wake.clone()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -192,6 +229,7 @@ impl App {
             every,
             stopping.clone(),
         ));
+        let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
         let signal = {
@@ -215,6 +253,13 @@ impl App {
         match tokio::time::timeout(self.grace, serving).await {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("in-flight requests still running after the grace period"),
+        }
+        // The worker stopped claiming at the signal; its sends in flight get the grace.
+        if tokio::time::timeout(self.grace, outbound_worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("outbound sends still in flight after the grace period; they are claimed again after their lease");
         }
         retention.abort();
         Ok(())

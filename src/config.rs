@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub mod outbound;
+
 /// The defaults file, compiled in so the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/tidings.toml");
 
@@ -30,6 +32,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub retention: RetentionSection,
     pub shutdown: ShutdownSection,
+    pub outbound: outbound::OutboundSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +102,7 @@ const ENV_KEYS: &[&str] = &[
     "auth",
     "retention",
     "shutdown",
+    "outbound",
 ];
 
 impl Config {
@@ -205,6 +209,7 @@ impl Config {
                 return bad("cors_origins", "each origin must be http(s)://host[:port]");
             }
         }
+        self.outbound.validate()?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod realtime;
 mod templates;
 mod tokens;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,10 @@ pub struct AppState {
     pub stopping: CancellationToken,
     /// The services' time source (a `ManualClock` in schedule tests).
     pub clock: Arc<dyn crate::service::clock::Clock>,
+    /// Provider status webhooks (authenticate, find the message, apply).
+    pub outbound_callbacks: Arc<crate::service::outbound::callbacks::Callbacks>,
+    /// Wakes this node's outbound worker at once after an enqueue.
+    pub outbound_wake: crate::service::outbound::dispatch::DispatchWake,
     /// Outbound patient messages: templates, preferences, sends, reports, audit.
     pub outbound: Arc<crate::service::outbound::Outbound>,
 }
@@ -109,6 +114,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(me::routes())
         .merge(realtime::routes())
         .merge(ops::routes())
+        .merge(webhooks::routes())
         .merge(templates::routes())
         .merge(patients::routes())
         .merge(messages::routes())

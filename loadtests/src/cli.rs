@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Storm(StormArgs),
     /// One `role` publish to every user × connection; time until the last delivery lands.
     Burst(BurstArgs),
+    /// Enqueue SMS in bulk; the hub sends them to a fake Twilio served here; messages/s end to end.
+    Outbound(OutboundArgs),
     /// Internal: hold a share of a fleet for a parent process (`--procs`).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -290,6 +292,35 @@ impl BurstArgs {
         Duration::from_secs(
             register + connect_budget(self.users, self.conns_per_user, &self.fleet) + bursts + 60,
         )
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OutboundArgs {
+    /// SMS to enqueue (one bulk request).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) messages: u32,
+    /// Where the fake Twilio listens (the hub's config must point its Twilio base_url here).
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    pub(crate) fake_listen: String,
+    /// How long the fake takes to answer each request, ms.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) fake_delay_ms: u64,
+    /// The hub's `outbound.concurrency`, for the report only.
+    #[arg(long)]
+    pub(crate) concurrency: Option<u32>,
+    /// The Twilio `rate_limit.per_second` configured in the hub, for the report only.
+    #[arg(long)]
+    pub(crate) configured_rate: Option<u32>,
+    /// Timeout of each HTTP request to the hub, seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) request_timeout: u64,
+}
+
+impl OutboundArgs {
+    pub(crate) fn auto_timeout(&self) -> Duration {
+        // At worst 20 messages/s, plus the enqueue.
+        Duration::from_secs(u64::from(self.messages) / 20 + self.request_timeout + 60)
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - `cli`: the command line: a subcommand per scenario, shared hub and fleet options.
-//! - `scenario` (`steady`, `idle`, `storm`, `burst`): each builds a fleet, drives it and
+//! - `scenario` (`steady`, `idle`, `storm`, `burst`, `outbound`): each builds a fleet, drives it and
 //!   returns a [`report::Report`].
 //! - `fleet`: the receiving side (users × connections), in this process or split over
 //!   worker processes by `worker` (one process holds < 20,000 open files).
@@ -14,6 +14,7 @@
 //!   `sse_client` are the two transports feeding it.
 //! - `publisher` (paced REST publishing), `rest` (the hub's REST API), `tokens` (user JWTs,
 //!   signed here or minted by the hub).
+//! - `fake_twilio`: the provider the `outbound` scenario's hub sends to.
 //! - `stats` (histograms and mergeable reports), `procfs` (/proc), `report` (tables, JSON).
 //!
 //! **Invariant:** latency is measured from a Unix timestamp the publisher puts in the
@@ -21,6 +22,7 @@
 //! publisher and the receivers may live in different processes.
 
 mod cli;
+mod fake_twilio;
 mod fleet;
 mod procfs;
 mod publisher;
@@ -85,6 +87,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Idle(args) => args.auto_timeout(),
         Command::Storm(args) => args.auto_timeout(),
         Command::Burst(args) => args.auto_timeout(),
+        Command::Outbound(args) => args.auto_timeout(),
         Command::Worker(_) => unreachable!("handled above"),
     };
     let hard_timeout = cli.hub.timeout.map_or(auto_timeout, Duration::from_secs);
@@ -97,6 +100,7 @@ async fn run(cli: Cli) -> Result<()> {
             Command::Idle(args) => scenario::idle::run(&ctx, args).await,
             Command::Storm(args) => scenario::storm::run(&ctx, args).await,
             Command::Burst(args) => scenario::burst::run(&ctx, args).await,
+            Command::Outbound(args) => scenario::outbound::run(&ctx, args).await,
             Command::Worker(_) => unreachable!("handled above"),
         }
     };

@@ -3,6 +3,7 @@
 
 pub(crate) mod burst;
 pub(crate) mod idle;
+pub(crate) mod outbound;
 pub(crate) mod steady;
 pub(crate) mod storm;
 

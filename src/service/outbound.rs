@@ -12,15 +12,19 @@
 //! - `audit`: who did what; every administrative change writes its entry in the
 //!   same store call as the change.
 //!
-//! The dispatcher (claim → provider → retry) is not here: it consumes the queue
-//! these use cases fill.
+//! - `dispatch`: the queue worker (claim → provider chain → retry/backoff →
+//!   terminal) that consumes the queue these use cases fill; `routing`: each
+//!   tenant's providers; `callbacks`: provider status webhooks.
 
 pub mod audit;
 pub mod bulk;
+pub mod callbacks;
+pub mod dispatch;
 pub mod enqueue;
 pub mod export;
 pub mod messages;
 pub mod patients;
+pub mod routing;
 pub mod stats;
 pub mod templates;
 
@@ -35,11 +39,31 @@ use crate::store::outbound::OutboundStore;
 pub struct Outbound {
     store: Arc<dyn OutboundStore>,
     clock: Arc<dyn Clock>,
+    /// Pokes this node's queue worker after a commit, so a message due now is sent
+    /// at once rather than at the worker's next poll. `None`: the poll finds it.
+    wake: Option<dispatch::DispatchWake>,
 }
 
 impl Outbound {
     pub fn new(store: Arc<dyn OutboundStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            wake: None,
+        }
+    }
+
+    /// Wakes `wake`'s worker after every committed enqueue.
+    pub fn waking(mut self, wake: dispatch::DispatchWake) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Tells this node's worker that messages were just queued.
+    fn wake_worker(&self) {
+        if let Some(w) = &self.wake {
+            w.wake();
+        }
     }
 
     /// The store, for callers that compose their own transactions (the

@@ -18,9 +18,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A running aiosmtpd; killed when dropped.
-struct SmtpServer {
-    port: u16,
-    dir: tempfile::TempDir,
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
     _child: Child,
 }
 
@@ -36,7 +36,7 @@ fn python() -> String {
     "python3".into()
 }
 
-async fn start_smtp() -> SmtpServer {
+pub async fn start_smtp() -> SmtpServer {
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/smtp_server.py");
     let mut child = Command::new(python())
@@ -95,7 +95,7 @@ fn email(to: &str, subject: &str, body: &str) -> OutboundMessage {
     }
 }
 
-fn received(dir: &Path) -> Vec<Value> {
+pub fn received(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

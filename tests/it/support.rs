@@ -48,6 +48,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(tweak, None).await
+}
+
+/// A hub whose services read time from `clock` (outbound retries, schedules).
+pub async fn spawn_app_with_clock(
+    tweak: impl FnOnce(&mut Config),
+    clock: Option<std::sync::Arc<dyn tidings::service::clock::Clock>>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
     let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
@@ -69,7 +77,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         config.dev_jwt_secret.clone(),
         config.dev_tenant.clone(),
     );
-    let app = App::build(config).await.expect("app builds");
+    let app = match clock {
+        Some(clock) => App::build_with_clock(config, clock).await,
+        None => App::build(config).await,
+    }
+    .expect("app builds");
     let port = app.port();
     let app_store = app.store().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -142,6 +142,7 @@ impl Outbound {
             (_, Err(ProduceError::Failed(e))) => Err(e),
             (Err(e), _) => Err(e.into()),
             (Ok(EnqueueOutcome::Committed { queued, suppressed }), Ok((q, s))) => {
+                self.wake_worker();
                 if (queued, suppressed) != (q, s) {
                     tracing::warn!(
                         queued,

@@ -497,7 +497,10 @@ impl Outbound {
             )
             .await?;
         match outcome {
-            EnqueueOutcome::Committed { .. } => Ok(prepared.outcome),
+            EnqueueOutcome::Committed { .. } => {
+                self.wake_worker();
+                Ok(prepared.outcome)
+            }
             EnqueueOutcome::Replayed { response } => SendOutcome::decode(&response),
             EnqueueOutcome::KeyReused => Err(key_reused()),
             EnqueueOutcome::Aborted => Err(ServiceError::Internal(

@@ -1,0 +1,275 @@
+//! The `[outbound]` section: the queue worker's pace, the retry schedule, the
+//! node's providers and each tenant's own providers (credentials, base URLs,
+//! timeouts, rate limits, failover order), and the webhook settings.
+//!
+//! A tenant with an `[outbound.tenants.<tenant_id>]` section uses only what that
+//! section says (no merge with the node's `[outbound.default]`): a clinic's
+//! messages never go out through another clinic's account by accident.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::domain::ids::TenantId;
+use crate::domain::message::RetryPolicy;
+use crate::provider::breaker::BreakerConfig;
+use crate::provider::config::{ProviderConfig, ProvidersConfig, Routes, Secret};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSection {
+    /// This hub's public base URL as providers reach it (`https://hub.clinic.example`),
+    /// behind any proxy. Twilio signs the exact URL it called, so the webhook check
+    /// rebuilds it from this, not from the request's Host header. Empty: the request's
+    /// own scheme-less `http://Host` is used (development only).
+    #[serde(default)]
+    pub public_url: String,
+    /// Provider calls in flight at once on this node.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due messages (a fresh enqueue on this
+    /// node wakes it at once).
+    pub poll_interval_ms: u64,
+    /// Most messages claimed per look.
+    pub claim_batch: u32,
+    /// How long a claimed message belongs to this node; a node that dies holding it
+    /// loses it to another node after this.
+    pub lease_secs: u64,
+    pub retry: RetrySection,
+    /// The node's providers, used by every tenant without its own section.
+    #[serde(default)]
+    pub default: TenantProviders,
+    /// Per-tenant providers, by tenant id.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantProviders>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Delay before the first retry of a transient failure.
+    pub base_delay_secs: u64,
+    /// Each further retry waits this many times longer.
+    pub multiplier: u32,
+    /// Automatic retries per provider; then failover to the next provider, or `failed`.
+    pub max_retries: u32,
+    /// Cap on one delay (Retry-After included).
+    pub max_delay_secs: u64,
+    /// How long a send with an unknown outcome waits for the status callback
+    /// before it is retried (docs/OUTBOUND.md, "The Twilio timeout decision").
+    pub unknown_outcome_wait_secs: u64,
+}
+
+/// One tenant's (or the node's) providers: the `provider::config::ProvidersConfig`
+/// shape plus the webhook secrets that are not part of a provider's own settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantProviders {
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub routes: Routes,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub webhooks: WebhookSecrets,
+}
+
+/// Secrets for the webhooks whose providers sign nothing or need a handshake.
+/// (Twilio's auth token and WhatsApp's app secret come from the providers above.)
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    /// Unifonic signs nothing: its delivery-report URL carries this token
+    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
+    /// tenant are refused (403).
+    #[serde(default)]
+    pub unifonic_token: Option<Secret>,
+    /// What Meta sends as `hub.verify_token` when the webhook is registered
+    /// (`GET /v1/webhooks/whatsapp`).
+    #[serde(default)]
+    pub whatsapp_verify_token: Option<Secret>,
+}
+
+impl TenantProviders {
+    pub fn providers_config(&self) -> ProvidersConfig {
+        ProvidersConfig {
+            providers: self.providers.clone(),
+            routes: self.routes.clone(),
+            breaker: self.breaker,
+        }
+    }
+}
+
+impl RetrySection {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base_delay: Duration::from_secs(self.base_delay_secs),
+            multiplier: self.multiplier,
+            max_retries: self.max_retries,
+            max_delay: Duration::from_secs(self.max_delay_secs),
+            unknown_outcome_wait: Duration::from_secs(self.unknown_outcome_wait_secs),
+        }
+    }
+}
+
+impl OutboundSection {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `outbound.{key}`: {why}")));
+        if !(self.public_url.is_empty()
+            || self.public_url.starts_with("http://")
+            || self.public_url.starts_with("https://"))
+        {
+            return bad(
+                "public_url",
+                "must be empty or http(s)://host[:port][/prefix]",
+            );
+        }
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return bad("concurrency", "must be 1..10000");
+        }
+        if self.poll_interval_ms == 0 {
+            return bad("poll_interval_ms", "must be at least 1");
+        }
+        if self.claim_batch == 0 || self.claim_batch > 10_000 {
+            return bad("claim_batch", "must be 1..10000");
+        }
+        if self.lease_secs == 0 {
+            return bad("lease_secs", "must be at least 1");
+        }
+        let r = &self.retry;
+        if r.base_delay_secs == 0 {
+            return bad("retry.base_delay_secs", "must be at least 1");
+        }
+        if r.multiplier == 0 {
+            return bad("retry.multiplier", "must be at least 1");
+        }
+        if r.max_delay_secs < r.base_delay_secs {
+            return bad(
+                "retry.max_delay_secs",
+                "must be at least retry.base_delay_secs",
+            );
+        }
+        if r.unknown_outcome_wait_secs == 0 {
+            return bad("retry.unknown_outcome_wait_secs", "must be at least 1");
+        }
+        for id in self.tenants.keys() {
+            if TenantId::parse(id).is_err() {
+                return Err(ConfigError(format!(
+                    "key `outbound.tenants.{id}`: not a valid tenant id"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use crate::config::{Config, DEFAULTS};
+    use crate::domain::message::RetryPolicy;
+    use crate::domain::template::Channel;
+    use crate::service::outbound::routing::ProviderRouting;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let config: Config = Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::string(extra))
+            .extract()
+            .map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones_and_log_everywhere() {
+        let c = load("").unwrap();
+        let o = &c.outbound;
+        assert_eq!(
+            (
+                o.concurrency,
+                o.poll_interval_ms,
+                o.claim_batch,
+                o.lease_secs
+            ),
+            (16, 1000, 64, 60)
+        );
+        assert_eq!(o.retry.policy(), RetryPolicy::default());
+        assert!(o.tenants.is_empty());
+        let routing = ProviderRouting::build(o).unwrap();
+        let any = crate::domain::ids::TenantId::parse("any").unwrap();
+        for ch in Channel::FALLBACK_ORDER {
+            assert_eq!(routing.chain(&any, ch).names(), vec!["log"]);
+        }
+    }
+
+    const TENANT: &str = r#"
+        [outbound.tenants.clinic-a.providers.twilio]
+        kind = "twilio"
+        account_sid = "AC0123456789abcdef0123456789abcdef"
+        auth_token = "tok-a"
+        from = "+14155550100"
+        [outbound.tenants.clinic-a.providers.unifonic]
+        kind = "unifonic"
+        app_sid = "sid"
+        sender_id = "CLINIC"
+        [outbound.tenants.clinic-a.routes]
+        sms = ["twilio", "unifonic"]
+        whatsapp = ["log"]
+        email = ["log"]
+        [outbound.tenants.clinic-a.webhooks]
+        unifonic_token = "u-token"
+    "#;
+
+    #[test]
+    fn a_tenant_section_gets_its_own_chains_and_secrets() {
+        let c = load(TENANT).unwrap();
+        let routing = ProviderRouting::build(&c.outbound).unwrap();
+        let a = crate::domain::ids::TenantId::parse("clinic-a").unwrap();
+        let b = crate::domain::ids::TenantId::parse("clinic-b").unwrap();
+        assert_eq!(
+            routing.chain(&a, Channel::Sms).names(),
+            vec!["twilio", "unifonic"]
+        );
+        assert_eq!(routing.chain(&b, Channel::Sms).names(), vec!["log"]);
+        assert_eq!(
+            routing.route(&a).twilio_tokens(Some("twilio")),
+            vec!["tok-a"]
+        );
+        assert!(routing.route(&b).twilio_tokens(None).is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load("[outbound]\nconcurrency = 0").unwrap_err();
+        assert_eq!(
+            err,
+            "configuration error: key `outbound.concurrency`: must be 1..10000"
+        );
+        let err = load("[outbound.retry]\nmultiplier = 0").unwrap_err();
+        assert!(err.contains("key `outbound.retry.multiplier`"), "{err}");
+        let err = load(&TENANT.replace(r#"sms = ["twilio", "unifonic"]"#, r#"sms = ["twilo"]"#))
+            .map(|c| ProviderRouting::build(&c.outbound).err())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            err,
+            "key `outbound.tenants.clinic-a`: routes.sms: no provider named \"twilo\""
+        );
+        let err = load("[outbound.tenants.\"bad tenant\"]").unwrap_err();
+        assert!(err.contains("key `outbound.tenants.bad tenant`"), "{err}");
+        let err = load("[outbound.tenants.clinic-a.routes]\nsms = []\nwhatsapp = [\"log\"]\nemail = [\"log\"]\n[outbound]\npublic_url = \"hub.example\"").unwrap_err();
+        assert!(err.contains("key `outbound.public_url`"), "{err}");
+    }
+}

@@ -1,0 +1,506 @@
+//! The outbound queue worker: one per node. It claims due messages from the store
+//! with a lease (so N nodes share one queue and a dead node's messages come back
+//! after the lease), sends each through its tenant's failover chain with bounded
+//! concurrency, and turns the outcome into the message's next state through the
+//! retry policy, in one `finish_attempt` guarded by the lease token.
+//!
+//! | provider answer | message becomes | events |
+//! |---|---|---|
+//! | accepted | `sent` (provider id, price) | `sent` |
+//! | `Transient` | `queued` at the backoff time (Retry-After if longer) | `retry` |
+//! | `Transient`, retries used up | next provider of the chain at once, else `failed` | `failover` / `failed` |
+//! | `Rejected` | `bounced` | `bounced` |
+//! | `Unknown` | stays `sending` until the unknown-outcome deadline; the callback settles it | `unknown` |
+//! | `Misconfigured` | the chain already moved on; at the end of it: as `Transient` | `failover` / `retry` |
+//! | every breaker open | `queued` when the first breaker half-opens (not a retry) | `retry` |
+//!
+//! A message claimed while `sending` (its worker died, or its unknown-outcome wait
+//! ran out) counts one transient failure and is sent again: only such messages can
+//! ever reach a patient twice (see docs/OUTBOUND.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::routing::ProviderRouting;
+use crate::domain::message::{MessageStatus, RetryDecision, RetryPolicy, Suppression};
+use crate::provider::failover::{ChainOutcome, Failover};
+use crate::provider::{OutboundMessage, ProviderAccepted, ProviderError, WhatsappTemplate};
+use crate::service::clock::Clock;
+use crate::store::outbound::{AttemptUpdate, ClaimedMessage, MessageEvent, OutboundStore};
+
+/// The worker's pace (from `[outbound]`).
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Provider calls in flight at once on this node.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due messages.
+    pub poll_interval: Duration,
+    /// Most messages claimed per look.
+    pub claim_batch: u32,
+    /// How long a claimed message belongs to this node.
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Wakes this node's worker at once (a message was just enqueued here), instead of
+/// at its next poll. Cheap to clone; waking a busy worker makes it look once more.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchWake(Arc<Notify>);
+
+impl DispatchWake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn OutboundStore>,
+    routing: Arc<ProviderRouting>,
+    clock: Arc<dyn Clock>,
+    settings: DispatchSettings,
+    wake: DispatchWake,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn OutboundStore>,
+        routing: Arc<ProviderRouting>,
+        clock: Arc<dyn Clock>,
+        settings: DispatchSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            routing,
+            clock,
+            settings,
+            wake: DispatchWake::default(),
+        })
+    }
+
+    /// The handle an enqueue on this node pokes.
+    pub fn wake_handle(&self) -> DispatchWake {
+        self.wake.clone()
+    }
+
+    /// Runs until `stopping` is cancelled: then claims nothing more and waits for
+    /// the sends in flight to finish and be recorded (the caller bounds that wait
+    /// with the shutdown grace; a send cut off there is claimed again after its lease).
+    pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
+        let concurrency = self.settings.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut in_flight = JoinSet::new();
+        // Claim again only when a useful number of slots is free, so a saturated
+        // worker claims in batches rather than one message per finished send.
+        let refill = (self.settings.claim_batch as usize)
+            .min(concurrency / 4)
+            .max(1);
+        tracing::info!(concurrency, "outbound worker started");
+        while !stopping.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free < refill {
+                tokio::select! {
+                    _ = stopping.cancelled() => break,
+                    _ = in_flight.join_next() => continue,
+                }
+            }
+            let limit = free.min(self.settings.claim_batch as usize) as u32;
+            let now = self.clock.now();
+            let lease_until = now + chrono_duration(self.settings.lease);
+            let claimed = match self.store.claim_due(now, lease_until, limit).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbound claim failed; retrying at the next poll");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() as u32 == limit;
+            for message in claimed {
+                let permit = permits
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than the free permits");
+                let me = self.clone();
+                in_flight.spawn(async move {
+                    me.process(message).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue; // more may be due right now
+            }
+            tokio::select! {
+                _ = stopping.cancelled() => break,
+                _ = self.wake.0.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+        let left = in_flight.len();
+        if left > 0 {
+            tracing::info!(
+                in_flight = left,
+                "outbound worker stopping: finishing sends in flight"
+            );
+        }
+        while in_flight.join_next().await.is_some() {}
+        tracing::info!("outbound worker stopped");
+    }
+
+    /// One claimed message: from the claim to its recorded outcome.
+    async fn process(&self, claimed: ClaimedMessage) {
+        let ClaimedMessage {
+            message,
+            previous_status,
+            lease_token,
+        } = claimed;
+        let tenant = message.tenant.clone();
+        let id = message.id;
+        let update = match self.decide(&message, previous_status).await {
+            Ok(update) => update,
+            Err(e) => {
+                // The store is unreachable: leave the lease to expire; the message
+                // is claimed again then.
+                tracing::warn!(message = %id, error = %e, "outbound send not recorded");
+                return;
+            }
+        };
+        let status = update.status;
+        let provider = update.provider.clone().unwrap_or_default();
+        match self
+            .store
+            .finish_attempt(&tenant, id, lease_token, &update, self.clock.now())
+            .await
+        {
+            Ok(true) => {
+                metrics::counter!(
+                    "tidings_outbound_messages_total",
+                    "status" => status.as_str(),
+                    "provider" => provider
+                )
+                .increment(1);
+            }
+            Ok(false) => {
+                tracing::info!(message = %id, "lease lost before the outcome was recorded");
+                metrics::counter!("tidings_outbound_lease_lost_total").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(message = %id, error = %e, "recording an outbound attempt failed");
+            }
+        }
+    }
+
+    async fn decide(
+        &self,
+        message: &crate::store::outbound::MessageRecord,
+        previous_status: MessageStatus,
+    ) -> Result<AttemptUpdate, crate::store::StoreError> {
+        let policy = &self.settings.retry;
+        let mut state = Attempt {
+            provider: message.provider.clone(),
+            failures: message.failures,
+            events: Vec::new(),
+            now: self.clock.now(),
+        };
+        let mut exhausted = false; // retries on the stored provider are used up
+        if previous_status == MessageStatus::Sending {
+            // Its worker died mid-send, or the unknown-outcome wait ran out: the send
+            // may or may not have happened. Count it as one transient failure.
+            state.failures += 1;
+            state.event(
+                "retry",
+                json!({
+                    "reason": "reclaimed",
+                    "provider": state.provider,
+                    "failures": state.failures,
+                }),
+            );
+            exhausted = policy.next(state.failures, state.now, None) == RetryDecision::GiveUp;
+        } else if let Some(suppression) = self.suppressed_now(message).await? {
+            state.event(
+                "suppressed",
+                json!({
+                    "reason": suppression.code(),
+                    "message": suppression.to_string(),
+                    "at": "send",
+                }),
+            );
+            return Ok(state.into_update(MessageStatus::Suppressed, None, false, None));
+        }
+        let Some(outbound) = self.outbound_message(message).await? else {
+            state.event("failed", json!({"reason": "no_address"}));
+            return Ok(state.into_update(
+                MessageStatus::Failed,
+                None,
+                false,
+                Some("no_address: the message has no address".into()),
+            ));
+        };
+        let chain = self.routing.chain(&message.tenant, message.channel);
+        let mut outcome = chain
+            .send(&outbound, state.provider.as_deref(), exhausted)
+            .await;
+        loop {
+            state.now = self.clock.now();
+            let (provider, failovers, result) = match outcome {
+                ChainOutcome::Exhausted => {
+                    state.event(
+                        "failed",
+                        json!({"reason": "retries_exhausted", "provider": state.provider}),
+                    );
+                    let last = message.last_error.clone();
+                    return Ok(state.into_update(MessageStatus::Failed, None, false, last));
+                }
+                ChainOutcome::AllOpen {
+                    failovers,
+                    retry_in,
+                } => {
+                    state.failovers(&failovers);
+                    let at = state.now + chrono_duration(retry_in.max(Duration::from_secs(1)));
+                    state.event(
+                        "retry",
+                        json!({"reason": "circuit_open", "retry_at": at.to_rfc3339()}),
+                    );
+                    return Ok(state.into_update(MessageStatus::Queued, Some(at), false, None));
+                }
+                ChainOutcome::Attempted {
+                    provider,
+                    failovers,
+                    result,
+                } => (provider, failovers, result),
+            };
+            state.failovers(&failovers);
+            if state.provider.as_deref() != Some(provider.as_str()) {
+                // Retries count per provider: a new provider starts afresh.
+                state.failures = 0;
+                state.provider = Some(provider.clone());
+            }
+            metrics::counter!(
+                "tidings_outbound_provider_calls_total",
+                "provider" => provider.clone(),
+                "result" => result_label(&result)
+            )
+            .increment(1);
+            let error = match result {
+                Ok(accepted) => return Ok(state.sent(accepted)),
+                Err(e) => e,
+            };
+            let detail = |extra: serde_json::Value| {
+                let mut d = json!({
+                    "provider": provider,
+                    "code": error.code(),
+                    "error": error.to_string(),
+                });
+                if let (Some(d), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
+                    d.extend(extra.clone());
+                }
+                d
+            };
+            let last_error = Some(format!("{}: {}", error.code(), error));
+            match &error {
+                ProviderError::Rejected { .. } => {
+                    state.event("bounced", detail(json!({})));
+                    return Ok(state.into_update(MessageStatus::Bounced, None, true, last_error));
+                }
+                ProviderError::Unknown { .. } => {
+                    let until = policy.unknown_outcome_deadline(state.now);
+                    state.event("unknown", detail(json!({"wait_until": until.to_rfc3339()})));
+                    return Ok(state.into_update(
+                        MessageStatus::Sending,
+                        Some(until),
+                        true,
+                        last_error,
+                    ));
+                }
+                ProviderError::Transient { .. } | ProviderError::Misconfigured { .. } => {
+                    let retry_after = match &error {
+                        ProviderError::Transient { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    state.failures += 1;
+                    match policy.next(state.failures, state.now, retry_after) {
+                        RetryDecision::RetryAt(at) => {
+                            state.event(
+                                "retry",
+                                detail(json!({
+                                    "failures": state.failures,
+                                    "retry_at": at.to_rfc3339(),
+                                    "retry_after_secs": retry_after.map(|d| d.as_secs()),
+                                })),
+                            );
+                            return Ok(state.into_update(
+                                MessageStatus::Queued,
+                                Some(at),
+                                true,
+                                last_error,
+                            ));
+                        }
+                        RetryDecision::GiveUp => {
+                            // Retries on this provider are used up: the next provider
+                            // of the chain takes it now, or the chain says Exhausted.
+                            outcome = chain.send(&outbound, Some(&provider), true).await;
+                            if matches!(outcome, ChainOutcome::Exhausted) {
+                                state.event(
+                                    "failed",
+                                    detail(json!({"reason": "retries_exhausted"})),
+                                );
+                                return Ok(state.into_update(
+                                    MessageStatus::Failed,
+                                    None,
+                                    true,
+                                    last_error,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the patient's preferences, read now, forbid the message (they may
+    /// have changed since it was queued): its kind or its channel turned off.
+    async fn suppressed_now(
+        &self,
+        message: &crate::store::outbound::MessageRecord,
+    ) -> Result<Option<Suppression>, crate::store::StoreError> {
+        let Some(patient) = &message.patient else {
+            return Ok(None);
+        };
+        let Some(prefs) = self
+            .store
+            .patient_preferences(&message.tenant, patient)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !prefs.kinds.get(message.kind) {
+            return Ok(Some(Suppression::KindDisabled(message.kind)));
+        }
+        if !prefs.channels.get(message.channel) {
+            return Ok(Some(Suppression::ChannelDisabled(message.channel)));
+        }
+        Ok(None)
+    }
+
+    /// The provider's view of the message. A WhatsApp message rendered from a
+    /// template names that template (the approved WhatsApp template of the same
+    /// name) with the variables as positional parameters in declared order.
+    async fn outbound_message(
+        &self,
+        message: &crate::store::outbound::MessageRecord,
+    ) -> Result<Option<OutboundMessage>, crate::store::StoreError> {
+        let Some(to) = message.to.clone() else {
+            return Ok(None);
+        };
+        let mut whatsapp_template = None;
+        if message.channel == crate::domain::template::Channel::Whatsapp {
+            if let Some(t) = &message.template {
+                let declared = self
+                    .store
+                    .template_version(&message.tenant, t.id, t.version)
+                    .await?
+                    .map(|t| t.variables)
+                    .unwrap_or_default();
+                whatsapp_template = Some(WhatsappTemplate {
+                    name: t.name.clone(),
+                    parameters: declared
+                        .iter()
+                        .map(|v| message.variables.get(v).cloned().unwrap_or_default())
+                        .collect(),
+                });
+            }
+        }
+        Ok(Some(OutboundMessage {
+            id: message.id,
+            channel: message.channel,
+            to,
+            language: message.language,
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            whatsapp_template,
+        }))
+    }
+}
+
+/// What one attempt has learned so far.
+struct Attempt {
+    provider: Option<String>,
+    failures: u32,
+    events: Vec<MessageEvent>,
+    now: DateTime<Utc>,
+}
+
+impl Attempt {
+    fn event(&mut self, event: &str, detail: serde_json::Value) {
+        self.events.push(MessageEvent {
+            event: event.to_owned(),
+            at: self.now,
+            detail: detail.to_string(),
+        });
+    }
+
+    fn failovers(&mut self, failovers: &[Failover]) {
+        for f in failovers {
+            self.event(
+                "failover",
+                json!({"from": f.from, "to": f.to, "reason": f.reason.as_str()}),
+            );
+        }
+    }
+
+    fn sent(mut self, accepted: ProviderAccepted) -> AttemptUpdate {
+        self.event(
+            "sent",
+            json!({
+                "provider": self.provider,
+                "provider_message_id": accepted.provider_message_id,
+                "price": accepted.price.as_ref().map(|p| p.to_string()),
+                "response": accepted.raw,
+            }),
+        );
+        let mut update = self.into_update(MessageStatus::Sent, None, true, None);
+        update.provider_message_id = Some(accepted.provider_message_id);
+        update.price = accepted.price;
+        update
+    }
+
+    fn into_update(
+        self,
+        status: MessageStatus,
+        due_at: Option<DateTime<Utc>>,
+        attempted: bool,
+        last_error: Option<String>,
+    ) -> AttemptUpdate {
+        AttemptUpdate {
+            status,
+            due_at,
+            provider: self.provider,
+            provider_message_id: None,
+            price: None,
+            attempted,
+            failures: self.failures,
+            last_error,
+            events: self.events,
+        }
+    }
+}
+
+fn result_label(result: &Result<ProviderAccepted, ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "accepted",
+        Err(ProviderError::Rejected { .. }) => "rejected",
+        Err(ProviderError::Transient { .. }) => "transient",
+        Err(ProviderError::Unknown { .. }) => "unknown",
+        Err(ProviderError::Misconfigured { .. }) => "misconfigured",
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
