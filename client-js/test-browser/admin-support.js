@@ -65,3 +65,32 @@ export const rows = (page, scope = 'main') =>
 export const text = (page, sel) => page.locator(sel).first().innerText()
 
 export { until }
+
+/**
+ * A stand-in for Twilio's Messages API on a free loopback port: every send is
+ * accepted (201 with a sid), except to `reject`, which gets Twilio's 400 with
+ * code 21211 (invalid To number: a permanent rejection, so the message fails).
+ * `sends` records the To of every request.
+ */
+export async function fakeTwilio(reject) {
+  const { createServer } = await import('node:http')
+  const { freePort } = await import('./support.js')
+  const port = await freePort()
+  const sends = []
+  let n = 0
+  const server = createServer(async (req, res) => {
+    let body = ''
+    for await (const c of req) body += c
+    const to = new URLSearchParams(body).get('To')
+    sends.push(to)
+    res.setHeader('Content-Type', 'application/json')
+    if (to == reject) {
+      res.writeHead(400)
+      return res.end(JSON.stringify({ code: 21211, message: `The 'To' number ${to} is not a valid phone number.`, more_info: 'https://www.twilio.com/docs/errors/21211', status: 400 }))
+    }
+    res.writeHead(201)
+    res.end(JSON.stringify({ sid: 'SM' + String(++n).padStart(32, '0'), status: 'queued', price: null, price_unit: null }))
+  })
+  await new Promise((r) => server.listen(port, '127.0.0.1', r))
+  return { url: `http://127.0.0.1:${port}`, sends, close: () => new Promise((r) => (server.closeAllConnections(), server.close(r))) }
+}

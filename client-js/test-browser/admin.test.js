@@ -4,25 +4,46 @@
 // the dashboard's totals, the CSV export, the audit log; then every page at
 // 360 px wide and an axe-core scan of each. Tests run in order and share state.
 //
-// Not covered: Retry on a failed or bounced message. This branch has the REST API
-// but no dispatch worker, so no message can reach `failed`/`bounced` through the
-// product; the test checks instead that Retry is offered on neither a queued nor a
-// cancelled message (the UI shows it for failed and bounced only).
+// SMS goes through Twilio's adapter to a stand-in Twilio (fakeTwilio) that accepts
+// every number but one; the dispatch worker sends, so a message to that number
+// bounces for real (Twilio's 21211), and Retry is exercised on it.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { rig, shot, axe, API_KEY } from './support.js'
-import { console_, ready, redraw, go, widths, rows, text } from './admin-support.js'
+import { console_, ready, redraw, go, widths, rows, text, fakeTwilio, until } from './admin-support.js'
 
 let r
 let page
+let twilio
+const REJECTED = '+966500000666'
 const s = {} // what the tests create, for the later ones
 before(async () => {
-  r = await rig()
+  twilio = await fakeTwilio(REJECTED)
+  // The demo tenant's SMS go to Twilio's adapter, pointed at the stand-in.
+  r = await rig({
+    config: `
+[outbound.tenants.demo.providers.twilio]
+kind = "twilio"
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "browser-suite-twilio-token"
+from = "+14155550100"
+base_url = "${twilio.url}"
+timeout_ms = 3000
+
+[outbound.tenants.demo.routes]
+sms = ["twilio"]
+whatsapp = ["log"]
+email = ["log"]
+`,
+  })
   const c = await r.context({ viewport: { width: 1280, height: 900 }, acceptDownloads: true })
   page = await console_(r, c)
 })
-after(async () => r && (await r.close()))
+after(async () => {
+  if (r) await r.close()
+  if (twilio) await twilio.close()
+})
 
 const api = (method, path, body) => r.hub.api(method, path, body)
 const alertText = () => text(page, '[role=alert]')
@@ -222,6 +243,35 @@ test('a scheduled message can be cancelled (and then neither cancelled nor retri
   assert.equal((await api('GET', '/v1/messages/' + s.scheduled)).status, 'cancelled')
 })
 
+test('a message the provider rejects bounces; Retry queues it again and the worker sends it again', async () => {
+  await go(page, '#/messages/new', 'send')
+  await page.fill('input[name=to]', REJECTED)
+  await page.selectOption('select[name=channel]', 'sms')
+  await page.selectOption('select[name=kind]', 'billing')
+  await page.fill('textarea[name=body]', 'Your invoice is ready.')
+  await redraw(page, 'message', () => page.click('button:text("Send message")'))
+  s.failed = await hashId()
+  // Twilio's 21211 (invalid To number) is a bad address: the worker marks it bounced.
+  await until(async () => (await api('GET', '/v1/messages/' + s.failed)).status == 'bounced', 15000, 'the worker bounces it')
+  await redraw(page, 'message', () => page.evaluate(() => (location.hash += '?again=1')))
+  assert.equal(await pillText(), 'bounced')
+  assert.deepEqual(await buttons(), ['Retry'])
+  assert.ok((await timeline()).includes('bounced'))
+  assert.match(await text(page, 'dl.props'), /21211/)
+  await shot(page, 'admin-message-bounced', { fullPage: true })
+  await redraw(page, 'message', () => page.click('button:text("Retry")'))
+  assert.equal(await text(page, '.notice'), 'Queued again for sending.')
+  assert.ok((await timeline()).includes('retry'))
+  // The worker takes it again: a second request to the provider, refused again.
+  await until(async () => twilio.sends.filter((to) => to == REJECTED).length == 2, 15000, 'sent a second time')
+  await until(async () => (await api('GET', '/v1/messages/' + s.failed)).status == 'bounced', 15000, 'bounced again')
+  const m = await api('GET', '/v1/messages/' + s.failed)
+  const events = m.events.map((e) => e.event)
+  assert.ok(events.indexOf('retry') > events.indexOf('bounced'), String(events))
+  assert.ok(events.lastIndexOf('bounced') > events.indexOf('retry'), String(events))
+  assert.equal(m.attempts, 2)
+})
+
 test('bulk send: a CSV upload, a suppressed patient, the batch counts', async () => {
   await api('PUT', '/v1/patients/p-1002/preferences', { phone: '+966500000003', language: 'en', preferred_channel: 'sms', kinds: { appointment_reminder: false } })
   await go(page, '#/bulk', 'bulk')
@@ -251,23 +301,24 @@ test('bulk send: a CSV upload, a suppressed patient, the batch counts', async ()
 
 test('dashboard: the totals and charts match the hub\'s stats', async () => {
   const st = await api('GET', '/v1/messages/stats?days=7')
-  assert.equal(st.total, 5, 'one send, one scheduled, three in the batch')
+  assert.equal(st.total, 6, 'one send, one scheduled, one bounced, three in the batch')
   await go(page, '#/dashboard', 'dashboard')
-  assert.equal(await text(page, '[data-tile=total] .value'), '5')
+  assert.equal(await text(page, '[data-tile=total] .value'), '6')
   assert.equal(await text(page, '[data-tile=success] .value'), `${(st.success_rate * 100).toFixed(1)}%`)
   // Daily trend: three bars a day, the day totals as the hub counted them.
   const days = await page.$$eval('[data-chart=daily] g[data-date]', (g) => g.map((x) => [x.dataset.date, Number(x.dataset.total)]))
   assert.deepEqual(days, st.daily.map((d) => [d.date, d.total]))
   assert.equal(await page.locator('[data-chart=daily] rect.bar').count(), st.daily.length * 3)
-  assert.equal(days.reduce((a, [, n]) => a + n, 0), 5)
+  assert.equal(days.reduce((a, [, n]) => a + n, 0), 6)
   const bars = (key) => page.$$eval(`[data-chart=${key}] g[data-key]`, (g) => Object.fromEntries(g.map((x) => [x.dataset.key, Number(x.dataset.value)])))
   assert.deepEqual(await bars('channel'), st.by_channel)
-  assert.deepEqual(await bars('channel'), { email: 0, sms: 5, whatsapp: 0 })
+  assert.deepEqual(await bars('channel'), { email: 0, sms: 6, whatsapp: 0 })
   // Every status has its bar; the finished ones are fixed, the rest may move on.
   const status = await bars('status')
   assert.deepEqual(Object.keys(status).sort(), Object.keys(st.by_status).sort())
-  assert.equal(Object.values(status).reduce((a, n) => a + n, 0), 5)
+  assert.equal(Object.values(status).reduce((a, n) => a + n, 0), 6)
   assert.equal(status.cancelled, 1)
+  assert.equal(status.bounced, 1)
   assert.equal(status.suppressed, 1)
   assert.match(await page.getAttribute('[data-chart=daily] svg', 'aria-label'), /Messages per day/)
   await shot(page, 'admin-dashboard', { fullPage: true })
@@ -297,7 +348,7 @@ test('export: the CSV download honours the filters', async () => {
 test('the audit log shows the actions taken in the console', async () => {
   await go(page, '#/audit', 'audit')
   const actions = (await rows(page)).map((e) => e.Action)
-  for (const a of ['template.create', 'template.update', 'template.toggle', 'template.delete', 'patient.preferences', 'message.cancel', 'message.bulk'])
+  for (const a of ['template.create', 'template.update', 'template.toggle', 'template.delete', 'patient.preferences', 'message.cancel', 'message.retry', 'message.bulk'])
     assert.ok(actions.includes(a), `${a} in ${actions}`)
   assert.equal(actions.filter((a) => a == 'template.toggle').length, 2)
   await shot(page, 'admin-audit')
