@@ -100,6 +100,8 @@ export interface ConnectOptions {
   backoff?: { base?: number; max?: number }
   /** Client ping period on WebSocket, ms (default 25000; 0 = off). A socket silent for a whole period is replaced. */
   pingInterval?: number
+  /** A WebSocket with no `hello` from the hub after this many ms is closed (local code 4002) and retried with backoff. Default 10000; 0 = off. */
+  helloTimeout?: number
   /** In `auto`, WebSocket failures before `hello` (hub otherwise reachable) before switching to SSE. Default 2. */
   fallbackAfter?: number
   /** Leader heartbeat for tab sharing without Web Locks, ms (default 1000; takeover after 3 missed). */

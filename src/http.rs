@@ -2,6 +2,7 @@
 //! error table in `error.rs`; the OpenAPI document is generated from the
 //! handlers' annotations, so it cannot drift from the routes.
 
+mod admin;
 mod audit;
 pub mod error;
 mod events;
@@ -122,6 +123,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(messages::routes())
         .merge(message_reports::routes())
         .merge(audit::routes())
+        .merge(admin::routes())
 }
 
 /// The OpenAPI document (also served at `/openapi.json`).

@@ -70,6 +70,7 @@ export class TidingsBell extends TidingsElement {
     this._built = false
     this._timer = 0
     this._outside = (e) => this._open && !e.composedPath().includes(this) && this.close(false)
+    this._resize = () => this._open && this._place()
   }
 
   get limit() {
@@ -84,12 +85,14 @@ export class TidingsBell extends TidingsElement {
   connectedCallback() {
     super.connectedCallback()
     document.addEventListener('pointerdown', this._outside, true)
+    addEventListener('resize', this._resize)
     this._timer = setInterval(() => this._open && this._renderItems(), 30000)
   }
 
   disconnectedCallback() {
     super.disconnectedCallback()
     document.removeEventListener('pointerdown', this._outside, true)
+    removeEventListener('resize', this._resize)
     clearInterval(this._timer)
   }
 
@@ -222,6 +225,7 @@ export class TidingsBell extends TidingsElement {
     this.$.panel.hidden = false
     this.$.button.setAttribute('aria-expanded', 'true')
     this._renderItems()
+    this._place()
     this._focusAt(at)
     // Opened before the first page arrived: focus the requested item once it is there,
     // unless the user has moved on meanwhile.
@@ -239,6 +243,21 @@ export class TidingsBell extends TidingsElement {
     this.$.panel.hidden = true
     this.$.button.setAttribute('aria-expanded', 'false')
     if (refocus) this.$.button.focus()
+  }
+
+  /**
+   * Keeps the open menu inside the viewport: it hangs from the bell's end edge,
+   * so a bell that is not at the very end of a narrow (360 px) screen would push
+   * it past the other side. Measured after opening, shifted back by the overflow.
+   */
+  _place() {
+    const p = this.$.panel
+    p.style.transform = ''
+    const vw = document.documentElement.clientWidth || innerWidth
+    const r = p.getBoundingClientRect()
+    const m = Math.min(8, Math.max(0, (vw - r.width) / 2))
+    const dx = r.left < m ? m - r.left : r.right > vw - m ? vw - m - r.right : 0
+    if (dx) p.style.transform = `translateX(${dx}px)`
   }
 
   _focusAt(at) {

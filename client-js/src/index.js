@@ -71,6 +71,7 @@ export function connect(opts = {}) {
         base,
         mode: opts.transport || 'auto',
         ping: opts.pingInterval ?? 25000,
+        hello: opts.helloTimeout ?? 10000,
         backoff: opts.backoff,
         fallbackAfter: opts.fallbackAfter || 2,
         auth,

@@ -2,7 +2,9 @@ import { qs } from './util.js'
 
 /**
  * One WebSocket attempt: `GET /v1/ws?token&since`. It counts as open at the
- * hub's `hello` (a proxy may accept the upgrade and still drop it). A client
+ * hub's `hello` (a proxy may accept the upgrade and still drop it); a socket
+ * with no `hello` after `o.hello` ms is closed (code 4002, local) and counts as
+ * a failure before `hello`, so it is retried with backoff. A client
  * `ping` every `o.ping` ms: when nothing at all came back in between, the
  * socket is dead and is closed (code 4000, local). `h.close(code, early)`
  * reports every end the client did not ask for; early = before `hello`.
@@ -13,10 +15,12 @@ export function openWs(env, o, token, since, h) {
   let rx = 0
   let done = 0
   let timer
+  let wait
   const send = (m) => (open && ws.readyState == 1 ? (ws.send(JSON.stringify(m)), true) : false)
   const stop = () => {
     done = 1
     env.clearTimeout(timer)
+    env.clearTimeout(wait)
     try {
       ws.close()
     } catch {}
@@ -43,6 +47,7 @@ export function openWs(env, o, token, since, h) {
     }
     if (m.type == 'hello' && !open) {
       open = 1
+      env.clearTimeout(wait)
       if (o.ping) timer = env.setTimeout(tick, o.ping)
       h.open()
     }
@@ -51,5 +56,6 @@ export function openWs(env, o, token, since, h) {
   // The close event that follows says all; a no-op listener keeps Node's `ws` from throwing.
   ws.onerror = () => {}
   ws.onclose = (e) => end(e.code)
+  if (o.hello) wait = env.setTimeout(() => end(4002), o.hello)
   return { send, close: stop }
 }

@@ -149,3 +149,32 @@ test('mark all read in one tab clears the badge in another tab', async () => {
   await one.close()
   await two.close()
 })
+
+test('on a 360-px-wide screen the open menu stays inside the viewport (LTR and Arabic RTL)', async () => {
+  const user = 'u-narrow'
+  await r.hub.publish(user, { title: 'Lab results ready', message: 'A long message that wraps inside the narrow menu on a phone screen' })
+  for (const lang of ['en', 'ar']) {
+    const c = await r.context({ viewport: { width: 360, height: 640 } })
+    const page = await r.open(c, 'bell', { user, nonav: 1, ...(lang == 'ar' ? { lang: 'ar', dir: 'rtl' } : {}) })
+    await until(() => page.evaluate(() => document.querySelector('tidings-bell').dataset.state == 'open'), 10000, 'bell connected')
+    await page.click('tidings-bell >> .bell')
+    await until(async () => (await bellState(page)).items.length == 1, 5000, 'one item')
+    const box = await page.evaluate(() => {
+      const r = document.querySelector('tidings-bell').shadowRoot.querySelector('.panel').getBoundingClientRect()
+      return { left: r.left, right: r.right, width: r.width }
+    })
+    assert.ok(box.left >= 0 && box.right <= 360, `${lang}: menu at ${box.left}..${box.right}, outside 0..360`)
+    assert.ok(box.width >= 300, `${lang}: the menu keeps its width (${box.width})`)
+    // Still inside after the window narrows while it is open.
+    await page.setViewportSize({ width: 340, height: 640 })
+    await until(
+      () => page.evaluate(() => {
+        const r = document.querySelector('tidings-bell').shadowRoot.querySelector('.panel').getBoundingClientRect()
+        return r.left >= 0 && r.right <= 340
+      }),
+      2000,
+      'inside 340 px after a resize',
+    )
+    await c.close()
+  }
+})

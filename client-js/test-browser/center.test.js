@@ -224,12 +224,15 @@ test('an Arabic page renders the bell right-to-left with Arabic strings and rela
       dir: getComputedStyle(r.querySelector('.panel')).direction,
       title: r.querySelector('.title').textContent,
       markAll: r.querySelector('.all').textContent,
-      // Right-to-left: the menu hangs from the bell's left edge (inset-inline-end: 0).
-      alignedLeft: Math.abs(panel.left - bell.left) < 1,
+      // Right-to-left: the menu hangs from the bell's left edge (inset-inline-end: 0) and
+      // extends to the right; on this left-to-right page the bell sits near the right
+      // edge, so the menu is shifted back inside the viewport (8 px from its edge).
+      extendsRight: panel.right > bell.right,
+      shiftedInside: panel.left >= 0 && Math.abs(panel.right - (document.documentElement.clientWidth - 8)) < 1,
       stripeRight: getComputedStyle(r.querySelector('.item')).borderRightWidth,
     }
   })
-  assert.deepEqual(layout, { dir: 'rtl', title: 'الإشعارات', markAll: 'تحديد الكل كمقروء', alignedLeft: true, stripeRight: '3px' })
+  assert.deepEqual(layout, { dir: 'rtl', title: 'الإشعارات', markAll: 'تحديد الكل كمقروء', extendsRight: true, shiftedInside: true, stripeRight: '3px' })
   assert.deepEqual(await axe(page), [], 'Arabic bell open')
 
   // The screenshot: a whole Arabic page (dir=rtl), menu open.
@@ -237,6 +240,12 @@ test('an Arabic page renders the bell right-to-left with Arabic strings and rela
   await connected(rtl)
   await rtl.click('tidings-bell >> .bell')
   await until(async () => (await bellState(rtl)).items.length == 3, 5000, 'three items (rtl page)')
+  // On a right-to-left page the bell is near the left edge: the menu hangs from its left edge, unshifted.
+  const aligned = await rtl.evaluate(() => {
+    const r = document.querySelector('tidings-bell').shadowRoot
+    return Math.abs(r.querySelector('.panel').getBoundingClientRect().left - r.querySelector('.bell').getBoundingClientRect().left) < 1
+  })
+  assert.equal(aligned, true)
   await shot(rtl, 'bell-open-ar')
   await c.close()
 })

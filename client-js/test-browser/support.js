@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import { createServer as netServer } from 'node:net'
-import { mkdtempSync, readFileSync, rmSync, existsSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, extname, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -58,18 +58,20 @@ export function hubBinary() {
  * and started again on the same ones.
  */
 export class Hub {
-  constructor({ port, dir, origins }) {
+  constructor({ port, dir, origins, config }) {
     this.port = port
     this.dir = dir
     this.origins = origins
+    // Optional TOML for `serve --config` (e.g. per-tenant outbound providers).
+    this.config = config
     this.url = `http://127.0.0.1:${port}`
     this.proc = null
     this.log = ''
   }
 
-  static async start(origins) {
+  static async start(origins, { config } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'tidings-browser-'))
-    const hub = new Hub({ port: await freePort(), dir, origins })
+    const hub = new Hub({ port: await freePort(), dir, origins, config })
     await hub.start()
     return hub
   }
@@ -88,7 +90,12 @@ export class Hub {
       TIDINGS_LOG_LEVEL: 'warn',
       TIDINGS_SHUTDOWN__GRACE_SECS: '2',
     }
-    const p = spawn(bin, ['serve'], { env, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = ['serve']
+    if (this.config) {
+      writeFileSync(join(this.dir, 'config.toml'), this.config)
+      args.push('--config', join(this.dir, 'config.toml'))
+    }
+    const p = spawn(bin, args, { env, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = p
     p.stdout.on('data', (d) => (this.log += d))
     p.stderr.on('data', (d) => (this.log += d))
@@ -199,12 +206,12 @@ export function launch() {
  * is the staff member; `query.ttl` a list of token lifetimes handed out in
  * order by `getToken` (the last one repeats).
  */
-export async function rig() {
+export async function rig({ config } = {}) {
   const web = await startStatic()
   let hub
   let browser
   try {
-    hub = await Hub.start([web.origin])
+    hub = await Hub.start([web.origin], { config })
     browser = await launch()
   } catch (e) {
     // Nothing may keep the process alive after a failed start.

@@ -54,7 +54,8 @@ test('auto: the fallback resumes from the last id seen over WebSocket', async ()
 
 test("transport: 'ws' never falls back", async () => {
   const w = world({ fetch: hubFetch() })
-  const c = start(w, { transport: 'ws' })
+  // Sockets that never get a hello are dropped by hand here (helloTimeout has its own test).
+  const c = start(w, { transport: 'ws', helloTimeout: 0 })
   for (let i = 0; i < 5; i++) {
     await w.clock.tick(0)
     w.sockets.at(-1).drop(1006)
@@ -70,7 +71,7 @@ test('auto: a hub that does not answer at all is down, not blocking WebSockets: 
     throw new TypeError('Failed to fetch')
   })
   const w = world({ fetch })
-  const c = start(w)
+  const c = start(w, { helloTimeout: 0 })
   for (let i = 0; i < 4; i++) {
     await w.clock.tick(0)
     w.sockets.at(-1).drop(1006)
@@ -83,7 +84,7 @@ test('auto: a hub that does not answer at all is down, not blocking WebSockets: 
 
 test('auto: a failure after hello does not count toward the fallback', async () => {
   const w = world({ fetch: hubFetch() })
-  const c = start(w)
+  const c = start(w, { helloTimeout: 0 })
   for (let i = 0; i < 4; i++) {
     await w.clock.tick(0)
     w.sockets.at(-1).hello(0)

@@ -123,7 +123,8 @@ test('the leader tab dies without a word: the browser frees the lock, a follower
 
 test('heartbeat election without Web Locks: one leader, takeover after 3 missed heartbeats', async () => {
   const w = world({ latency: 5 })
-  const a = openTab(w, { withLocks: false, random: () => 0.3 })
+  // The hub's hello comes only after 20 s of election checks: no hello timeout here.
+  const a = openTab(w, { withLocks: false, random: () => 0.3 }, { helloTimeout: 0 })
   await w.clock.tick(499)
   assert.equal(w.sockets.length, 0, 'first listens half a heartbeat for a leader')
   await w.clock.tick(1)
