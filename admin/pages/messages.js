@@ -2,7 +2,7 @@
 // paging, and the CSV export of the same filters. The filters live in the URL
 // (#/messages?status=failed&...), so a filtered list can be bookmarked.
 import { api, all, qs, download } from '../api.js'
-import { h, field, table, showError, announce } from '../dom.js'
+import { h, field, table, showError, notice, announce } from '../dom.js'
 import { time, pill, dayStart, CHANNELS, STATUSES, templateName, textDir } from '../format.js'
 import { go } from '../app.js'
 
@@ -118,6 +118,45 @@ export async function render(main, _params, query) {
     )
   pager.append(h('span', { class: 'muted', text: `${page.items.length} shown` }))
   results.append(pager)
+  main.append(cancelGroupForm())
+}
+
+/**
+ * Cancels every message of a group that has not been sent yet (e.g. all reminders
+ * of one appointment: `appt:<id>:reminders`), with POST /v1/messages/cancel.
+ */
+function cancelGroupForm() {
+  const box = h('div')
+  const form = h(
+    'form',
+    { class: 'card', 'aria-labelledby': 'cancel-group-h', novalidate: true },
+    h('h2', { id: 'cancel-group-h', text: 'Cancel a group' }),
+    field({
+      label: 'Group key',
+      name: 'group_key',
+      required: true,
+      hint: 'Every queued message sent with this group_key is cancelled; sent ones are not affected.',
+    }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger', text: 'Cancel queued messages' })),
+    box,
+  )
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault()
+    const group_key = form.group_key.value.trim()
+    const button = form.querySelector('button')
+    button.disabled = true
+    try {
+      const r = await api('POST', '/v1/messages/cancel', { group_key })
+      const text = `Cancelled ${r.cancelled} queued message${r.cancelled == 1 ? '' : 's'} of group ${group_key}.`
+      notice(box, text)
+      announce(text)
+    } catch (err) {
+      showError(box, err, form)
+    } finally {
+      button.disabled = false
+    }
+  })
+  return form
 }
 
 const short = (s) => (s && s.length > 80 ? s.slice(0, 79) + '…' : s || '')

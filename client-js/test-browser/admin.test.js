@@ -243,6 +243,26 @@ test('a scheduled message can be cancelled (and then neither cancelled nor retri
   assert.equal((await api('GET', '/v1/messages/' + s.scheduled)).status, 'cancelled')
 })
 
+test('a whole group of scheduled messages is cancelled from the messages page', async () => {
+  const later = new Date(Date.now() + 2 * 86400e3).toISOString().replace(/\.\d+Z$/, 'Z')
+  const ids = []
+  for (const to of ['+966500000011', '+966500000012'])
+    ids.push((await api('POST', '/v1/messages', { to, channel: 'sms', kind: 'appointment_reminder', body: 'See you soon.', send_at: later, group_key: 'appt-77:reminders' })).id)
+  await go(page, '#/messages', 'messages')
+  // An empty key is refused by the hub, and the field is named.
+  await page.click('button:text("Cancel queued messages")')
+  await page.waitForSelector('form[aria-labelledby=cancel-group-h] [role=alert]')
+  assert.equal(await page.getAttribute('input[name=group_key]', 'aria-invalid'), 'true')
+  await page.fill('input[name=group_key]', 'appt-77:reminders')
+  await page.click('button:text("Cancel queued messages")')
+  await page.waitForSelector('form[aria-labelledby=cancel-group-h] .notice')
+  assert.equal(await text(page, 'form[aria-labelledby=cancel-group-h] .notice'), 'Cancelled 2 queued messages of group appt-77:reminders.')
+  for (const id of ids) assert.equal((await api('GET', '/v1/messages/' + id)).status, 'cancelled')
+  // Nothing is left to cancel the second time.
+  await page.click('button:text("Cancel queued messages")')
+  await page.waitForFunction(() => /Cancelled 0 queued messages/.test(document.querySelector('form[aria-labelledby=cancel-group-h] .notice')?.textContent || ''))
+})
+
 test('a message the provider rejects bounces; Retry queues it again and the worker sends it again', async () => {
   await go(page, '#/messages/new', 'send')
   await page.fill('input[name=to]', REJECTED)
@@ -348,7 +368,7 @@ test('export: the CSV download honours the filters', async () => {
 test('the audit log shows the actions taken in the console', async () => {
   await go(page, '#/audit', 'audit')
   const actions = (await rows(page)).map((e) => e.Action)
-  for (const a of ['template.create', 'template.update', 'template.toggle', 'template.delete', 'patient.preferences', 'message.cancel', 'message.retry', 'message.bulk'])
+  for (const a of ['template.create', 'template.update', 'template.toggle', 'template.delete', 'patient.preferences', 'message.cancel', 'message.cancel_group', 'message.retry', 'message.bulk'])
     assert.ok(actions.includes(a), `${a} in ${actions}`)
   assert.equal(actions.filter((a) => a == 'template.toggle').length, 2)
   await shot(page, 'admin-audit')
