@@ -111,12 +111,31 @@ impl Clinic {
         .await
     }
 
+    /// The patient's messages once the node's worker has settled every one that is
+    /// due (the `log` provider marks them `sent`); reminders in the future stay queued.
     async fn patient_messages(&self, apt: &str) -> Vec<MessageRecord> {
-        self.messages(MessageFilter {
+        let filter = MessageFilter {
             patient: Some(PatientId::parse(&format!("p-{apt}")).unwrap()),
             ..Default::default()
-        })
-        .await
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let ms = self.messages(filter.clone()).await;
+            let now = self.clock.now_for_test();
+            let busy = ms.iter().any(|m| {
+                m.status == MessageStatus::Sending
+                    || (m.status == MessageStatus::Queued && m.send_at <= now)
+            });
+            if !busy {
+                return ms;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker never settled {apt}'s due messages: {:?}",
+                summary(&ms)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// (title, message) of a user's notifications, oldest first.
@@ -264,8 +283,8 @@ async fn every_row_of_the_rules_table() {
         [
             "appointment.reminder.sms:sms:queued",
             "appointment.reminder.sms:sms:queued",
-            "appointment.confirmed.sms:sms:queued",
-            "appointment.confirmed.email:email:queued"
+            "appointment.confirmed.sms:sms:sent",
+            "appointment.confirmed.email:email:sent"
         ]
     );
     assert_eq!(c.inbox("p-a1").await[0].0, "Appointment confirmed");
@@ -362,8 +381,8 @@ async fn every_row_of_the_rules_table() {
         [
             "appointment.reminder.sms:sms:cancelled",
             "appointment.reminder.sms:sms:cancelled",
-            "appointment.cancelled.sms:sms:queued",
-            "appointment.cancelled.email:email:queued"
+            "appointment.cancelled.sms:sms:sent",
+            "appointment.cancelled.email:email:sent"
         ]
     );
 
@@ -388,7 +407,7 @@ async fn every_row_of_the_rules_table() {
         [
             "appointment.reminder.sms:sms:cancelled",
             "appointment.reminder.sms:sms:cancelled",
-            "appointment.no_show.email:email:queued"
+            "appointment.no_show.email:email:sent"
         ]
     );
     assert_eq!(c.inbox("p-a3").await[0].0, "We missed you");
