@@ -20,7 +20,13 @@ export const apiFilters = (query) => ({
 
 export async function render(main, _params, query) {
   const status = h('div')
-  const templates = await all('/v1/templates').catch(() => [])
+  // Without the template list the page still works (no template choices), but says why.
+  let templates = []
+  try {
+    templates = await all('/v1/templates')
+  } catch (err) {
+    showError(status, err)
+  }
   const names = [...new Set(templates.map((t) => t.name))].sort()
   if (query.template && !names.includes(query.template)) names.push(query.template)
   const form = h(

@@ -8,7 +8,13 @@ import { go } from '../app.js'
 
 export async function render(main, _p, query) {
   const status = h('div')
-  const templates = await all('/v1/templates').catch(() => [])
+  // Without the template list the page still works (no template choices), but says why.
+  let templates = []
+  try {
+    templates = await all('/v1/templates')
+  } catch (err) {
+    showError(status, err)
+  }
   const form = h(
     'form',
     { class: 'card', novalidate: true, 'aria-labelledby': 'send-h' },

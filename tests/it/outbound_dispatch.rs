@@ -310,6 +310,111 @@ async fn a_queued_sms_is_sent_with_the_provider_id_and_price() {
     );
 }
 
+/// A WhatsApp message rendered from a template goes out as that approved template,
+/// its variables as positional parameters in the template's declared order (not the
+/// alphabetical order the message stores them in; undeclared values left out).
+#[tokio::test]
+async fn a_whatsapp_template_message_sends_its_parameters_in_declared_order() {
+    use tidings::domain::ids::TemplateId;
+    use tidings::domain::template::{Template, TemplateDraft};
+    use tidings::provider::whatsapp_cloud::WhatsappCloudConfig;
+    use tidings::store::outbound::{AuditEntry, TemplateRef};
+
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v21.0/106540352242922/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "966501234567", "wa_id": "966501234567"}],
+            "messages": [{"id": "wamid.HBgLOTY2NTAxMjM0NTY3", "message_status": "accepted"}]
+        })))
+        .mount(&fake)
+        .await;
+    let wa = ProviderConfig::WhatsappCloud(WhatsappCloudConfig {
+        access_token: Secret::new("EAAG-token"),
+        phone_number_id: "106540352242922".into(),
+        app_secret: None,
+        api_version: "v21.0".into(),
+        base_url: fake.uri(),
+        timeout_ms: 2000,
+        rate_limit: RateLimit {
+            per_second: 0,
+            burst: 0,
+        },
+    });
+    let mut tenant = providers(vec![("wa", wa)], &["log"]);
+    tenant.routes.whatsapp = vec!["wa".into()];
+    let ob = start(tenant, |_| {}).await;
+
+    let template = Template::create(TemplateDraft {
+        name: "appointment_reminder".into(),
+        channel: "whatsapp".into(),
+        kind: "appointment_reminder".into(),
+        body_en: "Hi {patient_name}, see you on {date} at {time}.".into(),
+        body_ar: "مرحباً {patient_name}، موعدك يوم {date} الساعة {time}.".into(),
+        variables: vec!["patient_name".into(), "date".into(), "time".into()],
+        is_active: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let template_id = TemplateId::new_random();
+    let audit = AuditEntry {
+        actor: "user:admin".into(),
+        action: "template.create".into(),
+        target: format!("template:{template_id}"),
+        detail: "{}".into(),
+        at: ob.now(),
+    };
+    ob.store()
+        .create_template(&ob.tenant, template_id, &template, &audit)
+        .await
+        .unwrap();
+    let variables: BTreeMap<String, String> = [
+        ("time", "10:00"),
+        ("patient_name", "أحمد"),
+        ("date", "2026-11-28"),
+        ("clinic", "not declared"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let msg = NewMessage {
+        channel: Channel::Whatsapp,
+        language: Language::Ar,
+        template: Some(TemplateRef {
+            id: template_id,
+            name: "appointment_reminder".into(),
+            version: 1,
+        }),
+        variables,
+        body: "مرحباً أحمد، موعدك يوم 2026-11-28 الساعة 10:00.".into(),
+        ..sms("+966501234567", ob.now())
+    };
+    let id = ob.enqueue(msg).await;
+    let m = ob.wait_status(id, MessageStatus::Sent).await;
+    assert_eq!(m.provider.as_deref(), Some("wa"));
+    assert_eq!(
+        m.provider_message_id.as_deref(),
+        Some("wamid.HBgLOTY2NTAxMjM0NTY3")
+    );
+    let reqs = fake.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    let sent: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(sent["type"], "template");
+    assert_eq!(
+        sent["template"],
+        json!({
+            "name": "appointment_reminder",
+            "language": {"code": "ar"},
+            "components": [{"type": "body", "parameters": [
+                {"type": "text", "text": "أحمد"},
+                {"type": "text", "text": "2026-11-28"},
+                {"type": "text", "text": "10:00"}
+            ]}]
+        })
+    );
+}
+
 #[tokio::test]
 async fn transient_failures_retry_after_60_120_240_seconds_then_fail() {
     let fake = MockServer::start().await;

@@ -401,18 +401,22 @@ impl Dispatcher {
         let mut whatsapp_template = None;
         if message.channel == crate::domain::template::Channel::Whatsapp {
             if let Some(t) = &message.template {
-                let declared = self
+                // Versions are never deleted (a template delete is soft), so a missing
+                // one is corrupt data: an error, never a template sent without its
+                // parameters.
+                let version = self
                     .store
                     .template_version(&message.tenant, t.id, t.version)
                     .await?
-                    .map(|t| t.variables)
-                    .unwrap_or_default();
+                    .ok_or_else(|| {
+                        crate::store::StoreError::Internal(format!(
+                            "template {} version {} of message {} is missing",
+                            t.id, t.version, message.id
+                        ))
+                    })?;
                 whatsapp_template = Some(WhatsappTemplate {
                     name: t.name.clone(),
-                    parameters: declared
-                        .iter()
-                        .map(|v| message.variables.get(v).cloned().unwrap_or_default())
-                        .collect(),
+                    parameters: version.positional_values(&message.variables),
                 });
             }
         }

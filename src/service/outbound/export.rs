@@ -47,10 +47,6 @@ pub const CSV_COLUMNS: [&str; 22] = [
     "attempts",
 ];
 
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Appends one field, quoted if needed.
 fn field(out: &mut String, value: &str, free_text: bool) {
     let guard = free_text && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
@@ -92,9 +88,10 @@ pub fn csv_row(out: &mut String, m: &MessageRecord) {
         format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
     });
     let id = m.id.to_string();
-    let created = time(m.created_at);
-    let updated = time(m.updated_at);
-    let send_at = time(m.send_at);
+    // The same time format as the JSON API, so a CSV row and GET /v1/messages agree.
+    let created = crate::wire::time(m.created_at);
+    let updated = crate::wire::time(m.updated_at);
+    let send_at = crate::wire::time(m.send_at);
     let version = m
         .template
         .as_ref()

@@ -431,6 +431,36 @@ pub(crate) fn contains_pattern(q: &str) -> String {
     out
 }
 
+/// Why a guarded UPDATE of a message matched no row: the tenant has no such message
+/// (`NotFound`), or its `status` is not one the move starts from (`rule` says which).
+pub(crate) fn refused_move(status: Option<String>, rule: &str) -> StoreError {
+    match status {
+        Some(status) => StoreError::Conflict(format!("the message is {status}; {rule}")),
+        None => StoreError::NotFound,
+    }
+}
+
+/// `(status, COUNT(*))` rows folded into the total and the count per status.
+pub(crate) fn status_counts(
+    rows: impl IntoIterator<Item = (String, i64)>,
+) -> Result<(u64, BTreeMap<MessageStatus, u64>), StoreError> {
+    let mut by_status = BTreeMap::new();
+    let mut total = 0;
+    for (status, n) in rows {
+        let status = MessageStatus::parse(&status)
+            .map_err(|e| StoreError::Internal(format!("bad message row: {e}")))?;
+        let n = u64::try_from(n).unwrap_or_default(); // a COUNT is never negative
+        total += n;
+        by_status.insert(status, n);
+    }
+    Ok((total, by_status))
+}
+
+/// The detail of an event an administrator caused: who.
+pub(crate) fn actor_detail(audit: &AuditEntry) -> String {
+    serde_json::json!({ "by": audit.actor }).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

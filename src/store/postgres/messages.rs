@@ -2,18 +2,16 @@
 //! administrative transitions (cancel, cancel by group, manual retry), batch status,
 //! stats, and the event-row writer the other files share.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{audit, map_err, millis, PostgresStore};
 use crate::domain::ids::{BatchId, TenantId};
-use crate::domain::message::{MessageId, MessageStatus};
+use crate::domain::message::MessageId;
 use crate::store::columns::from_millis;
 use crate::store::columns::outbound::{
-    assemble_stats, day_range_millis, event_from_row, message_columns, message_from_row, NewEvent,
-    StatsGroup,
+    actor_detail, assemble_stats, day_range_millis, event_from_row, message_columns,
+    message_from_row, refused_move, status_counts, NewEvent, StatsGroup,
 };
 use crate::store::filters::push_message_filter;
 use crate::store::outbound::{
@@ -68,10 +66,6 @@ async fn status_of(
         .fetch_optional(conn)
         .await
         .map_err(map_err)
-}
-
-fn by(audit: &AuditEntry) -> String {
-    serde_json::json!({ "by": audit.actor }).to_string()
 }
 
 pub(super) async fn get_message(
@@ -151,19 +145,17 @@ pub(super) async fn cancel_message(
         .await
         .map_err(map_err)?;
     let Some(row) = row else {
-        return Err(match status_of(&mut tx, tenant, id).await? {
-            Some(status) => StoreError::Conflict(format!(
-                "the message is {status}; only a queued message can be cancelled"
-            )),
-            None => StoreError::NotFound,
-        });
+        return Err(refused_move(
+            status_of(&mut tx, tenant, id).await?,
+            "only a queued message can be cancelled",
+        ));
     };
     let message = message_from_row(&row)?;
     let event = NewEvent {
         id,
         event: "cancelled".to_owned(),
         at: now,
-        detail: by(audit),
+        detail: actor_detail(audit),
     };
     insert_events(&mut tx, tenant, &[event]).await?;
     audit::insert(&mut tx, tenant, audit).await?;
@@ -237,12 +229,10 @@ pub(super) async fn retry_message(
         .await
         .map_err(map_err)?;
     let Some(row) = row else {
-        return Err(match status_of(&mut tx, tenant, id).await? {
-            Some(status) => StoreError::Conflict(format!(
-                "the message is {status}; only a failed or bounced message can be retried"
-            )),
-            None => StoreError::NotFound,
-        });
+        return Err(refused_move(
+            status_of(&mut tx, tenant, id).await?,
+            "only a failed or bounced message can be retried",
+        ));
     };
     let message = message_from_row(&row)?;
     let event = NewEvent {
@@ -280,15 +270,10 @@ pub(super) async fn batch_status(
     .fetch_all(&store.pool)
     .await
     .map_err(map_err)?;
-    let mut by_status = BTreeMap::new();
-    let mut total = 0;
-    for row in rows {
-        let status = MessageStatus::parse(row.get(0))
-            .map_err(|e| StoreError::Internal(format!("bad message row: {e}")))?;
-        let n = u64::try_from(row.get::<i64, _>(1)).unwrap_or_default();
-        total += n;
-        by_status.insert(status, n);
-    }
+    let (total, by_status) = status_counts(
+        rows.iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))),
+    )?;
     Ok(Some(BatchStatus {
         id,
         template: batch.get(0),
