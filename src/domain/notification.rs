@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use super::ids::{NotificationId, TenantId, UserId};
 use super::Invalid;
 
-const TITLE_MAX_CHARS: usize = 200;
+/// The contract's limit on a notification title.
+pub const TITLE_MAX_CHARS: usize = 200;
 const MESSAGE_MAX_CHARS: usize = 4000;
 const CATEGORY_MAX_CHARS: usize = 100;
 const LINK_MAX_BYTES: usize = 2048;

@@ -22,9 +22,6 @@ use crate::store::events::EventApplication;
 use crate::store::outbound::{NewMessage, TemplateRef};
 use crate::store::PublishRequest;
 
-/// The contract's title limit; a long patient name must not fail the event.
-const TITLE_MAX_CHARS: usize = 200;
-
 fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
@@ -155,7 +152,8 @@ impl ClinicEvents {
                     Language::En => &n.en,
                     Language::Ar => &n.ar,
                 };
-                let title = clip(title, TITLE_MAX_CHARS);
+                // A long patient name must not fail the event: clip to the contract's limit.
+                let title = clip(title, crate::domain::notification::TITLE_MAX_CHARS);
                 let content = NotificationContent::parse(ContentInput {
                     title: &title,
                     message,
