@@ -42,6 +42,7 @@ pub struct DevCredentials {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    direct_sse: http::DirectSse,
     state: AppState,
     grace: Duration,
     retention: (Duration, Duration),
@@ -179,19 +180,19 @@ impl App {
             outbound_callbacks,
             outbound_wake: dispatcher.wake_handle(),
         };
-        let router = http::router(
-            state.clone(),
-            &HttpOptions {
-                body_limit: config.body_limit_bytes,
-                cors_origins: config.cors_origins.clone(),
-            },
-        );
+        let options = HttpOptions {
+            body_limit: config.body_limit_bytes,
+            cors_origins: config.cors_origins.clone(),
+        };
+        let router = http::router(state.clone(), &options);
+        let direct_sse = http::direct_sse(state.clone(), &options);
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {} (key `listen`)", config.listen))?;
         Ok(App {
             listener,
             router,
+            direct_sse,
             state,
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: (
@@ -255,8 +256,8 @@ impl App {
                 hub.shutdown_all();
             }
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
-        let serving = tokio::spawn(async move { server.await });
+        let server = http::serve(self.listener, self.router, self.direct_sse, signal);
+        let serving = tokio::spawn(server);
         stopping.cancelled().await;
         // Upgraded connections are not tracked by the server; wait for sessions to close.
         let deadline = tokio::time::Instant::now() + self.grace;

@@ -14,6 +14,8 @@ mod notifications;
 mod ops;
 mod patients;
 mod realtime;
+mod serve;
+mod sse_direct;
 mod templates;
 mod tokens;
 mod users;
@@ -77,6 +79,9 @@ pub struct AppState {
     pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
+pub use serve::serve;
+pub use sse_direct::DirectSse;
+
 pub struct HttpOptions {
     pub body_limit: usize,
     pub cors_origins: Vec<String>,
@@ -131,16 +136,27 @@ pub fn openapi() -> OpenApi {
     documented().into_openapi()
 }
 
+/// What serves event streams whose connection starts with them (see [`serve`]).
+pub fn direct_sse(state: AppState, options: &HttpOptions) -> DirectSse {
+    DirectSse {
+        state,
+        cors_origins: cors_origins(options),
+    }
+}
+
+fn cors_origins(options: &HttpOptions) -> Vec<HeaderValue> {
+    options
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect()
+}
+
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (router, api) = documented().split_for_parts();
     let api = Arc::new(api);
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(
-            options
-                .cors_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        ))
+        .allow_origin(AllowOrigin::list(cors_origins(options)))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,

@@ -13,6 +13,7 @@ use tidings::store;
 /// mimalloc: less time in the allocator on the hot paths (frames, JSON, buffers) and
 /// less fragmentation than glibc's per-thread arenas for many small, long-lived
 /// connection objects (measured: loadtests/RESULTS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

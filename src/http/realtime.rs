@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde::Deserialize;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -28,6 +28,10 @@ use crate::service::frames;
 
 /// Frames written before one flush: batches syscalls under load, bounded latency when idle.
 const WRITE_BATCH: usize = 64;
+/// Initial WebSocket read buffer, bytes.
+const READ_BUFFER: usize = 512;
+/// Bytes a WebSocket batch may buffer before it is written without waiting for the flush.
+const WRITE_BUFFER: usize = 64 * 1024;
 /// Largest client frame accepted (mark_read with 1000 ids fits).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
@@ -82,9 +86,12 @@ async fn ws(
     let session = state.realtime.connect(&user, since).await?;
     let settings = state.settings.clone();
     Ok(upgrade
-        // Small buffers: most connections are idle, and each one's memory counts.
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Most connections are idle and each one's memory counts: a small read
+        // buffer (client frames are tiny; a big one grows it for that frame). Writes
+        // are fed in batches and flushed once, so the write buffer only grows on
+        // busy connections, and a batch is one write(2) instead of one per frame.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| run_ws(socket, session, state, settings)))
@@ -221,6 +228,10 @@ async fn handle_client_frame(state: &AppState, session: &Session, text: &str) ->
 
 /// Server-Sent Events: the same events as the WebSocket; `notification` events carry
 /// `id:`, so a reconnect with `Last-Event-ID` (or `?last_event_id=`) resumes.
+///
+/// A connection whose *first* request is this one is served by
+/// [`super::sse_direct`] instead (same events, same errors, less memory); this
+/// handler serves the rest, e.g. a stream opened on a reused keep-alive connection.
 #[utoipa::path(
     get, path = "/v1/sse", tag = "realtime",
     params(("token" = Option<String>, Query, description = "user token (or Authorization header)"),
@@ -228,74 +239,108 @@ async fn handle_client_frame(state: &AppState, session: &Session, text: &str) ->
     responses((status = 200, content_type = "text/event-stream", description = "event stream"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
-async fn sse(
-    State(state): State<AppState>,
-    RealtimeUser(user): RealtimeUser,
-    parts: SseParts,
-) -> ApiResult<Response> {
-    let since = resume_point(parts.last_event_id, "Last-Event-ID")?;
-    let session = state.realtime.connect(&user, since).await?;
-    let heartbeat = state.settings.sse_heartbeat;
-    let pushed = metrics::counter!("tidings_frames_pushed_total", "transport" => "sse");
-    let start = Bytes::from_static(b"retry: 2000\n\n");
-    let tick = interval_at(Instant::now() + heartbeat, heartbeat);
-    let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(start) }).chain(
-        futures_util::stream::unfold(Some((session, tick, pushed)), |st| async move {
-            let (mut session, mut tick, pushed) = st?;
-            let chunk = tokio::select! {
-                out = session.next() => match out {
-                    Output::Frame(first) => {
-                        let mut buf = first.sse_chunk().to_vec();
-                        let mut n = 1;
-                        while n < WRITE_BATCH {
-                            match session.try_next() { Some(f) => { buf.extend_from_slice(&f.sse_chunk()); n += 1; } None => break }
-                        }
-                        pushed.increment(n as u64);
-                        Bytes::from(buf)
-                    }
-                    Output::Close(reason) => {
-                        let (_, text) = reason.ws_code();
-                        let code = match reason {
-                            CloseReason::TokenExpired => "token_expired",
-                            CloseReason::SlowConsumer => "slow_consumer",
-                            CloseReason::Shutdown => "shutdown",
-                            CloseReason::Unavailable => "unavailable",
-                        };
-                        let last = frames::error(code, text).sse_chunk();
-                        return Some((Ok(last), None));
-                    }
-                },
-                _ = tick.tick() => Bytes::from_static(b": ping\n\n"),
-            };
-            Some((Ok(chunk), Some((session, tick, pushed))))
-        }),
-    );
+async fn sse(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
+    let events = open_sse(&state, &parts).await?;
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let chunk = events.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), events))
+    });
     let mut res = Response::new(Body::from_stream(stream));
-    let h = res.headers_mut();
+    sse_headers(res.headers_mut());
+    Ok(res)
+}
+
+/// Authenticates an SSE request and opens its session (both SSE paths).
+pub(super) async fn open_sse(state: &AppState, parts: &Parts) -> ApiResult<SseEvents> {
+    let user = realtime_user(parts, state).await?;
+    let since = resume_point(last_event_id(parts), "Last-Event-ID")?;
+    let session = state.realtime.connect(&user, since).await?;
+    Ok(SseEvents::new(session, state.settings.sse_heartbeat))
+}
+
+/// The response headers of an event stream (both SSE paths).
+pub(super) fn sse_headers(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res.into_response())
 }
 
 /// The SSE resume point: `Last-Event-ID` header, else `?last_event_id=`.
-pub(super) struct SseParts {
-    last_event_id: Option<String>,
+fn last_event_id(parts: &Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    header.or_else(|| url_param(parts.uri.query().unwrap_or(""), "last_event_id"))
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for SseParts {
-    type Rejection = Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let last_event_id =
-            header.or_else(|| url_param(parts.uri.query().unwrap_or(""), "last_event_id"));
-        Ok(SseParts { last_event_id })
+/// One session's event stream in SSE framing, chunk by chunk: the `retry:` hint,
+/// then events (batched up to [`WRITE_BATCH`] per chunk) and `: ping` heartbeats,
+/// then a closing `error` event when the session ends.
+pub(super) struct SseEvents {
+    /// `None` once the closing event has been produced.
+    session: Option<Session>,
+    tick: Interval,
+    pushed: metrics::Counter,
+    started: bool,
+}
+
+impl SseEvents {
+    fn new(session: Session, heartbeat: Duration) -> Self {
+        Self {
+            session: Some(session),
+            tick: interval_at(Instant::now() + heartbeat, heartbeat),
+            pushed: metrics::counter!("tidings_frames_pushed_total", "transport" => "sse"),
+            started: false,
+        }
     }
+
+    /// The next bytes to write; `None` after the closing event.
+    pub(super) async fn next_chunk(&mut self) -> Option<Bytes> {
+        if !self.started {
+            self.started = true;
+            return Some(Bytes::from_static(b"retry: 2000\n\n"));
+        }
+        let session = self.session.as_mut()?;
+        tokio::select! {
+            out = session.next() => match out {
+                Output::Frame(first) => {
+                    let mut buf = first.sse_chunk().to_vec();
+                    let mut n = 1;
+                    while n < WRITE_BATCH {
+                        match session.try_next() {
+                            Some(f) => {
+                                buf.extend_from_slice(&f.sse_chunk());
+                                n += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    self.pushed.increment(n as u64);
+                    Some(Bytes::from(buf))
+                }
+                Output::Close(reason) => {
+                    self.session = None;
+                    Some(closing_event(reason))
+                }
+            },
+            _ = self.tick.tick() => Some(Bytes::from_static(b": ping\n\n")),
+        }
+    }
+}
+
+/// The last event of a stream: an `error` event saying why it ends.
+fn closing_event(reason: CloseReason) -> Bytes {
+    let (_, text) = reason.ws_code();
+    let code = match reason {
+        CloseReason::TokenExpired => "token_expired",
+        CloseReason::SlowConsumer => "slow_consumer",
+        CloseReason::Shutdown => "shutdown",
+        CloseReason::Unavailable => "unavailable",
+    };
+    frames::error(code, text).sse_chunk()
 }

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub tenant: String,
     pub http: reqwest::Client,
     pub app_store: std::sync::Arc<dyn tidings::store::Store>,
+    /// The node's connection registry (to watch sessions come and go).
+    pub hub: std::sync::Arc<tidings::hub::Hub>,
     /// The app's own database (fault-injection tests reach it directly).
     pub database_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -88,6 +90,7 @@ pub async fn spawn_app_with_clock(
     .expect("app builds");
     let port = app.port();
     let app_store = app.store().clone();
+    let hub = app.hub().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -100,6 +103,7 @@ pub async fn spawn_app_with_clock(
         tenant,
         http: reqwest::Client::new(),
         app_store,
+        hub,
         database_url,
         stop: Some(tx),
         stopped: Some(stopped),
@@ -188,12 +192,23 @@ impl TestApp {
         Ws { stream }
     }
 
+    /// An event stream on a fresh connection (served by the direct path).
     pub async fn sse(&self, token: &str, last_event_id: Option<&str>) -> Sse {
-        let mut req = self.http.get(self.url(&format!("/v1/sse?token={token}")));
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let res = req.send().await.unwrap();
+        self.sse_on(SsePath::Direct, token, last_event_id).await
+    }
+
+    /// An event stream served by the path asked for; asserts that it was.
+    pub async fn sse_on(&self, path: SsePath, token: &str, last_event_id: Option<&str>) -> Sse {
+        let res = self
+            .sse_request(
+                path,
+                &format!("/v1/sse?token={token}"),
+                |req| match last_event_id {
+                    Some(id) => req.header("Last-Event-ID", id),
+                    None => req,
+                },
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         Sse {
             headers: res.headers().clone(),
@@ -201,6 +216,56 @@ impl TestApp {
             buf: String::new(),
         }
     }
+
+    /// A GET of `path_and_query` on the server path asked for (any status).
+    pub async fn sse_request(
+        &self,
+        path: SsePath,
+        path_and_query: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        let client = match path {
+            // No pooling: the stream is the first request of its connection.
+            SsePath::Direct => reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            // One request first, so the stream reuses that kept-alive connection.
+            SsePath::Router => {
+                let client = reqwest::Client::new();
+                let res = client.get(self.url("/healthz")).send().await.unwrap();
+                res.bytes().await.unwrap();
+                client
+            }
+        };
+        let res = build(client.get(self.url(path_and_query)))
+            .send()
+            .await
+            .unwrap();
+        // The direct path always closes after its one request; hyper keeps alive.
+        let close = res
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close");
+        assert_eq!(
+            close,
+            path == SsePath::Direct,
+            "served by the wrong path: {path:?}"
+        );
+        res
+    }
+}
+
+/// Which server path serves an event stream (src/http/sse_direct.rs): `Direct` when
+/// the stream is the connection's first request, `Router` (hyper) otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsePath {
+    Direct,
+    Router,
+}
+
+impl SsePath {
+    pub const BOTH: [SsePath; 2] = [SsePath::Direct, SsePath::Router];
 }
 
 impl Drop for TestApp {
