@@ -106,7 +106,12 @@ pub trait TenantStore: Send + Sync {
 
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    async fn upsert_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError>;
+    async fn upsert_user(&self, tenant: &TenantId, user: &DirectoryUser) -> Result<(), StoreError> {
+        self.upsert_users(&[(tenant.clone(), user.clone())]).await
+    }
+    /// Writes many directory entries in few statements (claims noted by a burst of
+    /// connects). A user may appear once per call.
+    async fn upsert_users(&self, users: &[(TenantId, DirectoryUser)]) -> Result<(), StoreError>;
     async fn list_users(
         &self,
         tenant: &TenantId,

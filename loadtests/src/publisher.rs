@@ -21,6 +21,10 @@ use crate::fleet::user_id;
 use crate::rest::RestClient;
 use crate::stats::{unix_us, Latency, LatencySummary};
 
+/// How much longer than asked a fixed-rate step may take to send its requests when
+/// the hub answers too slowly; past that, the rest is not sent.
+const OVERRUN: f64 = 1.5;
+
 /// Notifications per second, or as fast as possible.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Rate {
@@ -79,7 +83,8 @@ pub(crate) struct PublisherSettings {
 pub(crate) struct PublishReport {
     /// Notifications per second asked for; `None` for `max`.
     pub(crate) target_rate: Option<f64>,
-    /// Seconds of sending (the step's duration, unless the hub stalled the last requests).
+    /// Seconds from the first request sent to the last (at a fixed rate: about the step's
+    /// duration, longer when the hub answered too slowly to keep the pace).
     pub(crate) window_seconds: f64,
     pub(crate) requests: u64,
     pub(crate) requests_ok: u64,
@@ -160,19 +165,30 @@ impl Publisher {
             .per_second()
             .map(|r| r / f64::from(settings.batch.max(1)));
 
+        // At a fixed rate the step sends exactly `rate × duration` requests, paced from
+        // the start; the window is the time until the last one went out. So a publisher
+        // that fell behind for a moment (this tool shares its core with the receiving
+        // side) catches up instead of losing the tail of the step, while a hub that
+        // cannot keep up still stretches the window (up to `OVERRUN`), which lowers the
+        // achieved rate. With `max`, the step simply lasts `duration`.
+        let total = requests_per_second.map(|r| (r * duration.as_secs_f64()).round() as u64);
         let started = Instant::now();
         let started_us = unix_us();
-        let end = started + duration;
+        let end = match total {
+            Some(_) => started + duration.mul_f64(OVERRUN),
+            None => started + duration,
+        };
         let mut requests = 0u64;
         'sending: loop {
             let now = Instant::now();
-            if now >= end {
+            if now >= end || total.is_some_and(|t| requests >= t) {
                 break;
             }
             let due = match requests_per_second {
                 Some(per_second) => ((now - started).as_secs_f64() * per_second).ceil() as u64,
                 None => requests + 1,
             };
+            let due = total.map_or(due, |t| due.min(t));
             while requests < due {
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => permit?,
@@ -188,7 +204,7 @@ impl Publisher {
                     permit,
                 ));
             }
-            if requests_per_second.is_some() {
+            if requests_per_second.is_some() && total.is_some_and(|t| requests < t) {
                 sleep(Duration::from_millis(1)).await;
             }
         }

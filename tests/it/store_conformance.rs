@@ -103,6 +103,7 @@ conformance!(
     health_ping_answers,
     tenants_and_api_keys,
     directory_upserts_filters_and_pages,
+    directory_batch_upsert_spans_tenants_and_chunks,
     preferences_round_trip_per_tenant_and_user,
     batch_assigns_ascending_ids_and_counts_in_one_transaction,
     list_pages_newest_first_and_filters_unread,
@@ -317,6 +318,58 @@ async fn directory_upserts_filters_and_pages(b: &Backend) {
             .unwrap(),
         [u("u9")]
     );
+}
+
+async fn directory_batch_upsert_spans_tenants_and_chunks(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, c) = (t("clinic-a"), t("clinic-c"));
+    // 450 rows: more than one statement's worth, two tenants interleaved.
+    let rows: Vec<(TenantId, DirectoryUser)> = (0..450)
+        .map(|i| {
+            let tenant = if i % 3 == 0 { c.clone() } else { a.clone() };
+            (tenant, person(&format!("b{i}"), Role::FrontDesk, i))
+        })
+        .collect();
+    s.upsert_users(&rows).await.unwrap();
+    assert_eq!(
+        s.user_ids_with_role(&a, Role::FrontDesk)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+    assert_eq!(
+        s.user_ids_with_role(&c, Role::FrontDesk)
+            .await
+            .unwrap()
+            .len(),
+        150
+    );
+    // Written again with new claims: updated in place, nothing duplicated.
+    let again: Vec<_> = rows
+        .iter()
+        .map(|(tenant, p)| (tenant.clone(), person(p.user.as_str(), Role::Provider, 999)))
+        .collect();
+    s.upsert_users(&again).await.unwrap();
+    assert!(s
+        .user_ids_with_role(&a, Role::FrontDesk)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.user_ids_with_role(&a, Role::Provider)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+    let listed = s.list_users(&c, None, page(500, None)).await.unwrap();
+    assert_eq!(listed.items.len(), 150);
+    assert!(listed
+        .items
+        .iter()
+        .all(|p| p.updated_at == at(999) && p.role == Role::Provider));
+    s.upsert_users(&[]).await.unwrap();
 }
 
 async fn preferences_round_trip_per_tenant_and_user(b: &Backend) {
