@@ -186,8 +186,7 @@ impl App {
         };
         let router = http::router(state.clone(), &options);
         let direct_sse = http::direct_sse(state.clone(), &options);
-        let listener = TcpListener::bind(config.listen_addr())
-            .await
+        let listener = http::bind(config.listen_addr())
             .with_context(|| format!("binding {} (key `listen`)", config.listen))?;
         Ok(App {
             listener,

@@ -79,7 +79,7 @@ pub struct AppState {
     pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
-pub use serve::serve;
+pub use serve::{bind, serve};
 pub use sse_direct::DirectSse;
 
 pub struct HttpOptions {

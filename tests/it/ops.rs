@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::*;
@@ -118,4 +120,34 @@ async fn retention_deletes_only_old_read_or_archived_notifications() {
     assert_eq!(titles, vec![json!("unread")]);
     let (_, n) = app.get_user(&token, "/v1/me/unread-count").await;
     assert_eq!(n["unread"], 1);
+}
+
+/// The embedded store checkpoints its WAL in the background (never in a commit):
+/// the database file itself grows once committed pages are copied back into it.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let app = spawn_app().await;
+    let Some(path) = app.database_url.strip_prefix("sqlite://") else {
+        return; // PostgreSQL run: nothing to check.
+    };
+    let db = std::path::PathBuf::from(path);
+    let wal = db.with_extension("db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(&db);
+    let users: Vec<String> = (0..1000).map(|i| format!("u-{i}")).collect();
+    for round in 0..3 {
+        let (s, b) = app
+            .publish(json!({"user_ids": users, "title": format!("round {round}"), "message": "m"}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    assert!(size(&wal) > 0, "the commits are in the WAL first");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while size(&db) <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint within {WAIT:?}: database file still {before} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
