@@ -48,7 +48,7 @@ pub struct PublishConfig {
 struct Job {
     req: PublishRequest,
     started: Instant,
-    reply: oneshot::Sender<Result<PublishOutcome, ServiceError>>,
+    reply: oneshot::Sender<Result<Published, ServiceError>>,
 }
 
 pub struct Publisher {
@@ -118,20 +118,31 @@ impl Publisher {
             })
             .await
             .map_err(|_| ServiceError::Unavailable("publisher stopped".into()))?;
-        let outcome = rx
+        let published = rx
             .await
             .map_err(|_| ServiceError::Unavailable("publisher stopped".into()))??;
         self.latency.record(started.elapsed().as_secs_f64());
-        match outcome {
-            PublishOutcome::Created { notifications, .. } => Ok(Published {
-                created: notifications.into_iter().map(|n| (n.id, n.user)).collect(),
-            }),
-            PublishOutcome::Replayed { created } => Ok(Published { created }),
-            PublishOutcome::KeyReused => Err(ServiceError::Conflict {
-                code: "idempotency_key_reused",
-                message: "this Idempotency-Key was used with a different request body".into(),
-            }),
-        }
+        Ok(published)
+    }
+}
+
+/// What a caller is answered: the ids created (or replayed), without the rows,
+/// which go to the fan-out task.
+fn reply_for(outcome: &PublishOutcome) -> Result<Published, ServiceError> {
+    match outcome {
+        PublishOutcome::Created { notifications, .. } => Ok(Published {
+            created: notifications
+                .iter()
+                .map(|n| (n.id, n.user.clone()))
+                .collect(),
+        }),
+        PublishOutcome::Replayed { created } => Ok(Published {
+            created: created.clone(),
+        }),
+        PublishOutcome::KeyReused => Err(ServiceError::Conflict {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used with a different request body".into(),
+        }),
     }
 }
 
@@ -167,34 +178,41 @@ async fn writer(
             }
         }
         busy = batch.len() > 1;
-        let reqs: Vec<PublishRequest> = batch.iter().map(|j| j.req.clone()).collect();
-        let waited = batch
+        // The requests move into the store call; the callers wait on their replies.
+        let mut reqs = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            reqs.push(job.req);
+            waiting.push((job.started, job.reply));
+        }
+        let waited = waiting
             .iter()
-            .map(|j| j.started.elapsed())
+            .map(|(started, _)| started.elapsed())
             .max()
             .unwrap_or_default();
         batch_rows.record(rows as f64);
         queue_seconds.record(waited.as_secs_f64());
         match store.insert_batch(&reqs).await {
             Ok(outcomes) => {
-                // Fan-out gets its own copy; callers get theirs once the hand-off is done,
-                // so a 201 is never answered before the events are on their way.
-                if fanout.send(outcomes.clone()).await.is_err() {
+                let replies: Vec<_> = outcomes.iter().map(reply_for).collect();
+                // The rows go to fan-out; callers are answered once the hand-off is
+                // done, so a 201 is never answered before the events are on their way.
+                if fanout.send(outcomes).await.is_err() {
                     tracing::error!("fan-out task stopped");
                 }
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                for ((_, reply), answer) in waiting.into_iter().zip(replies) {
+                    let _ = reply.send(answer);
                 }
             }
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(error = %message, rows, "publish batch failed");
-                for job in batch.drain(..) {
+                for (_, reply) in waiting {
                     let err = match &e {
                         StoreError::Unavailable(_) => ServiceError::Unavailable(message.clone()),
                         _ => ServiceError::Internal(message.clone()),
                     };
-                    let _ = job.reply.send(Err(err));
+                    let _ = reply.send(Err(err));
                 }
             }
         }
