@@ -87,6 +87,47 @@ async fn sse_sends_comment_heartbeats() {
 }
 
 #[tokio::test]
+async fn sse_ends_with_an_error_event_at_token_expiry_and_at_shutdown() {
+    for path in SsePath::BOTH {
+        let mut app = spawn_app().await;
+        let (s, b) = app
+            .post_key(
+                "/v1/tokens",
+                json!({"user_id": "u-1", "role": "provider", "ttl_seconds": 1}),
+            )
+            .await;
+        assert_eq!(s, 200);
+        let mut expiring = app.sse_on(path, b["token"].as_str().unwrap(), None).await;
+        expiring.expect("hello").await;
+        assert_eq!(
+            expiring.expect("error").await.data["code"],
+            "token_expired",
+            "{path:?}"
+        );
+        assert!(
+            expiring.ends_within(WAIT).await,
+            "{path:?}: the stream ends"
+        );
+
+        let token = app.token("u-2", "provider").await;
+        let mut sse = app.sse_on(path, &token, None).await;
+        sse.expect("hello").await;
+        app.shutdown();
+        assert_eq!(
+            sse.expect("error").await.data["code"],
+            "shutdown",
+            "{path:?}"
+        );
+        assert!(sse.ends_within(WAIT).await, "{path:?}: the stream ends");
+        let done = tokio::time::timeout(WAIT, app.stopped.take().unwrap()).await;
+        assert!(
+            matches!(done, Ok(Ok(Ok(())))),
+            "{path:?}: graceful shutdown finished: {done:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn sse_errors_are_the_contracts_json_on_both_paths() {
     let app = spawn_app().await;
     let expired = sign(

@@ -413,6 +413,20 @@ impl Sse {
         }
     }
 
+    /// Whether the server ends the stream within `within` (after any events still
+    /// buffered, which are dropped); false if it is still open then.
+    pub async fn ends_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.body.next()).await {
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The next non-comment event, which must be of type `kind`.
     pub async fn expect(&mut self, kind: &str) -> SseEvent {
         loop {
