@@ -140,23 +140,20 @@ pub fn openapi() -> OpenApi {
 pub fn direct_sse(state: AppState, options: &HttpOptions) -> DirectSse {
     DirectSse {
         state,
-        cors_origins: cors_origins(options),
+        cors: cors_layer(options),
     }
 }
 
-fn cors_origins(options: &HttpOptions) -> Vec<HeaderValue> {
-    options
-        .cors_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect()
-}
-
-pub fn router(state: AppState, options: &HttpOptions) -> Router {
-    let (router, api) = documented().split_for_parts();
-    let api = Arc::new(api);
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(cors_origins(options)))
+/// CORS for the configured origins: the router's layer, also run by the direct
+/// event-stream path so both answer a browser the same way.
+fn cors_layer(options: &HttpOptions) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            options
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
@@ -164,7 +161,13 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             axum::http::HeaderName::from_static("idempotency-key"),
             axum::http::HeaderName::from_static("last-event-id"),
         ])
-        .max_age(Duration::from_secs(3600));
+        .max_age(Duration::from_secs(3600))
+}
+
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    let (router, api) = documented().split_for_parts();
+    let api = Arc::new(api);
+    let cors = cors_layer(options);
     router
         .route(
             "/openapi.json",

@@ -15,19 +15,22 @@
 //! ([`ApiError`]'s response). The stream ends with the connection (`Connection:
 //! close`): nothing can follow a request that never ends.
 
-use std::time::Duration;
+use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::header::{HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Request, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_http::cors::CorsLayer;
 
 use super::error::ApiError;
 use super::realtime::{open_sse, sse_headers};
+use super::serve::HEADER_READ_TIMEOUT;
 use super::AppState;
 
 /// The bytes a connection must start with to be served here.
@@ -45,8 +48,6 @@ pub(super) const PEEK_LEN: usize = PREFIX.len() + 1;
 const MAX_HEAD: usize = 8 * 1024;
 /// Most header lines accepted.
 const MAX_HEADERS: usize = 64;
-/// Time allowed to send the request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest error body rendered (they are small JSON objects).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -54,28 +55,23 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct DirectSse {
     pub(crate) state: AppState,
-    /// Origins allowed by CORS (the same list as the router's CORS layer).
-    pub(crate) cors_origins: Vec<HeaderValue>,
+    /// The router's CORS layer, run here on each stream's request.
+    pub(crate) cors: CorsLayer,
 }
 
 impl DirectSse {
     /// Serves the connection: one request, then the stream until either side ends it.
     pub(super) async fn serve(&self, mut stream: TcpStream) {
-        let parts = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&mut stream)).await {
+        let parts = match tokio::time::timeout(HEADER_READ_TIMEOUT, read_request(&mut stream)).await
+        {
             Ok(Ok(parts)) => parts,
-            Ok(Err(e)) => {
-                let _ = write_error(&mut stream, e, HeaderMap::new(), self.write_timeout()).await;
-                return;
-            }
+            Ok(Err(e)) => return self.write_error(&mut stream, e, HeaderMap::new()).await,
             Err(_) => return,
         };
-        let cors = self.cors_headers(&parts);
+        let cors = self.cors_headers(&parts).await;
         let mut events = match open_sse(&self.state, &parts).await {
             Ok(events) => events,
-            Err(e) => {
-                let _ = write_error(&mut stream, e, cors, self.write_timeout()).await;
-                return;
-            }
+            Err(e) => return self.write_error(&mut stream, e, cors).await,
         };
         tracing::debug!(uri = %parts.uri, "event stream opened (direct)");
         let chunked = parts.version == Version::HTTP_11;
@@ -107,32 +103,43 @@ impl DirectSse {
         let _ = stream.shutdown().await;
     }
 
-    fn write_timeout(&self) -> Duration {
-        self.state.settings.write_timeout
-    }
-
+    /// Writes within the realtime write timeout; an error or a timeout ends the stream.
     async fn write(&self, stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ()> {
-        match tokio::time::timeout(self.write_timeout(), stream.write_all(bytes)).await {
+        let timeout = self.state.settings.write_timeout;
+        match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
     }
 
-    /// What the router's `CorsLayer` adds to a simple cross-origin GET.
-    fn cors_headers(&self, parts: &Parts) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(origin) = parts.headers.get(header::ORIGIN) {
-            if self.cors_origins.iter().any(|o| o == origin) {
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            }
+    /// Writes an error response in the contract's JSON shape, then closes.
+    async fn write_error(&self, stream: &mut TcpStream, error: ApiError, extra: HeaderMap) {
+        let (parts, body) = error.into_response().into_parts();
+        let Ok(body) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+            return;
+        };
+        let mut headers = parts.headers;
+        headers.extend(extra);
+        let mut out = response_head(parts.status, &headers, None, Some(body.len())).to_vec();
+        out.extend_from_slice(&body);
+        if self.write(stream, &out).await.is_ok() {
+            let _ = stream.shutdown().await;
         }
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static(
-                "origin, access-control-request-method, access-control-request-headers",
-            ),
-        );
-        h
+    }
+
+    /// The headers the router's CORS layer adds to this request: the same layer,
+    /// run on the request's method and headers.
+    async fn cors_headers(&self, parts: &Parts) -> HeaderMap {
+        let mut probe = Request::new(Body::empty());
+        *probe.method_mut() = parts.method.clone();
+        *probe.headers_mut() = parts.headers.clone();
+        let empty = service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        });
+        match self.cors.layer(empty).oneshot(probe).await {
+            Ok(response) => response.into_parts().0.headers,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -202,33 +209,6 @@ fn to_parts(req: &httparse::Request<'_, '_>) -> Result<Parts, ApiError> {
     }
     let (parts, ()) = builder.body(()).map_err(|_| bad_request())?.into_parts();
     Ok(parts)
-}
-
-/// Writes an error response in the contract's JSON shape, then closes.
-async fn write_error(
-    stream: &mut TcpStream,
-    error: ApiError,
-    extra: HeaderMap,
-    timeout: Duration,
-) -> Result<(), ()> {
-    let response: Response = error.into_response();
-    let (parts, body) = response.into_parts();
-    let body: Bytes = axum::body::to_bytes(Body::new(body), MAX_ERROR_BODY)
-        .await
-        .map_err(|_| ())?;
-    let mut headers = parts.headers;
-    headers.extend(extra);
-    let mut out = response_head(parts.status, &headers, None, Some(body.len())).to_vec();
-    out.extend_from_slice(&body);
-    match tokio::time::timeout(timeout, async {
-        stream.write_all(&out).await?;
-        stream.shutdown().await
-    })
-    .await
-    {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
 }
 
 /// `HTTP/1.1 <status>`, the headers, and the framing headers. Always `Connection: close`.

@@ -1,11 +1,12 @@
-//! Decoding of stored columns that both backends keep in the same shape: one
-//! place for the rules, so the SQLite and PostgreSQL stores cannot drift apart.
+//! Encoding and decoding of stored columns that both backends keep in the same
+//! shape: one place for the rules, so the SQLite and PostgreSQL stores cannot drift apart.
 
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, NotificationContent, NotificationType, Related};
 use crate::domain::preferences::{QuietHours, StaffPreferences};
 use crate::store::StoreError;
 
+pub(crate) mod directory;
 pub(crate) mod events;
 pub(crate) mod outbound;
 

@@ -1,15 +1,13 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 
-use super::{from_millis, map_err, millis, SqliteStore};
+use super::{from_millis, map_err, SqliteStore};
 use crate::domain::auth::Role;
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::user::DirectoryUser;
+use crate::store::columns::directory::{upsert_users, UPSERT_CHUNK};
 use crate::store::{DirectoryStore, Page, PageRequest, StoreError};
-
-/// Rows per multi-row upsert (7 parameters each, far below either database's limit).
-const UPSERT_CHUNK: usize = 200;
 
 fn user_from_row(row: &SqliteRow) -> Result<(i64, DirectoryUser), StoreError> {
     let corrupt = |e: crate::domain::Invalid| StoreError::Internal(format!("bad user row: {e}"));
@@ -31,25 +29,11 @@ fn user_from_row(row: &SqliteRow) -> Result<(i64, DirectoryUser), StoreError> {
 impl DirectoryStore for SqliteStore {
     async fn upsert_users(&self, users: &[(TenantId, DirectoryUser)]) -> Result<(), StoreError> {
         for chunk in users.chunks(UPSERT_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO users (tenant_id, user_id, role, name, locale, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, (tenant, user)| {
-                let at = millis(user.updated_at);
-                b.push_bind(tenant.as_str())
-                    .push_bind(user.user.as_str())
-                    .push_bind(user.role.as_str())
-                    .push_bind(user.name.as_deref())
-                    .push_bind(user.locale.as_deref())
-                    .push_bind(at)
-                    .push_bind(at);
-            });
-            qb.push(
-                " ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-                   role = excluded.role, name = excluded.name, locale = excluded.locale,
-                   updated_at = excluded.updated_at",
-            );
-            qb.build().execute(&self.writer).await.map_err(map_err)?;
+            upsert_users::<Sqlite>(chunk)
+                .build()
+                .execute(&self.writer)
+                .await
+                .map_err(map_err)?;
         }
         Ok(())
     }
