@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -60,6 +61,14 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // One allocation shared by every connection: an idle event stream holds this
+    // pointer for its whole life, not its own copies (measured per connection).
+    let shared = Arc::new(Shared {
+        http,
+        router,
+        direct,
+        draining,
+    });
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -75,39 +84,47 @@ pub async fn serve(
         };
         // Frames are small and already batched per flush: send them now.
         let _ = stream.set_nodelay(true);
-        let draining = draining.clone();
-        let http = http.clone();
-        let router = router.clone();
-        let direct = direct.clone();
-        connections.spawn(async move {
-            match first_bytes(&stream).await {
-                First::Sse => return direct.serve(stream).await,
-                First::Other => {}
-                First::Nothing => return,
-            }
-            let service = TowerToHyperService::new(router);
-            let conn = http
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                () = draining.cancelled() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        connections.spawn(connection(stream, shared.clone()));
     }
     drop(listener);
-    draining.cancel();
+    shared.draining.cancel();
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+struct Shared {
+    http: http1::Builder,
+    router: Router,
+    direct: DirectSse,
+    /// Cancelled at shutdown: hyper connections finish their request, then close.
+    draining: CancellationToken,
+}
+
+/// One accepted connection: a direct event stream, or hyper with the router.
+async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+    match first_bytes(&stream).await {
+        First::Sse => return shared.direct.serve(stream).await,
+        First::Other => {}
+        First::Nothing => return,
+    }
+    let service = TowerToHyperService::new(shared.router.clone());
+    let conn = shared
+        .http
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = shared.draining.cancelled() => {
+            // Finish the request in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 enum First {
