@@ -224,6 +224,13 @@ impl Config {
         self.listen.parse().expect("validated at load")
     }
 
+    /// Development mode: the hub listens on a loopback address only, so nobody but
+    /// this machine can reach it. Conveniences that would be unsafe on a network
+    /// (a generated tenant and key, the `log` provider) are allowed only here.
+    pub fn is_development(&self) -> bool {
+        self.listen_addr().ip().is_loopback()
+    }
+
     pub fn store_options(&self) -> crate::store::StoreOptions {
         crate::store::StoreOptions {
             url: self.database_url.clone(),
@@ -231,5 +238,22 @@ impl Config {
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.database.statement_timeout_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_mode_is_loopback_only() {
+        let mut c = Config::load(None).expect("defaults");
+        assert!(c.is_development(), "the default listens on 127.0.0.1");
+        c.listen = "[::1]:8080".into();
+        assert!(c.is_development());
+        c.listen = "0.0.0.0:8080".into();
+        assert!(!c.is_development());
+        c.listen = "10.0.0.5:8080".into();
+        assert!(!c.is_development());
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+pub mod client_ip;
 pub mod error;
 mod events;
 pub mod extract;
