@@ -45,7 +45,7 @@ pub struct App {
     direct_sse: http::DirectSse,
     state: AppState,
     grace: Duration,
-    retention: (Duration, Duration),
+    retention: retention::RetentionSettings,
     /// The outbound queue worker, started by `run_until_stopped`.
     dispatcher: Arc<Dispatcher>,
     pub created_dev_credentials: Option<DevCredentials>,
@@ -194,10 +194,7 @@ impl App {
             direct_sse,
             state,
             grace: Duration::from_secs(config.shutdown.grace_secs),
-            retention: (
-                Duration::from_secs(config.retention.max_age_days * 86_400),
-                Duration::from_secs(config.retention.interval_secs),
-            ),
+            retention: config.retention.settings(),
             dispatcher,
             created_dev_credentials,
         })
@@ -235,11 +232,10 @@ impl App {
     ) -> anyhow::Result<()> {
         let stopping = self.state.stopping.clone();
         let hub = self.state.hub.clone();
-        let (max_age, every) = self.retention;
         let retention = tokio::spawn(retention::run(
             self.state.store.clone(),
-            max_age,
-            every,
+            self.state.clock.clone(),
+            self.retention.clone(),
             stopping.clone(),
         ));
         let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));

@@ -74,6 +74,71 @@ pub struct AuthSection {
 pub struct RetentionSection {
     pub max_age_days: u64,
     pub interval_secs: u64,
+    /// Days patient data (message texts and addresses, event payloads) is kept before
+    /// the retention job redacts it; 0 keeps it.
+    pub phi_days: u32,
+    /// Messages (and clinic events) redacted per transaction.
+    pub phi_batch_rows: u32,
+    /// Per-tenant overrides: `[retention.tenants.<id>] phi_days = 30`.
+    #[serde(default)]
+    pub tenants: std::collections::BTreeMap<String, TenantRetention>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRetention {
+    pub phi_days: u32,
+}
+
+/// A century: more is a typo, and `0` already means "keep".
+const MAX_PHI_DAYS: u32 = 36_500;
+
+impl RetentionSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        if self.interval_secs == 0 {
+            return bad("retention.interval_secs".into(), "must be at least 1");
+        }
+        if self.phi_days > MAX_PHI_DAYS {
+            return bad("retention.phi_days".into(), "must be 0 (keep) to 36500");
+        }
+        if !(1..=10_000).contains(&self.phi_batch_rows) {
+            return bad("retention.phi_batch_rows".into(), "must be 1..10000");
+        }
+        for (tenant, t) in &self.tenants {
+            if crate::domain::ids::TenantId::parse(tenant).is_err() {
+                return bad(
+                    format!("retention.tenants.{tenant}"),
+                    "not a valid tenant id",
+                );
+            }
+            if t.phi_days > MAX_PHI_DAYS {
+                return bad(
+                    format!("retention.tenants.{tenant}.phi_days"),
+                    "must be 0 (keep) to 36500",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The job's settings (validated at load).
+    pub fn settings(&self) -> crate::service::retention::RetentionSettings {
+        let tenants = self
+            .tenants
+            .iter()
+            .filter_map(|(id, t)| Some((crate::domain::ids::TenantId::parse(id).ok()?, t.phi_days)))
+            .collect();
+        crate::service::retention::RetentionSettings {
+            notifications_max_age: Duration::from_secs(self.max_age_days * 86_400),
+            every: Duration::from_secs(self.interval_secs),
+            phi: crate::service::retention::PhiRetention {
+                default_days: self.phi_days,
+                tenants,
+            },
+            phi_batch: self.phi_batch_rows,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,9 +268,7 @@ impl Config {
         if self.publish.max_batch_rows == 0 {
             return bad("publish.max_batch_rows", "must be at least 1");
         }
-        if self.retention.interval_secs == 0 {
-            return bad("retention.interval_secs", "must be at least 1");
-        }
+        self.retention.validate()?;
         // Rules and texts are read and validated here so a bad rule stops the start
         // like any other configuration error (exit 2), naming the rule.
         events::load(&self.events)?;

@@ -73,6 +73,11 @@ async fn export_csv(
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> ApiResult<Response> {
     let filter = message_filter(&q)?;
+    // Logged before the first row leaves: a download cut short was still a read.
+    state
+        .outbound
+        .audit_export(&admin.tenant, &filter, &admin.actor)
+        .await?;
     let tenant = admin.tenant.clone();
     let stream = state
         .outbound

@@ -357,7 +357,7 @@ pub(super) fn message_filter(q: &MessageQuery) -> Result<MessageFilter, ApiError
     })
 }
 
-/// List messages, newest first, with filters.
+/// List messages, newest first, with filters. Audited (`messages.listed`).
 #[utoipa::path(
     get, path = "/v1/messages", tag = "messages", params(MessageQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody),
@@ -373,7 +373,7 @@ async fn list_messages(
     let filter = message_filter(&q)?;
     let page = state
         .outbound
-        .list_messages(&admin.tenant, &filter, page)
+        .list_messages(&admin.tenant, &filter, page, &admin.actor)
         .await?;
     Ok(Json(MessagePage {
         items: page.items.iter().map(MessageWire::from).collect(),
@@ -381,7 +381,8 @@ async fn list_messages(
     }))
 }
 
-/// One message with its variables and its event timeline (oldest first).
+/// One message with its variables and its event timeline (oldest first). Audited
+/// (`message.viewed`). A redacted message has `"body": null` and a `redacted_at`.
 #[utoipa::path(
     get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
     responses((status = 200, body = MessageDetailWire), (status = 401, body = ErrorBody),
@@ -395,7 +396,7 @@ async fn get_message(
 ) -> ApiResult<Json<MessageDetailWire>> {
     let (m, events) = state
         .outbound
-        .message(&admin.tenant, message_id(&id)?)
+        .message(&admin.tenant, message_id(&id)?, &admin.actor)
         .await?;
     Ok(Json(MessageDetailWire::new(&m, &events)))
 }

@@ -9,6 +9,7 @@ use crate::store::StoreError;
 pub(crate) mod directory;
 pub(crate) mod events;
 pub(crate) mod outbound;
+pub(crate) mod phi;
 
 /// Rebuilds staff preferences from their stored columns (muted categories as a JSON
 /// array, quiet hours as three nullable texts).

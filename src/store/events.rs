@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::outbound::NewMessage;
 use super::{Page, PageRequest, PublishOutcome, PublishRequest, StoreError};
 use crate::domain::clinic_event::{AppointmentState, EventType};
-use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
+use crate::domain::ids::{AppointmentId, EventId, PatientId, TenantId, UserId};
 
 /// What applying an event did: the `POST /v1/events` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +38,8 @@ pub struct EventApplication {
     pub event_id: EventId,
     pub kind: EventType,
     pub appointment: AppointmentId,
+    /// The patient the payload names: an erasure finds the event by it.
+    pub patient: Option<PatientId>,
     pub occurred_at: DateTime<Utc>,
     /// `applied`, `applied_as_booking`, `ignored_stale`, `ignored_closed`.
     pub outcome: String,
@@ -83,6 +85,8 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
     pub outcome: String,
     pub counts: EventCounts,
+    /// The event as received; `{"redacted":true}` once the tenant's PHI retention or
+    /// the patient's erasure removed it.
     pub payload: String,
 }
 

@@ -72,7 +72,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// What, dotted: `template.create`, `template.update`, `template.delete`,
     /// `template.toggle`, `message.retry`, `message.cancel`, `message.cancel_group`,
-    /// `message.bulk`, `patient.preferences`.
+    /// `message.bulk`, `patient.preferences`, `patient.erased`; reads of patient data:
+    /// `message.viewed`, `messages.listed`, `messages.exported`, `patient.viewed`.
     pub action: String,
     /// The object acted on (`template:<id>`, `message:<id>`, `group:<key>`,
     /// `batch:<id>`, `patient:<id>`).
@@ -209,6 +210,10 @@ pub struct MessageRecord {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When its personal data was removed (retention or the patient's erasure): the
+    /// address, subject, body, variables and provider texts are gone (`body` is empty);
+    /// status, channel, template, kind, times and cost stay for the stats.
+    pub redacted_at: Option<DateTime<Utc>>,
 }
 
 /// Which messages a list, export or count covers. Every field narrows.
@@ -325,6 +330,41 @@ pub struct DailyCount {
     pub delivered: u64,
     pub failed: u64,
 }
+
+// ---------------------------------------------------------------------------
+// PHI lifecycle
+// ---------------------------------------------------------------------------
+
+/// Which tenants a retention pass redacts: one tenant with its own `phi_days`, or
+/// every tenant but those (the default `phi_days`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhiScope {
+    Tenant(TenantId),
+    AllExcept(Vec<TenantId>),
+}
+
+/// Rows one retention pass redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RedactionCounts {
+    pub messages: u64,
+    pub events: u64,
+}
+
+/// What erasing one patient changed (no personal data: only counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ErasureCounts {
+    /// Messages whose address, texts and patient id were removed.
+    pub messages: u64,
+    /// Of those, still queued ones that were cancelled first.
+    pub cancelled: u64,
+    /// Clinic events whose payload (the patient's name and contacts) was removed.
+    pub events: u64,
+    /// Whether a preferences / contact record was deleted.
+    pub preferences: bool,
+}
+
+/// Builds the erasure's audit entry from its counts (known only inside the transaction).
+pub type ErasureAudit<'a> = &'a (dyn Fn(&ErasureCounts) -> AuditEntry + Send + Sync);
 
 #[async_trait]
 pub trait OutboundStore: Send + Sync {
@@ -550,7 +590,45 @@ pub trait OutboundStore: Send + Sync {
     /// How many messages are `Queued` or `Sending` (all tenants): for shutdown and metrics.
     async fn pending_messages(&self) -> Result<u64, StoreError>;
 
+    /// How many messages a list with `filter` covers (the export's audit entry).
+    async fn count_messages(
+        &self,
+        tenant: &TenantId,
+        filter: &MessageFilter,
+    ) -> Result<u64, StoreError>;
+
+    // --- PHI lifecycle -------------------------------------------------------
+
+    /// Redacts up to `limit` messages and up to `limit` clinic events of `scope`
+    /// created (received) before `cutoff` and not redacted yet, oldest first:
+    /// messages that left the queue (never `queued` or `sending`: their text is still
+    /// to be sent) lose address, subject, body, variables, last error and the free
+    /// texts of their event trail; events lose their payload. One short transaction.
+    async fn redact_phi(
+        &self,
+        scope: &PhiScope,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RedactionCounts, StoreError>;
+
+    /// Erases one patient in one transaction: deletes their preferences, cancels
+    /// their queued messages, redacts every message and clinic event of theirs
+    /// (patient id included, so the rows stay as anonymous counts), records the
+    /// erasure and writes `audit(counts)`. `None` (nothing written) when the tenant
+    /// has no data of the patient and never erased them.
+    async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient: &PatientId,
+        audit: ErasureAudit<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ErasureCounts>, StoreError>;
+
     // --- audit -------------------------------------------------------------
+
+    /// Appends one entry on its own (reads of patient data: nothing else to commit).
+    async fn record_audit(&self, tenant: &TenantId, entry: &AuditEntry) -> Result<(), StoreError>;
 
     async fn list_audit(
         &self,

@@ -22,6 +22,7 @@ mod messages;
 mod notifications;
 mod outbound;
 mod patients;
+mod phi;
 mod preferences;
 mod queue;
 mod templates;

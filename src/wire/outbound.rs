@@ -322,7 +322,8 @@ pub struct MessageWire {
     pub kind: &'static str,
     pub template: Option<TemplateRefWire>,
     pub subject: Option<String>,
-    pub body: String,
+    /// `null` once the message was redacted (see `redacted_at`).
+    pub body: Option<String>,
     pub status: &'static str,
     /// Suppressed only: the reason code.
     pub reason: Option<String>,
@@ -336,6 +337,9 @@ pub struct MessageWire {
     pub last_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// When the tenant's PHI retention or the patient's erasure removed the address,
+    /// subject, body, variables and provider texts; `null` while the message is whole.
+    pub redacted_at: Option<String>,
 }
 
 impl From<&MessageRecord> for MessageWire {
@@ -353,7 +357,7 @@ impl From<&MessageRecord> for MessageWire {
                 version: t.version,
             }),
             subject: m.subject.clone(),
-            body: m.body.clone(),
+            body: m.redacted_at.is_none().then(|| m.body.clone()),
             status: m.status.as_str(),
             reason: m.suppression.as_ref().map(|s| s.0.clone()),
             send_at: time(m.send_at),
@@ -366,6 +370,7 @@ impl From<&MessageRecord> for MessageWire {
             last_error: m.last_error.clone(),
             created_at: time(m.created_at),
             updated_at: time(m.updated_at),
+            redacted_at: m.redacted_at.map(time),
         }
     }
 }
@@ -425,6 +430,20 @@ impl MessageDetailWire {
             events: events.iter().map(EventWire::from).collect(),
         }
     }
+}
+
+/// `DELETE /v1/patients/{patient_id}/data`: what the erasure changed (counts only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureWire {
+    pub patient_id: String,
+    /// Messages whose address, texts and patient id were removed.
+    pub messages: u64,
+    /// Of those, queued messages that were cancelled first.
+    pub cancelled: u64,
+    /// Clinic events whose payload was removed.
+    pub events: u64,
+    /// Whether a preferences / contact record was deleted.
+    pub preferences: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -17,6 +17,7 @@ mod outbound_dispatch;
 mod outbound_store;
 mod outbound_webhooks;
 mod pg_faults;
+mod phi;
 mod providers;
 mod providers_contract;
 mod providers_smtp;

@@ -15,7 +15,7 @@ use tidings::domain::template::{Channel, Language, MessageKind, Template, Templa
 use tidings::store::outbound::{
     AttemptUpdate, AuditEntry, AuditFilter, CallbackOutcome, CallbackTarget, CallbackUpdate,
     ClaimedMessage, DailyCount, EnqueueFeed, EnqueueOutcome, MessageEvent, MessageFilter,
-    MessageRecord, NewBatch, NewMessage, TemplateFilter, TemplateRef,
+    MessageRecord, NewBatch, NewMessage, PhiScope, RedactionCounts, TemplateFilter, TemplateRef,
 };
 use tidings::store::{IdempotencyClaim, PageRequest, Store, StoreError};
 use tokio::sync::mpsc;
@@ -67,6 +67,8 @@ outbound_conformance!(
     stats_are_exact_with_zero_days_and_costs,
     audit_log_filters_and_pages,
     every_call_is_scoped_by_tenant,
+    redaction_is_bounded_scoped_and_keeps_counts,
+    erasure_redacts_cancels_audits_and_is_scoped,
 );
 
 // ---------------------------------------------------------------------------
@@ -717,6 +719,7 @@ async fn enqueue_commits_rows_events_batch_and_audit(b: &Backend) {
         last_error: None,
         created_at: at(1),
         updated_at: at(1),
+        redacted_at: None,
     };
     assert_eq!(got, expected);
     let got_email = message(s, &a, email.id).await;
@@ -2267,4 +2270,321 @@ async fn every_call_is_scoped_by_tenant(b: &Backend) {
         .finish_attempt(&a, m.id, c.lease_token, &sent("SM-a", 3), at(3))
         .await
         .unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// PHI lifecycle
+// ---------------------------------------------------------------------------
+
+const PHI_PHONE: &str = "+966501112233";
+
+/// A message naming the patient, as the clinic would send it.
+fn phi_msg(patient: Option<&str>) -> NewMessage {
+    NewMessage {
+        subject: Some("Results for Fatimah".into()),
+        ..msg(patient, PHI_PHONE, "Dear Fatimah, call +966501112233")
+    }
+}
+
+/// A provider answer that echoes the address (as Twilio's does) and an error text.
+fn echoing(status: MessageStatus, when: i64) -> AttemptUpdate {
+    AttemptUpdate {
+        provider_message_id: Some(format!("SM-{}", uuid::Uuid::new_v4().simple())),
+        last_error: (status == MessageStatus::Failed)
+            .then(|| format!("21211: invalid To {PHI_PHONE}")),
+        events: vec![MessageEvent {
+            event: status.as_str().into(),
+            at: at(when),
+            detail: format!(
+                r#"{{"provider":"twilio","code":"21211","error":"bad {PHI_PHONE}","response":"{{\"to\":\"{PHI_PHONE}\"}}"}}"#
+            ),
+        }],
+        ..attempt(status, None, when)
+    }
+}
+
+/// Asserts that nothing of the message names or reaches the patient any more.
+async fn assert_redacted(s: &dyn Store, tenant: &TenantId, id: MessageId, when: DateTime<Utc>) {
+    let m = message(s, tenant, id).await;
+    assert_eq!(
+        (
+            m.to.clone(),
+            m.subject.clone(),
+            m.body.as_str(),
+            m.last_error.clone()
+        ),
+        (None, None, "", None),
+        "{m:?}"
+    );
+    assert!(m.variables.is_empty());
+    assert_eq!(m.redacted_at, Some(when));
+    for e in s.message_events(tenant, id).await.unwrap() {
+        assert!(
+            !e.detail.contains(PHI_PHONE),
+            "event {} kept PHI: {}",
+            e.event,
+            e.detail
+        );
+        assert!(!e.detail.contains("response"), "{}", e.detail);
+    }
+}
+
+async fn redaction_is_bounded_scoped_and_keeps_counts(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, other) = (t("clinic-a"), t("clinic-b"));
+    let mine: Vec<NewMessage> = (0..3).map(|_| phi_msg(Some("p-1"))).collect();
+    let future = NewMessage {
+        send_at: at(100_000),
+        ..phi_msg(Some("p-1"))
+    };
+    let theirs = phi_msg(None);
+    let mut all = mine.clone();
+    all.push(future.clone());
+    enqueue(s, &a, all).await;
+    enqueue(s, &other, vec![theirs.clone()]).await;
+    let claims = claim(s, 1, 60, 10).await;
+    assert_eq!(claims.len(), 4, "the future send is not due");
+    for (i, c) in claims.iter().enumerate() {
+        let status = if i == 0 {
+            MessageStatus::Failed
+        } else {
+            MessageStatus::Sent
+        };
+        let tenant = &c.message.tenant;
+        assert!(s
+            .finish_attempt(
+                tenant,
+                c.message.id,
+                c.lease_token,
+                &echoing(status, 2),
+                at(2)
+            )
+            .await
+            .unwrap());
+    }
+    let day = at(0).date_naive();
+    let next = day.succ_opt().unwrap();
+    let stats_before = s.message_stats(&a, day, next).await.unwrap();
+
+    // A cutoff before the rows were created redacts nothing.
+    let none = s
+        .redact_phi(&PhiScope::Tenant(a.clone()), at(-10), 10, at(20))
+        .await;
+    assert_eq!(none.unwrap(), RedactionCounts::default());
+    // Bounded: 2, then the last 1, then nothing; the queued one is never touched.
+    let mut done = Vec::new();
+    for want in [2, 1, 0] {
+        let r = s
+            .redact_phi(&PhiScope::Tenant(a.clone()), at(10), 2, at(20))
+            .await
+            .unwrap();
+        assert_eq!(r.messages, want);
+        done.push(r.messages);
+    }
+    for m in &mine {
+        assert_redacted(s, &a, m.id, at(20)).await;
+        let kept = message(s, &a, m.id).await;
+        assert_eq!(
+            kept.patient,
+            Some(pid("p-1")),
+            "retention keeps the pseudonymous id"
+        );
+        assert!(
+            kept.provider_message_id.is_some(),
+            "late callbacks still find it"
+        );
+    }
+    let f = message(s, &a, future.id).await;
+    assert_eq!(
+        (f.status, f.redacted_at, f.body.as_str()),
+        (MessageStatus::Queued, None, future.body.as_str())
+    );
+    // Another tenant's row waits for its own pass.
+    assert_eq!(message(s, &other, theirs.id).await.redacted_at, None);
+    let r = s
+        .redact_phi(
+            &PhiScope::AllExcept(vec![a.clone(), other.clone()]),
+            at(10),
+            10,
+            at(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.messages, 0);
+    let r = s
+        .redact_phi(&PhiScope::AllExcept(vec![a.clone()]), at(10), 10, at(30))
+        .await
+        .unwrap();
+    assert_eq!(r.messages, 1);
+    assert_redacted(s, &other, theirs.id, at(30)).await;
+
+    assert_eq!(s.message_stats(&a, day, next).await.unwrap(), stats_before);
+    // A redacted failed message has nothing left to send.
+    let failed = claims[0].message.id;
+    let tenant = &claims[0].message.tenant;
+    let retry = s
+        .retry_message(tenant, failed, &audit("message.retry", at(40)), at(40))
+        .await;
+    assert!(matches!(retry, Err(StoreError::Conflict(_))), "{retry:?}");
+}
+
+async fn erasure_redacts_cancels_audits_and_is_scoped(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, other) = (t("clinic-a"), t("clinic-b"));
+    let prefs = PatientPreferences {
+        phone: Some(PhoneNumber::parse(PHI_PHONE).unwrap()),
+        ..PatientPreferences::default()
+    };
+    s.put_patient_preferences(&a, &pid("p-1"), &prefs, None, at(0))
+        .await
+        .unwrap();
+    s.put_patient_preferences(&a, &pid("p-2"), &prefs, None, at(0))
+        .await
+        .unwrap();
+    let sent = phi_msg(Some("p-1"));
+    let in_flight = phi_msg(Some("p-1"));
+    let queued = NewMessage {
+        send_at: at(100_000),
+        ..phi_msg(Some("p-1"))
+    };
+    let someone_else = phi_msg(Some("p-2"));
+    enqueue(
+        s,
+        &a,
+        vec![
+            sent.clone(),
+            in_flight.clone(),
+            queued.clone(),
+            someone_else.clone(),
+        ],
+    )
+    .await;
+    let claims = claim(s, 1, 60, 10).await;
+    let lease = |id: MessageId| {
+        claims
+            .iter()
+            .find(|c| c.message.id == id)
+            .unwrap()
+            .lease_token
+    };
+    s.finish_attempt(
+        &a,
+        sent.id,
+        lease(sent.id),
+        &echoing(MessageStatus::Sent, 2),
+        at(2),
+    )
+    .await
+    .unwrap();
+    s.finish_attempt(
+        &a,
+        someone_else.id,
+        lease(someone_else.id),
+        &echoing(MessageStatus::Sent, 2),
+        at(2),
+    )
+    .await
+    .unwrap();
+
+    let audit_for = |c: &tidings::store::outbound::ErasureCounts| AuditEntry {
+        detail: format!(r#"{{"messages":{}}}"#, c.messages),
+        ..audit("patient.erased", at(50))
+    };
+    // Unknown here, or another tenant's: nothing written.
+    assert_eq!(
+        s.erase_patient(&a, &pid("p-9"), &audit_for, at(50))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.erase_patient(&other, &pid("p-1"), &audit_for, at(50))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let counts = s
+        .erase_patient(&a, &pid("p-1"), &audit_for, at(50))
+        .await
+        .unwrap()
+        .expect("the patient is known");
+    assert_eq!(
+        (
+            counts.messages,
+            counts.cancelled,
+            counts.events,
+            counts.preferences
+        ),
+        (3, 1, 0, true)
+    );
+    assert_eq!(s.patient_preferences(&a, &pid("p-1")).await.unwrap(), None);
+    for id in [sent.id, in_flight.id, queued.id] {
+        assert_redacted(s, &a, id, at(50)).await;
+        assert_eq!(message(s, &a, id).await.patient, None, "anonymous now");
+    }
+    assert_eq!(status(s, &a, queued.id).await, MessageStatus::Cancelled);
+    assert_eq!(
+        status(s, &a, sent.id).await,
+        MessageStatus::Sent,
+        "counts stay"
+    );
+    // The send that was in flight answers after the erasure: its texts do not come back.
+    assert!(s
+        .finish_attempt(
+            &a,
+            in_flight.id,
+            lease(in_flight.id),
+            &echoing(MessageStatus::Failed, 60),
+            at(60)
+        )
+        .await
+        .unwrap());
+    assert_redacted(s, &a, in_flight.id, at(50)).await;
+    // So does a late callback's error text.
+    let late = CallbackUpdate {
+        error: Some(format!("undeliverable {PHI_PHONE}")),
+        event: echoing(MessageStatus::Delivered, 61).events.remove(0),
+        ..callback(MessageStatus::Delivered, "late-receipt", 61)
+    };
+    s.apply_callback(&a, sent.id, &late, at(61)).await.unwrap();
+    assert_redacted(s, &a, sent.id, at(50)).await;
+
+    // The other patient is whole.
+    let o = message(s, &a, someone_else.id).await;
+    assert_eq!((o.redacted_at, o.patient), (None, Some(pid("p-2"))));
+    assert!(s
+        .patient_preferences(&a, &pid("p-2"))
+        .await
+        .unwrap()
+        .is_some());
+
+    let log = |s: &'static str| AuditFilter {
+        action: Some(s.into()),
+        ..Default::default()
+    };
+    let entries = s
+        .list_audit(&a, &log("patient.erased"), page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(entries.items.len(), 1);
+    assert_eq!(entries.items[0].entry.detail, r#"{"messages":3}"#);
+    // Idempotent: a repeat finds nothing left, answers, and is logged.
+    let again = s
+        .erase_patient(&a, &pid("p-1"), &audit_for, at(70))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Some(tidings::store::outbound::ErasureCounts::default())
+    );
+    let entries = s
+        .list_audit(&a, &log("patient.erased"), page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(entries.items.len(), 2);
+    assert!(entries
+        .items
+        .iter()
+        .all(|e| !e.entry.detail.contains(PHI_PHONE)));
 }

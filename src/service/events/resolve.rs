@@ -184,6 +184,7 @@ impl ClinicEvents {
             event_id: event.id.clone(),
             kind: event.kind,
             appointment: a.id.clone(),
+            patient: Some(a.patient.id.clone()),
             occurred_at: event.occurred_at,
             outcome: plan.disposition.outcome(event.kind).to_owned(),
             payload,

@@ -1,9 +1,10 @@
 //! Messages after they were queued: list, detail with the event trail, manual
-//! retry, cancel (one, or every unsent message of a group), batch status.
+//! retry, cancel (one, or every unsent message of a group), batch status. Lists,
+//! details and exports are reads of patient data: each writes an audit entry.
 
 use serde_json::json;
 
-use super::audit::{entry, Actor};
+use super::audit::{entry, filter_summary, Actor};
 use super::Outbound;
 use crate::domain::ids::{BatchId, TenantId};
 use crate::domain::message::{MessageId, MessageStatus};
@@ -19,20 +20,27 @@ fn wrong_status(action: &str, allowed: &str, status: MessageStatus) -> ServiceEr
 }
 
 impl Outbound {
+    /// A page of messages, audited as `messages.listed` (the filter and the rows shown).
     pub async fn list_messages(
         &self,
         tenant: &TenantId,
         filter: &MessageFilter,
         page: PageRequest,
+        actor: &Actor,
     ) -> Result<Page<MessageRecord>, ServiceError> {
-        Ok(self.store.list_messages(tenant, filter, page).await?)
+        let page = self.store.list_messages(tenant, filter, page).await?;
+        let detail = json!({"filter": filter_summary(filter), "rows": page.items.len()});
+        self.audit_read(tenant, actor, "messages.listed", "messages".into(), detail)
+            .await?;
+        Ok(page)
     }
 
-    /// A message and its event trail (oldest first).
+    /// A message and its event trail (oldest first), audited as `message.viewed`.
     pub async fn message(
         &self,
         tenant: &TenantId,
         id: MessageId,
+        actor: &Actor,
     ) -> Result<(MessageRecord, Vec<MessageEvent>), ServiceError> {
         let record = self
             .store
@@ -40,7 +48,36 @@ impl Outbound {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let events = self.store.message_events(tenant, id).await?;
+        let detail = json!({"patient_id": record.patient.as_ref().map(|p| p.as_str())});
+        self.audit_read(
+            tenant,
+            actor,
+            "message.viewed",
+            format!("message:{id}"),
+            detail,
+        )
+        .await?;
         Ok((record, events))
+    }
+
+    /// Audits an export before its first row leaves (`messages.exported`, with the
+    /// filter and the rows it matches now), so a download cut short is logged too.
+    pub async fn audit_export(
+        &self,
+        tenant: &TenantId,
+        filter: &MessageFilter,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        let rows = self.store.count_messages(tenant, filter).await?;
+        let detail = json!({"filter": filter_summary(filter), "rows": rows});
+        self.audit_read(
+            tenant,
+            actor,
+            "messages.exported",
+            "messages".into(),
+            detail,
+        )
+        .await
     }
 
     /// Manual retry of a `failed` or `bounced` message (else 409 `invalid_status`):
@@ -58,6 +95,13 @@ impl Outbound {
             .ok_or(ServiceError::NotFound)?;
         if !current.status.can_retry_manually() {
             return Err(wrong_status("retried", "failed or bounced", current.status));
+        }
+        if current.redacted_at.is_some() {
+            // Its address and text are gone: there is nothing left to send.
+            return Err(ServiceError::Conflict {
+                code: "redacted",
+                message: "this message's content was redacted; send a new message".into(),
+            });
         }
         let now = self.now();
         let audit = entry(

@@ -13,6 +13,7 @@ use crate::domain::message::{ChannelSwitches, KindSwitches, PatientPreferences};
 use crate::domain::template::{Channel, Language, MessageKind};
 use crate::domain::Invalid;
 use crate::service::ServiceError;
+use crate::store::outbound::ErasureCounts;
 
 /// Preferences as a client sends them, before validation. Absent channels are on;
 /// absent kinds take [`MessageKind::enabled_by_default`].
@@ -78,17 +79,55 @@ pub fn parse_preferences(draft: PreferencesDraft) -> Result<PatientPreferences, 
 impl Outbound {
     /// The stored preferences, or the defaults a message to this patient would use
     /// (`stored` says which).
+    /// Audited as `patient.viewed` (a read of the patient's contact details).
     pub async fn patient_preferences(
         &self,
         tenant: &TenantId,
         patient: &PatientId,
+        actor: &Actor,
     ) -> Result<(PatientPreferences, bool), ServiceError> {
-        Ok(
-            match self.store.patient_preferences(tenant, patient).await? {
-                Some(p) => (p, true),
-                None => (PatientPreferences::default(), false),
-            },
+        let found = match self.store.patient_preferences(tenant, patient).await? {
+            Some(p) => (p, true),
+            None => (PatientPreferences::default(), false),
+        };
+        let detail = json!({"stored": found.1});
+        self.audit_read(
+            tenant,
+            actor,
+            "patient.viewed",
+            format!("patient:{patient}"),
+            detail,
         )
+        .await?;
+        Ok(found)
+    }
+
+    /// Erases the patient's personal data everywhere the hub keeps it (preferences,
+    /// message addresses and texts, clinic-event payloads), cancelling what is still
+    /// queued; the rows stay as anonymous counts. One transaction, audited as
+    /// `patient.erased` with the counts. `NotFound` when the tenant holds nothing of
+    /// the patient and never erased them; a repeat answers with zero counts.
+    pub async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient: &PatientId,
+        actor: &Actor,
+    ) -> Result<ErasureCounts, ServiceError> {
+        let now = self.now();
+        let audit = |c: &ErasureCounts| {
+            entry(
+                actor,
+                "patient.erased",
+                format!("patient:{patient}"),
+                json!({"messages": c.messages, "cancelled": c.cancelled,
+                       "events": c.events, "preferences": c.preferences}),
+                now,
+            )
+        };
+        self.store
+            .erase_patient(tenant, patient, &audit, now)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
     /// Replaces the patient's preferences (audited as `patient.preferences`).

@@ -28,7 +28,8 @@ pub(crate) const MESSAGE_COLUMNS: &str =
     "seq, id, tenant_id, patient_id, channel, to_address, language, kind, template_id, \
      template_name, template_version, {variables}, subject, body, status, suppression_code, \
      suppression_reason, send_at, group_key, batch_id, provider, provider_message_id, \
-     price_micros, price_currency, attempts, failures, last_error, created_at, updated_at";
+     price_micros, price_currency, attempts, failures, last_error, created_at, updated_at, \
+     redacted_at";
 
 /// [`MESSAGE_COLUMNS`] with the backend's `variables` expression.
 pub(crate) fn message_columns(variables: &str) -> String {
@@ -257,6 +258,7 @@ where
         last_error: row.get("last_error"),
         created_at: from_millis(row.get("created_at")),
         updated_at: from_millis(row.get("updated_at")),
+        redacted_at: row.get::<Option<i64>, _>("redacted_at").map(from_millis),
     })
 }
 

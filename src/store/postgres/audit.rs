@@ -11,6 +11,16 @@ use crate::store::filters::push_audit_filter;
 use crate::store::outbound::{AuditEntry, AuditFilter, AuditRecord};
 use crate::store::{Page, PageRequest, StoreError};
 
+/// Appends one entry on its own: a read of patient data, which has nothing else to commit.
+pub(super) async fn record(
+    store: &PostgresStore,
+    tenant: &TenantId,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let mut conn = store.pool.acquire().await.map_err(map_err)?;
+    insert(&mut conn, tenant, entry).await
+}
+
 /// Appends one entry, on the caller's transaction.
 pub(super) async fn insert(
     conn: &mut PgConnection,

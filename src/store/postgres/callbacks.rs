@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::messages::insert_events;
+use super::phi::scrub_late_texts;
 use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{advance, MessageId, MessageStatus};
@@ -62,15 +63,15 @@ pub(super) async fn apply_callback(
     now: DateTime<Utc>,
 ) -> Result<CallbackOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    let status: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM messages WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT status, redacted_at FROM messages WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
     )
     .bind(tenant.as_str())
     .bind(id.to_string())
     .fetch_optional(&mut *tx)
     .await
     .map_err(map_err)?;
-    let Some(status) = status else {
+    let Some((status, redacted_at)) = row else {
         return Err(StoreError::NotFound);
     };
     let current = MessageStatus::parse(&status)
@@ -136,6 +137,9 @@ pub(super) async fn apply_callback(
         detail: update.event.detail.clone(),
     };
     insert_events(&mut tx, tenant, &[event]).await?;
+    if redacted_at.is_some() {
+        scrub_late_texts(&mut tx, tenant, id).await?;
+    }
     tx.commit().await.map_err(map_err)?;
     Ok(if applied {
         CallbackOutcome::Applied

@@ -15,6 +15,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::messages::insert_events;
 use super::notifications::insert_batch_in;
+use super::phi::mark_about_patient;
 use super::queue::insert_messages;
 use super::{map_err, millis, PostgresStore};
 use crate::domain::clinic_event::AppointmentState;
@@ -158,12 +159,16 @@ impl EventStore for PostgresStore {
             None => 0,
         };
         insert_messages(&mut tx, &app.tenant, &app.messages, app.now).await?;
+        if let Some(patient) = &app.patient {
+            let ids: Vec<MessageId> = app.messages.iter().map(|m| m.id).collect();
+            mark_about_patient(&mut tx, &app.tenant, patient, &ids).await?;
+        }
         let counts = counts_of(app, &published, reminders_cancelled);
         sqlx::query(
             "INSERT INTO clinic_events (tenant_id, event_id, type, appointment_id, occurred_at,
                received_at, outcome, notifications, messages, reminders_scheduled,
-               reminders_cancelled, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+               reminders_cancelled, payload, patient_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(app.tenant.as_str())
         .bind(app.event_id.as_str())
@@ -177,6 +182,7 @@ impl EventStore for PostgresStore {
         .bind(counts.reminders_scheduled as i64)
         .bind(counts.reminders_cancelled as i64)
         .bind(app.payload.as_str())
+        .bind(app.patient.as_ref().map(|p| p.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

@@ -124,6 +124,21 @@ pub(super) async fn list_messages(
     Ok(Page::from_overfetch(items, page.limit, |m| m.seq))
 }
 
+pub(super) async fn count_messages(
+    store: &PostgresStore,
+    tenant: &TenantId,
+    filter: &MessageFilter,
+) -> Result<u64, StoreError> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT COUNT(*) FROM messages");
+    push_message_filter(&mut qb, tenant, filter);
+    let n: i64 = qb
+        .build_query_scalar()
+        .fetch_one(&store.pool)
+        .await
+        .map_err(map_err)?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
 pub(super) async fn cancel_message(
     store: &PostgresStore,
     tenant: &TenantId,
@@ -217,7 +232,8 @@ pub(super) async fn retry_message(
     let sql = format!(
         "UPDATE messages SET status = 'queued', due_at = $1, failures = 0, provider = NULL,
            lease_token = NULL, lease_until = NULL, updated_at = $2
-         WHERE tenant_id = $3 AND id = $4 AND status IN ('failed', 'bounced') RETURNING {}",
+         WHERE tenant_id = $3 AND id = $4 AND status IN ('failed', 'bounced')
+           AND redacted_at IS NULL RETURNING {}",
         columns()
     );
     let row = sqlx::query(&sql)

@@ -14,6 +14,7 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::mpsc;
 
 use super::messages::insert_events;
+use super::phi::scrub_late_texts;
 use super::{audit, map_err, millis, PostgresStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{MessageId, MessageStatus};
@@ -292,9 +293,9 @@ pub(super) async fn finish_attempt(
     let mut tx = store.begin_write().await?;
     // Locked: a callback for this message waits until the result is written, and
     // then applies against it (and the other way round).
-    let status: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM messages WHERE tenant_id = $1 AND id = $2 AND lease_token = $3
-         FOR UPDATE",
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT status, redacted_at FROM messages
+         WHERE tenant_id = $1 AND id = $2 AND lease_token = $3 FOR UPDATE",
     )
     .bind(tenant.as_str())
     .bind(id.to_string())
@@ -302,7 +303,7 @@ pub(super) async fn finish_attempt(
     .fetch_optional(&mut *tx)
     .await
     .map_err(map_err)?;
-    let Some(status) = status else {
+    let Some((status, redacted_at)) = row else {
         return Ok(false);
     };
     let current = MessageStatus::parse(&status)
@@ -344,6 +345,10 @@ pub(super) async fn finish_attempt(
         })
         .collect();
     insert_events(&mut tx, tenant, &events).await?;
+    if redacted_at.is_some() {
+        // The patient was erased while this send was in flight.
+        scrub_late_texts(&mut tx, tenant, id).await?;
+    }
     tx.commit().await.map_err(map_err)?;
     Ok(true)
 }

@@ -31,6 +31,16 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Appends one entry on its own: a read of patient data, which has nothing else to commit.
+pub(super) async fn record(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let mut conn = store.writer.acquire().await.map_err(map_err)?;
+    insert(&mut conn, tenant, entry).await
+}
+
 pub(super) async fn list_audit(
     store: &SqliteStore,
     tenant: &TenantId,

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::messages::insert_events;
+use super::phi::scrub_late_texts;
 use super::{map_err, millis, SqliteStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{advance, MessageId, MessageStatus};
@@ -60,14 +61,14 @@ pub(super) async fn apply_callback(
     now: DateTime<Utc>,
 ) -> Result<CallbackOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM messages WHERE tenant_id = ? AND id = ?")
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT status, redacted_at FROM messages WHERE tenant_id = ? AND id = ?")
             .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-    let Some(status) = status else {
+    let Some((status, redacted_at)) = row else {
         return Err(StoreError::NotFound);
     };
     let current = MessageStatus::parse(&status)
@@ -134,6 +135,9 @@ pub(super) async fn apply_callback(
         detail: update.event.detail.clone(),
     };
     insert_events(&mut tx, tenant, &[event]).await?;
+    if redacted_at.is_some() {
+        scrub_late_texts(&mut tx, tenant, id).await?;
+    }
     tx.commit().await.map_err(map_err)?;
     Ok(if applied {
         CallbackOutcome::Applied

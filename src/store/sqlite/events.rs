@@ -13,6 +13,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::messages::insert_events;
 use super::notifications::insert_batch_in;
+use super::phi::mark_about_patient;
 use super::queue::insert_messages;
 use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
 use crate::domain::clinic_event::AppointmentState;
@@ -156,12 +157,16 @@ impl EventStore for SqliteStore {
             None => 0,
         };
         insert_messages(&mut tx, &app.tenant, &app.messages, app.now).await?;
+        if let Some(patient) = &app.patient {
+            let ids: Vec<MessageId> = app.messages.iter().map(|m| m.id).collect();
+            mark_about_patient(&mut tx, &app.tenant, patient, &ids).await?;
+        }
         let counts = counts_of(app, &published, reminders_cancelled);
         sqlx::query(
             "INSERT INTO clinic_events (tenant_id, event_id, type, appointment_id, occurred_at,
                received_at, outcome, notifications, messages, reminders_scheduled,
-               reminders_cancelled, payload)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               reminders_cancelled, payload, patient_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(app.tenant.as_str())
         .bind(app.event_id.as_str())
@@ -175,6 +180,7 @@ impl EventStore for SqliteStore {
         .bind(counts.reminders_scheduled as i64)
         .bind(counts.reminders_cancelled as i64)
         .bind(app.payload.as_str())
+        .bind(app.patient.as_ref().map(|p| p.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

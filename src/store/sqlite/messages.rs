@@ -118,6 +118,21 @@ pub(super) async fn list_messages(
     Ok(Page::from_overfetch(items, page.limit, |m| m.seq))
 }
 
+pub(super) async fn count_messages(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    filter: &MessageFilter,
+) -> Result<u64, StoreError> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM messages");
+    push_message_filter(&mut qb, tenant, filter);
+    let n: i64 = qb
+        .build_query_scalar()
+        .fetch_one(&store.reader)
+        .await
+        .map_err(map_err)?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
 pub(super) async fn cancel_message(
     store: &SqliteStore,
     tenant: &TenantId,
@@ -211,7 +226,8 @@ pub(super) async fn retry_message(
     let sql = format!(
         "UPDATE messages SET status = 'queued', due_at = ?, failures = 0, provider = NULL,
            lease_token = NULL, lease_until = NULL, updated_at = ?
-         WHERE tenant_id = ? AND id = ? AND status IN ('failed', 'bounced') RETURNING {}",
+         WHERE tenant_id = ? AND id = ? AND status IN ('failed', 'bounced')
+           AND redacted_at IS NULL RETURNING {}",
         columns()
     );
     let row = sqlx::query(&sql)

@@ -8,15 +8,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::mpsc;
 
-use super::{audit, callbacks, messages, patients, queue, templates, SqliteStore};
+use super::{audit, callbacks, messages, patients, phi, queue, templates, SqliteStore};
 use crate::domain::ids::{BatchId, PatientId, TemplateId, TenantId};
 use crate::domain::message::{MessageId, PatientPreferences};
 use crate::domain::template::Template;
 use crate::store::outbound::{
     AttemptUpdate, AuditEntry, AuditFilter, AuditRecord, BatchStatus, CallbackOutcome,
-    CallbackTarget, CallbackUpdate, ClaimedMessage, EnqueueFeed, EnqueueOutcome, MessageEvent,
-    MessageFilter, MessageRecord, MessageStats, NewBatch, OutboundStore, StoredTemplate,
-    TemplateFilter, TemplateVersion,
+    CallbackTarget, CallbackUpdate, ClaimedMessage, EnqueueFeed, EnqueueOutcome, ErasureAudit,
+    ErasureCounts, MessageEvent, MessageFilter, MessageRecord, MessageStats, NewBatch,
+    OutboundStore, PhiScope, RedactionCounts, StoredTemplate, TemplateFilter, TemplateVersion,
 };
 use crate::store::{IdempotencyClaim, Page, PageRequest, StoreError};
 
@@ -255,6 +255,38 @@ impl OutboundStore for SqliteStore {
 
     async fn pending_messages(&self) -> Result<u64, StoreError> {
         messages::pending_messages(self).await
+    }
+
+    async fn count_messages(
+        &self,
+        tenant: &TenantId,
+        filter: &MessageFilter,
+    ) -> Result<u64, StoreError> {
+        messages::count_messages(self, tenant, filter).await
+    }
+
+    async fn redact_phi(
+        &self,
+        scope: &PhiScope,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RedactionCounts, StoreError> {
+        phi::redact_phi(self, scope, cutoff, limit, now).await
+    }
+
+    async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient: &PatientId,
+        audit: ErasureAudit<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ErasureCounts>, StoreError> {
+        phi::erase_patient(self, tenant, patient, audit, now).await
+    }
+
+    async fn record_audit(&self, tenant: &TenantId, entry: &AuditEntry) -> Result<(), StoreError> {
+        audit::record(self, tenant, entry).await
     }
 
     async fn list_audit(

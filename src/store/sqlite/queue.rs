@@ -10,6 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::mpsc;
 
 use super::messages::insert_events;
+use super::phi::scrub_late_texts;
 use super::{audit, map_err, millis, SqliteStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{MessageId, MessageStatus};
@@ -246,7 +247,7 @@ pub(super) async fn finish_attempt(
 ) -> Result<bool, StoreError> {
     let mut tx = store.begin_write().await?;
     let row = sqlx::query(
-        "SELECT status FROM messages WHERE tenant_id = ? AND id = ? AND lease_token = ?",
+        "SELECT status, redacted_at FROM messages WHERE tenant_id = ? AND id = ? AND lease_token = ?",
     )
     .bind(tenant.as_str())
     .bind(id.to_string())
@@ -259,6 +260,7 @@ pub(super) async fn finish_attempt(
     };
     let current = MessageStatus::parse(row.get(0))
         .map_err(|e| StoreError::Internal(format!("bad message row: {e}")))?;
+    let redacted = row.get::<Option<i64>, _>(1).is_some();
     let Some(plan) = plan_finish(current, update, now)? else {
         return Ok(false);
     };
@@ -296,6 +298,10 @@ pub(super) async fn finish_attempt(
         })
         .collect();
     insert_events(&mut tx, tenant, &events).await?;
+    if redacted {
+        // The patient was erased while this send was in flight.
+        scrub_late_texts(&mut tx, tenant, id).await?;
+    }
     tx.commit().await.map_err(map_err)?;
     Ok(true)
 }

@@ -1,0 +1,256 @@
+//! The PHI lifecycle on PostgreSQL: the retention job's bounded redaction pass and the
+//! one-transaction erasure of a patient. What is removed is decided once in
+//! `store::columns::phi`; this file only says it in PostgreSQL's words. The
+//! retention pass takes its rows `FOR UPDATE SKIP LOCKED`, so the jobs of several
+//! nodes share the work instead of waiting on each other.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+use super::messages::insert_events;
+use super::{audit, map_err, millis, PostgresStore};
+use crate::domain::ids::{PatientId, TenantId};
+use crate::domain::message::MessageId;
+use crate::store::columns::outbound::NewEvent;
+use crate::store::columns::phi::{
+    push_phi_scope, redact_message_set, PHI_EVENT_KEYS, REDACTED_PAYLOAD,
+};
+use crate::store::outbound::{ErasureAudit, ErasureCounts, PhiScope, RedactionCounts};
+use crate::store::StoreError;
+
+fn message_set() -> String {
+    redact_message_set("'{}'::jsonb")
+}
+
+/// Removes the provider and free texts from the event trails of `ids` (one tenant's).
+/// `detail` is JSON (kept byte for byte elsewhere); the keys are removed through JSONB.
+async fn strip_event_texts(
+    conn: &mut PgConnection,
+    tenant: &str,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE message_events SET detail = (detail::jsonb - $3::text[])::json
+         WHERE tenant_id = $1 AND message_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .bind(&PHI_EVENT_KEYS[..])
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// For a message redacted while a send or a callback about it was in flight: removes
+/// the texts that attempt just wrote (its error, the provider's answer), in the same
+/// transaction, so an erasure stays complete whatever was running.
+pub(super) async fn scrub_late_texts(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    id: MessageId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET last_error = NULL WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    strip_event_texts(conn, tenant.as_str(), &[id.to_string()]).await
+}
+
+pub(super) async fn redact_phi(
+    store: &PostgresStore,
+    scope: &PhiScope,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<RedactionCounts, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "UPDATE messages SET {}, redacted_at = ",
+        message_set()
+    ));
+    qb.push_bind(millis(now))
+        .push(" WHERE seq IN (SELECT seq FROM messages WHERE redacted_at IS NULL")
+        .push(" AND status NOT IN ('queued', 'sending') AND created_at < ")
+        .push_bind(millis(cutoff));
+    push_phi_scope(&mut qb, scope);
+    qb.push(" ORDER BY created_at LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(" FOR UPDATE SKIP LOCKED) RETURNING tenant_id, id");
+    let mut rows: Vec<(String, String)> = qb
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    rows.sort();
+    for group in rows.chunk_by(|a, b| a.0 == b.0) {
+        let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
+        strip_event_texts(&mut tx, &group[0].0, &ids).await?;
+    }
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE clinic_events SET payload = ");
+    qb.push_bind(REDACTED_PAYLOAD)
+        .push(", redacted_at = ")
+        .push_bind(millis(now))
+        .push(" WHERE seq IN (SELECT seq FROM clinic_events WHERE redacted_at IS NULL")
+        .push(" AND received_at < ")
+        .push_bind(millis(cutoff));
+    push_phi_scope(&mut qb, scope);
+    qb.push(" ORDER BY received_at LIMIT ")
+        .push_bind(i64::from(limit))
+        .push(" FOR UPDATE SKIP LOCKED)");
+    let events = qb
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+    tx.commit().await.map_err(map_err)?;
+    Ok(RedactionCounts {
+        messages: rows.len() as u64,
+        events,
+    })
+}
+
+/// Marks a clinic event's messages as being about its patient (the staff notices are
+/// not addressed to them but name them), so an erasure finds them.
+pub(super) async fn mark_about_patient(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    patient: &PatientId,
+    ids: &[MessageId],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    sqlx::query("UPDATE messages SET about_patient_id = $1 WHERE tenant_id = $2 AND id = ANY($3)")
+        .bind(patient.as_str())
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Cancels the patient's queued messages (before their patient id goes) with a
+/// `cancelled` event each; returns how many.
+async fn cancel_queued(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    patient: &PatientId,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
+         WHERE tenant_id = $2 AND (patient_id = $3 OR about_patient_id = $3)
+           AND status = 'queued' RETURNING id",
+    )
+    .bind(millis(now))
+    .bind(tenant.as_str())
+    .bind(patient.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let events = ids
+        .iter()
+        .map(|id| {
+            Ok(NewEvent {
+                id: MessageId::parse(id)
+                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
+                event: "cancelled".to_owned(),
+                at: now,
+                detail: r#"{"reason":"patient_erased"}"#.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_events(conn, tenant, &events).await?;
+    Ok(ids.len() as u64)
+}
+
+pub(super) async fn erase_patient(
+    store: &PostgresStore,
+    tenant: &TenantId,
+    patient: &PatientId,
+    audit: ErasureAudit<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<ErasureCounts>, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let (t, p, at) = (tenant.as_str(), patient.as_str(), millis(now));
+    let preferences =
+        sqlx::query("DELETE FROM patient_preferences WHERE tenant_id = $1 AND patient_id = $2")
+            .bind(t)
+            .bind(p)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            > 0;
+    let cancelled = cancel_queued(&mut tx, tenant, patient, now).await?;
+    let sql = format!(
+        "UPDATE messages SET {}, patient_id = NULL, about_patient_id = NULL,
+           redacted_at = COALESCE(redacted_at, $1), updated_at = $1
+         WHERE tenant_id = $2 AND (patient_id = $3 OR about_patient_id = $3) RETURNING id",
+        message_set()
+    );
+    let ids: Vec<String> = sqlx::query_scalar(&sql)
+        .bind(at)
+        .bind(t)
+        .bind(p)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    strip_event_texts(&mut tx, t, &ids).await?;
+    let events = sqlx::query(
+        "UPDATE clinic_events SET payload = $1, patient_id = NULL,
+           redacted_at = COALESCE(redacted_at, $2)
+         WHERE tenant_id = $3 AND patient_id = $4",
+    )
+    .bind(REDACTED_PAYLOAD)
+    .bind(at)
+    .bind(t)
+    .bind(p)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?
+    .rows_affected();
+    let counts = ErasureCounts {
+        messages: ids.len() as u64,
+        cancelled,
+        events,
+        preferences,
+    };
+    let erased_before: Option<i64> = sqlx::query_scalar(
+        "SELECT erased_at FROM erased_patients WHERE tenant_id = $1 AND patient_id = $2",
+    )
+    .bind(t)
+    .bind(p)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if counts == ErasureCounts::default() && erased_before.is_none() {
+        tx.rollback().await.map_err(map_err)?;
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO erased_patients (tenant_id, patient_id, erased_at) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, patient_id) DO UPDATE SET erased_at = excluded.erased_at",
+    )
+    .bind(t)
+    .bind(p)
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    audit::insert(&mut tx, tenant, &audit(&counts)).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Some(counts))
+}
