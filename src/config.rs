@@ -309,6 +309,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn phi_retention_keys_are_validated_and_named() {
+        let c = Config::load(None).expect("defaults");
+        assert_eq!(
+            (c.retention.phi_days, c.retention.phi_batch_rows),
+            (90, 500)
+        );
+        let mut bad = c.clone();
+        bad.retention.phi_batch_rows = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("retention.phi_batch_rows"), "{e}");
+        let mut bad = c.clone();
+        bad.retention.phi_days = 40_000;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retention.phi_days"));
+        let mut bad = c.clone();
+        bad.retention
+            .tenants
+            .insert("no spaces".into(), TenantRetention { phi_days: 7 });
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("retention.tenants.no spaces"), "{e}");
+        let mut ok = c;
+        ok.retention
+            .tenants
+            .insert("clinic-a".into(), TenantRetention { phi_days: 0 });
+        ok.validate().expect("0 keeps a tenant's data");
+        let settings = ok.retention.settings();
+        assert_eq!(settings.phi.default_days, 90);
+        assert_eq!(settings.phi.tenants.len(), 1);
+    }
+
+    #[test]
     fn development_mode_is_loopback_only() {
         let mut c = Config::load(None).expect("defaults");
         assert!(c.is_development(), "the default listens on 127.0.0.1");

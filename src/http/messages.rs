@@ -357,7 +357,7 @@ pub(super) fn message_filter(q: &MessageQuery) -> Result<MessageFilter, ApiError
     })
 }
 
-/// List messages, newest first, with filters. Audited (`messages.listed`).
+/// List messages, newest first, with filters. Audited (`read.messages`).
 #[utoipa::path(
     get, path = "/v1/messages", tag = "messages", params(MessageQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody),
@@ -382,7 +382,7 @@ async fn list_messages(
 }
 
 /// One message with its variables and its event timeline (oldest first). Audited
-/// (`message.viewed`). A redacted message has `"body": null` and a `redacted_at`.
+/// (`read.message`). A redacted message has `"body": null` and a `redacted_at`.
 #[utoipa::path(
     get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
     responses((status = 200, body = MessageDetailWire), (status = 401, body = ErrorBody),

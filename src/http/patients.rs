@@ -25,7 +25,7 @@ fn patient_id(raw: &str) -> Result<PatientId, ServiceError> {
 }
 
 /// A patient's messaging preferences. A patient the clinic never configured gets
-/// the defaults a message would use (`"stored": false`). Audited (`patient.viewed`).
+/// the defaults a message would use (`"stored": false`). Audited (`read.patient`).
 #[utoipa::path(
     get, path = "/v1/patients/{patient_id}/preferences", tag = "patients",
     params(("patient_id" = String, Path)),

@@ -73,7 +73,7 @@ pub struct AuditEntry {
     /// What, dotted: `template.create`, `template.update`, `template.delete`,
     /// `template.toggle`, `message.retry`, `message.cancel`, `message.cancel_group`,
     /// `message.bulk`, `patient.preferences`, `patient.erased`; reads of patient data:
-    /// `message.viewed`, `messages.listed`, `messages.exported`, `patient.viewed`.
+    /// `read.message`, `read.messages`, `read.export`, `read.patient`.
     pub action: String,
     /// The object acted on (`template:<id>`, `message:<id>`, `group:<key>`,
     /// `batch:<id>`, `patient:<id>`).

@@ -482,7 +482,7 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
 
     let (s, _) = call(&app, &desk, Method::GET, &format!("/v1/messages/{id}")).await;
     assert_eq!(s, StatusCode::OK);
-    let viewed = audit(&app, "action=message.viewed").await;
+    let viewed = audit(&app, "action=read.message").await;
     assert_eq!(viewed.len(), 1, "{viewed:?}");
     assert_eq!(viewed[0]["actor"], "user:desk-7");
     assert_eq!(viewed[0]["target"], format!("message:{id}"));
@@ -496,7 +496,7 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let listed = audit(&app, "action=messages.listed").await;
+    let listed = audit(&app, "action=read.messages").await;
     assert_eq!(listed.len(), 1);
     assert!(listed[0]["actor"].as_str().unwrap().starts_with("api_key:"));
     assert_eq!(listed[0]["detail"]["rows"], 1);
@@ -514,7 +514,7 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let exported = audit(&app, "action=messages.exported").await;
+    let exported = audit(&app, "action=read.export").await;
     assert_eq!(exported.len(), 1);
     assert_eq!(exported[0]["actor"], "user:desk-7");
     assert_eq!(exported[0]["detail"]["rows"], 1);
@@ -522,7 +522,7 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
 
     let (s, _) = call(&app, &desk, Method::GET, "/v1/patients/p-read/preferences").await;
     assert_eq!(s, StatusCode::OK);
-    let viewed = audit(&app, "action=patient.viewed").await;
+    let viewed = audit(&app, "action=read.patient").await;
     assert_eq!(viewed.len(), 1);
     assert_eq!(viewed[0]["target"], "patient:p-read");
     assert_eq!(viewed[0]["actor"], "user:desk-7");
@@ -536,5 +536,5 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_eq!(audit(&app, "action=message.viewed").await.len(), 1);
+    assert_eq!(audit(&app, "action=read.message").await.len(), 1);
 }

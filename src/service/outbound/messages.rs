@@ -20,7 +20,7 @@ fn wrong_status(action: &str, allowed: &str, status: MessageStatus) -> ServiceEr
 }
 
 impl Outbound {
-    /// A page of messages, audited as `messages.listed` (the filter and the rows shown).
+    /// A page of messages, audited as `read.messages` (the filter and the rows shown).
     pub async fn list_messages(
         &self,
         tenant: &TenantId,
@@ -30,12 +30,12 @@ impl Outbound {
     ) -> Result<Page<MessageRecord>, ServiceError> {
         let page = self.store.list_messages(tenant, filter, page).await?;
         let detail = json!({"filter": filter_summary(filter), "rows": page.items.len()});
-        self.audit_read(tenant, actor, "messages.listed", "messages".into(), detail)
+        self.audit_read(tenant, actor, "read.messages", "messages".into(), detail)
             .await?;
         Ok(page)
     }
 
-    /// A message and its event trail (oldest first), audited as `message.viewed`.
+    /// A message and its event trail (oldest first), audited as `read.message`.
     pub async fn message(
         &self,
         tenant: &TenantId,
@@ -52,7 +52,7 @@ impl Outbound {
         self.audit_read(
             tenant,
             actor,
-            "message.viewed",
+            "read.message",
             format!("message:{id}"),
             detail,
         )
@@ -60,7 +60,7 @@ impl Outbound {
         Ok((record, events))
     }
 
-    /// Audits an export before its first row leaves (`messages.exported`, with the
+    /// Audits an export before its first row leaves (`read.export`, with the
     /// filter and the rows it matches now), so a download cut short is logged too.
     pub async fn audit_export(
         &self,
@@ -70,14 +70,8 @@ impl Outbound {
     ) -> Result<(), ServiceError> {
         let rows = self.store.count_messages(tenant, filter).await?;
         let detail = json!({"filter": filter_summary(filter), "rows": rows});
-        self.audit_read(
-            tenant,
-            actor,
-            "messages.exported",
-            "messages".into(),
-            detail,
-        )
-        .await
+        self.audit_read(tenant, actor, "read.export", "messages".into(), detail)
+            .await
     }
 
     /// Manual retry of a `failed` or `bounced` message (else 409 `invalid_status`):

@@ -79,7 +79,7 @@ pub fn parse_preferences(draft: PreferencesDraft) -> Result<PatientPreferences, 
 impl Outbound {
     /// The stored preferences, or the defaults a message to this patient would use
     /// (`stored` says which).
-    /// Audited as `patient.viewed` (a read of the patient's contact details).
+    /// Audited as `read.patient` (a read of the patient's contact details).
     pub async fn patient_preferences(
         &self,
         tenant: &TenantId,
@@ -94,7 +94,7 @@ impl Outbound {
         self.audit_read(
             tenant,
             actor,
-            "patient.viewed",
+            "read.patient",
             format!("patient:{patient}"),
             detail,
         )
