@@ -279,8 +279,8 @@ async fn verify(state: &AppState, token: Option<&str>) -> Result<Principal, Auth
     }
 }
 
-/// A refused credential: counted, logged (address, reason, at most the key's
-/// public prefix: never a secret or a token), charged to the client's address.
+/// A refused credential: counted, logged (address, reason, at most a generated
+/// key's public prefix: never a secret or a token), charged to the client's address.
 fn refused(
     state: &AppState,
     client: Option<std::net::IpAddr>,
@@ -288,8 +288,10 @@ fn refused(
     why: Refusal,
 ) -> ApiError {
     metrics::counter!("tidings_auth_failures_total", "reason" => why.reason()).increment(1);
+    // Only a generated key's handle is public (a configured development key may be
+    // short enough for its first characters to be most of it).
     let key_prefix = token
-        .filter(|t| !looks_like_jwt(t))
+        .filter(|t| t.starts_with(crate::service::auth::API_KEY_PREFIX) && !looks_like_jwt(t))
         .map(crate::service::auth::key_prefix);
     tracing::warn!(
         client = client.map(|c| c.to_string()),

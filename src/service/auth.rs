@@ -23,7 +23,8 @@ use crate::domain::Invalid;
 use crate::hub::Hub;
 use crate::store::{SigningSecret, Store, StoreError, TenantSecrets, TokenRevocation};
 
-const API_KEY_PREFIX: &str = "tdk_";
+/// What every generated API key starts with.
+pub const API_KEY_PREFIX: &str = "tdk_";
 /// Characters of a key kept in clear as its public handle (for listing and revoking).
 const KEY_HANDLE_LEN: usize = 12;
 /// Beyond this many cached credentials the cache is cleared rather than grown:
@@ -209,6 +210,9 @@ impl TenantKeys {
     }
 }
 
+/// What a key hash was found to be: its tenant and public prefix, or why it is refused.
+type KeyVerdict = Result<(TenantId, String), Refusal>;
+
 /// Settings of the [`Authenticator`].
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -226,7 +230,7 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     settings: AuthSettings,
-    keys: DashMap<String, Cached<Result<(TenantId, String), Refusal>>>,
+    keys: DashMap<String, Cached<KeyVerdict>>,
     tenants: DashMap<TenantId, Cached<Option<Arc<TenantKeys>>>>,
     /// Request quotas and failed-authentication throttling (the HTTP edge asks).
     pub limits: RateLimits,
