@@ -20,6 +20,10 @@ LABEL=${LABEL:-}
 
 export TIDINGS_LOAD_URL=http://127.0.0.1:$PORT TIDINGS_LOAD_TENANT=bench
 export TIDINGS_LOAD_API_KEY=bench-key-0123456789 TIDINGS_LOAD_JWT_SECRET=bench-secret-0123456789abcdef
+# One key publishes 10,000–20,000/s here: request quotas far above that (the
+# defaults, config/tidings.toml [rate_limits], suit a clinic, not a benchmark).
+export TIDINGS_RATE_LIMITS__PER_KEY_PER_SEC=1000000 TIDINGS_RATE_LIMITS__PER_KEY_BURST=1000000
+export TIDINGS_RATE_LIMITS__PER_TENANT_PER_SEC=1000000 TIDINGS_RATE_LIMITS__PER_TENANT_BURST=1000000
 
 start_hub() {
   BENCH=$(mktemp -d)

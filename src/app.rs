@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::domain::ids::{NodeId, TenantId};
 use crate::http::{self, AppState, HttpOptions, RealtimeSettings};
 use crate::hub::{Hub, HubConfig};
-use crate::service::auth::{self, Authenticator};
+use crate::service::auth::{self, AuthSettings, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::events::ClinicEvents;
@@ -26,6 +26,7 @@ use crate::service::outbound::dispatch::{DispatchSettings, Dispatcher};
 use crate::service::outbound::routing::ProviderRouting;
 use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
+use crate::service::ratelimit::RateLimits;
 use crate::service::realtime::Realtime;
 use crate::service::retention;
 use crate::store::outbound::OutboundStore;
@@ -153,7 +154,12 @@ impl App {
             events,
             auth: Arc::new(Authenticator::new(
                 store.clone(),
-                Duration::from_secs(config.auth.cache_ttl_secs),
+                hub.clone(),
+                AuthSettings {
+                    cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
+                    max_token_ttl: Duration::from_secs(config.auth.max_token_ttl_secs),
+                },
+                RateLimits::new(&config.rate_limits),
             )),
             publisher,
             inbox: Arc::new(Inbox::new(store.clone(), hub.clone())),
@@ -239,6 +245,7 @@ impl App {
             stopping.clone(),
         ));
         let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
+        let revocations = tokio::spawn(self.state.auth.clone().watch_revocations(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
         let signal = {
@@ -271,11 +278,14 @@ impl App {
             tracing::warn!("outbound sends still in flight after the grace period; they are claimed again after their lease");
         }
         retention.abort();
+        revocations.abort();
         Ok(())
     }
 }
 
-/// Makes sure the development tenant exists; returns its credentials if this start created them.
+/// Makes sure the development tenant exists; returns its credentials if this start
+/// created them. Generated credentials only in development mode (loopback listen
+/// address); configured ones (`dev_api_key`, `dev_jwt_secret`) always.
 async fn ensure_dev_tenant(
     store: &dyn Store,
     config: &Config,
@@ -298,6 +308,15 @@ async fn ensure_dev_tenant(
         }
         (true, true) => {
             if store.tenant_exists(&tenant).await? {
+                return Ok(None);
+            }
+            if !config.is_development() {
+                // A hub others can reach never makes credentials up by itself.
+                tracing::warn!(
+                    listen = %config.listen,
+                    "no development tenant created: the hub listens beyond loopback; \
+                     create a tenant with `tidings tenant create ID --name NAME`"
+                );
                 return Ok(None);
             }
             let (key, secret) = auth::create_tenant(store, &tenant, tenant.as_str())

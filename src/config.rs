@@ -32,6 +32,7 @@ pub struct Config {
     pub hub: HubSection,
     pub publish: PublishSection,
     pub auth: AuthSection,
+    pub rate_limits: RateLimitsSection,
     pub retention: RetentionSection,
     pub shutdown: ShutdownSection,
     pub events: events::EventsSection,
@@ -67,6 +68,22 @@ pub struct PublishSection {
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub cache_ttl_secs: u64,
+    /// Longest a user token may live (`exp - iat`, and `exp - now`), checked on verify.
+    pub max_token_ttl_secs: u64,
+}
+
+/// Request quotas (token buckets). `*_per_sec = 0` turns that limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSection {
+    pub per_key_per_sec: u32,
+    pub per_key_burst: u32,
+    pub per_tenant_per_sec: u32,
+    pub per_tenant_burst: u32,
+    pub failed_auth_per_min: u32,
+    pub failed_auth_burst: u32,
+    /// Most keys (API keys, tenants, client addresses) each limiter tracks.
+    pub max_tracked_keys: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +185,7 @@ const ENV_KEYS: &[&str] = &[
     "hub",
     "publish",
     "auth",
+    "rate_limits",
     "retention",
     "shutdown",
     "events",
@@ -268,6 +286,10 @@ impl Config {
         if self.publish.max_batch_rows == 0 {
             return bad("publish.max_batch_rows", "must be at least 1");
         }
+        if self.auth.max_token_ttl_secs < 60 {
+            return bad("auth.max_token_ttl_secs", "must be at least 60");
+        }
+        self.rate_limits.validate()?;
         self.retention.validate()?;
         // Rules and texts are read and validated here so a bad rule stops the start
         // like any other configuration error (exit 2), naming the rule.
@@ -301,6 +323,31 @@ impl Config {
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.database.statement_timeout_ms),
         }
+    }
+}
+
+impl RateLimitsSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str| {
+            Err(ConfigError(format!(
+                "key `rate_limits.{key}`: must be at least 1 when its rate is set"
+            )))
+        };
+        if self.per_key_per_sec > 0 && self.per_key_burst == 0 {
+            return bad("per_key_burst");
+        }
+        if self.per_tenant_per_sec > 0 && self.per_tenant_burst == 0 {
+            return bad("per_tenant_burst");
+        }
+        if self.failed_auth_per_min > 0 && self.failed_auth_burst == 0 {
+            return bad("failed_auth_burst");
+        }
+        if self.max_tracked_keys < 100 {
+            return Err(ConfigError(
+                "key `rate_limits.max_tracked_keys`: must be at least 100".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
-//! The `tidings` command: `serve`, `tenant create`, `apikey create|revoke`, `openapi`.
+//! The `tidings` command: `serve`, `tenant create|rotate-secret`, `apikey create|revoke`, `openapi`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tidings::app::App;
@@ -56,6 +57,17 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a tenant a new JWT signing secret; prints it once. Tokens of the old
+    /// secret stay valid for the overlap (default: auth.max_token_ttl_secs).
+    RotateSecret {
+        id: String,
+        /// Seconds the old secret keeps verifying tokens (0: at once, e.g. after a leak).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+        /// Print one JSON object {"tenant_id", "kid", "jwt_secret", "previous_valid_until"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,8 +79,13 @@ enum ApikeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke every key that starts with this prefix (at least 8 characters).
-    Revoke { key_prefix: String },
+    /// Revoke one key of a tenant by its prefix (the first 12 characters, as
+    /// printed at creation; exact and case-sensitive).
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        key_prefix: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -148,19 +165,47 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey {
-            command: ApikeyCommand::Revoke { key_prefix },
+            command: ApikeyCommand::Revoke { tenant, key_prefix },
         } => {
-            if key_prefix.len() < 8 {
-                anyhow::bail!(
-                    "key prefix must be at least 8 characters, to revoke one key and not many"
+            let store = store::open(&config.store_options()).await?;
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
+            if !store.revoke_api_key(&tenant, &key_prefix).await? {
+                anyhow::bail!("tenant {tenant} has no active key with prefix {key_prefix}");
+            }
+            println!("revoked: 1");
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::RotateSecret {
+                    id,
+                    overlap_secs,
+                    json,
+                },
+        } => {
+            let store = store::open(&config.store_options()).await?;
+            let tenant = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
+            let overlap = overlap_secs.unwrap_or(config.auth.max_token_ttl_secs);
+            let r = auth::rotate_secret(store.as_ref(), &tenant, Duration::from_secs(overlap))
+                .await
+                .map_err(|e| match e {
+                    tidings::service::ServiceError::NotFound => {
+                        anyhow::anyhow!("no tenant {tenant}")
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
+            let until = r.previous_valid_until.to_rfc3339();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.as_str(), "kid": r.kid, "jwt_secret": r.jwt_secret, "previous_valid_until": until})
+                );
+            } else {
+                println!(
+                    "tenant_id: {tenant}\nkid: {}\njwt_secret: {}\nprevious_valid_until: {until}",
+                    r.kid, r.jwt_secret
                 );
             }
-            let store = store::open(&config.store_options()).await?;
-            let n = store.revoke_api_keys(&key_prefix).await?;
-            if n == 0 {
-                anyhow::bail!("no active key starts with {key_prefix}");
-            }
-            println!("revoked: {n}");
             Ok(())
         }
     }

@@ -12,6 +12,7 @@ pub mod frames;
 pub mod inbox;
 pub mod outbound;
 pub mod publish;
+pub mod ratelimit;
 pub mod realtime;
 pub mod retention;
 

@@ -100,8 +100,85 @@ pub trait TenantStore: Send + Sync {
         key_hash: &str,
     ) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
-    /// Revokes every key whose prefix starts with `prefix`; returns how many.
-    async fn revoke_api_keys(&self, prefix: &str) -> Result<u64, StoreError>;
+    /// Revokes the tenant's active key whose prefix is exactly `prefix` (case
+    /// sensitive); false when there is none.
+    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError>;
+    /// The secrets that verify the tenant's tokens, `None` without the tenant.
+    async fn jwt_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError>;
+    /// Makes `next` the signing secret; the current one keeps verifying until
+    /// `previous_until` (unix millis). `NotFound` without the tenant.
+    async fn rotate_jwt_secret(
+        &self,
+        tenant: &TenantId,
+        next: &SigningSecret,
+        previous_until: i64,
+    ) -> Result<(), StoreError>;
+    /// Refuses the user's tokens issued before `not_before` (unix millis); a later
+    /// stamp is never replaced by an earlier one. `now` is when it was written.
+    async fn revoke_user_tokens(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        not_before: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The tenant's per-user stamps later than `since` (unix millis).
+    async fn token_revocations(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<Vec<(UserId, i64)>, StoreError>;
+    /// Stamps written after `since` (unix millis), every tenant: what each node polls
+    /// to close the live connections of users revoked through another node.
+    async fn recent_token_revocations(
+        &self,
+        since: i64,
+    ) -> Result<Vec<TokenRevocation>, StoreError>;
+}
+
+/// A tenant's token-signing secret and the id (`kid` header) tokens name it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSecret {
+    pub kid: String,
+    pub secret: String,
+}
+
+/// What verifies a tenant's tokens: the current secret (it signs new tokens) and,
+/// during a rotation's overlap, the previous one until `previous_until` (unix millis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSecrets {
+    pub current: SigningSecret,
+    pub previous: Option<(SigningSecret, i64)>,
+}
+
+/// The `tenants` columns of a secret, in the order both backends select them:
+/// `jwt_kid, jwt_secret, previous_jwt_kid, previous_jwt_secret, previous_valid_until`.
+pub(crate) type SecretColumns = (String, String, Option<String>, Option<String>, Option<i64>);
+
+/// The SELECT list matching [`SecretColumns`].
+pub(crate) const SECRET_COLUMNS: &str =
+    "jwt_kid, jwt_secret, previous_jwt_kid, previous_jwt_secret, previous_valid_until";
+
+impl TenantSecrets {
+    pub(crate) fn from_columns((kid, secret, pkid, psecret, until): SecretColumns) -> Self {
+        let previous = match (pkid, psecret, until) {
+            (Some(kid), Some(secret), Some(until)) => Some((SigningSecret { kid, secret }, until)),
+            _ => None,
+        };
+        TenantSecrets {
+            current: SigningSecret { kid, secret },
+            previous,
+        }
+    }
+}
+
+/// One "revoke every token of this user" stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRevocation {
+    pub tenant: TenantId,
+    pub user: UserId,
+    /// Tokens issued before this (unix millis) are refused.
+    pub not_before: i64,
 }
 
 #[async_trait]

@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{encode_cursor, page_request, parse_json, read_body, Admin, ApiKey, ApiQuery};
+use super::extract::{
+    encode_cursor, page_request, parse_json, read_body, ApiKey, ApiQuery, FullAdmin,
+};
 use super::AppState;
 use crate::domain::clinic_event::ClinicEvent;
 use crate::domain::ids::AppointmentId;
@@ -62,7 +64,8 @@ pub(super) struct EventQuery {
     pub cursor: Option<String>,
 }
 
-/// The event log, newest first (every event received, with what it caused).
+/// The event log, newest first (every event received, with what it caused). API key
+/// or `admin` token: the payloads name patients, so `front_desk` gets 403.
 #[utoipa::path(
     get, path = "/v1/events", tag = "clinic events",
     params(EventQuery),
@@ -72,7 +75,7 @@ pub(super) struct EventQuery {
 )]
 async fn list_events(
     State(state): State<AppState>,
-    admin: Admin,
+    FullAdmin(admin): FullAdmin,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<EventPage>> {
     let page = page_request(q.limit, q.cursor.as_deref())?;

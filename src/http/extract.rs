@@ -9,11 +9,15 @@ use bytes::Bytes;
 use serde::de::{Deserialize, DeserializeOwned};
 use sha2::{Digest, Sha256};
 
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::auth::{Principal, Role, UserPrincipal};
 use crate::domain::ids::TenantId;
+use crate::service::auth::{AuthError, Refusal};
 use crate::service::outbound::audit::Actor;
+use crate::service::ratelimit::Limited;
+use crate::service::ServiceError;
 use crate::store::{IdempotencyClaim, PageRequest};
 
 pub const LIMIT_DEFAULT: u32 = 50;
@@ -228,19 +232,91 @@ fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
-async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, ApiError> {
-    let token = token.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer credential",
-        )
-    })?;
-    if looks_like_jwt(&token) {
-        Ok(Principal::User(state.auth.user_token(&token).await?))
-    } else {
-        Ok(state.auth.api_key(&token).await?)
+/// Checks the request's credential, throttling failures per client address and
+/// charging successes to their key's and tenant's quotas. `realtime` requests (WS,
+/// SSE) may carry the token in `?token=` and are not charged to the request
+/// quotas: they are one request per connection.
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    realtime: bool,
+) -> Result<Principal, ApiError> {
+    let client = parts.extensions.get::<ClientIp>().map(|c| c.0);
+    if let Some(addr) = client {
+        state
+            .auth
+            .limits
+            .check_address(addr)
+            .map_err(rate_limited)?;
     }
+    let token = bearer(parts, realtime);
+    match verify(state, token.as_deref()).await {
+        Ok(principal) => {
+            if !realtime {
+                let key = match &principal {
+                    Principal::ApiKey { key_prefix, .. } => Some(key_prefix.as_str()),
+                    Principal::User(_) => None,
+                };
+                state
+                    .auth
+                    .limits
+                    .check_request(principal.tenant(), key)
+                    .map_err(rate_limited)?;
+            }
+            Ok(principal)
+        }
+        Err(AuthError::Refused(why)) => Err(refused(state, client, token.as_deref(), why)),
+        Err(AuthError::Failed(e)) => Err(e.into()),
+    }
+}
+
+async fn verify(state: &AppState, token: Option<&str>) -> Result<Principal, AuthError> {
+    let token = token.ok_or(Refusal::Missing)?;
+    if looks_like_jwt(token) {
+        Ok(Principal::User(state.auth.user_token(token).await?))
+    } else {
+        state.auth.api_key(token).await
+    }
+}
+
+/// A refused credential: counted, logged (address, reason, at most a generated
+/// key's public prefix: never a secret or a token), charged to the client's address.
+fn refused(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    token: Option<&str>,
+    why: Refusal,
+) -> ApiError {
+    metrics::counter!("tidings_auth_failures_total", "reason" => why.reason()).increment(1);
+    // Only a generated key's handle is public (a configured development key may be
+    // short enough for its first characters to be most of it).
+    let key_prefix = token
+        .filter(|t| t.starts_with(crate::service::auth::API_KEY_PREFIX) && !looks_like_jwt(t))
+        .map(crate::service::auth::key_prefix);
+    tracing::warn!(
+        client = client.map(|c| c.to_string()),
+        reason = why.reason(),
+        key_prefix,
+        "authentication failed"
+    );
+    if let Some(addr) = client {
+        if let Err(limited) = state.auth.limits.record_failure(addr) {
+            return rate_limited(limited);
+        }
+    }
+    ServiceError::from(why).into()
+}
+
+/// 429 in the contract's shape, with `Retry-After` in whole seconds (at least 1).
+fn rate_limited(limited: Limited) -> ApiError {
+    metrics::counter!("tidings_rate_limited_total", "scope" => limited.scope).increment(1);
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests ({} quota); retry later", limited.scope),
+    );
+    e.retry_after = Some(limited.retry_after.as_secs_f64().ceil().max(1.0) as u64);
+    e
 }
 
 /// An API key (server to server). A user token here is authenticated but not allowed: 403.
@@ -252,7 +328,7 @@ impl FromRequestParts<AppState> for ApiKey {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match authenticate(state, bearer(parts, false)).await? {
+        match authenticate(parts, state, false).await? {
             Principal::ApiKey { tenant, .. } => Ok(ApiKey(tenant)),
             Principal::User(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -272,7 +348,7 @@ impl FromRequestParts<AppState> for User {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match authenticate(state, bearer(parts, false)).await? {
+        match authenticate(parts, state, false).await? {
             Principal::User(u) => Ok(User(u)),
             Principal::ApiKey { .. } => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -320,7 +396,7 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match authenticate(state, bearer(parts, false)).await? {
+        match authenticate(parts, state, false).await? {
             Principal::ApiKey { tenant, key_prefix } => Ok(Admin {
                 tenant,
                 access: AdminAccess::Full,
@@ -347,9 +423,31 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// An API key or an `admin` token: admin endpoints the contract does not open to
+/// `front_desk` (the clinic-event log holds patient names and phones).
+pub struct FullAdmin(pub Admin);
+
+impl FromRequestParts<AppState> for FullAdmin {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let admin = Admin::from_request_parts(parts, state).await?;
+        if admin.access != AdminAccess::Full {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs an API key or an admin token",
+            ));
+        }
+        Ok(FullAdmin(admin))
+    }
+}
+
 /// A user token from the header or `?token=` (WebSocket and SSE).
 pub async fn realtime_user(parts: &Parts, state: &AppState) -> Result<UserPrincipal, ApiError> {
-    match authenticate(state, bearer(parts, true)).await? {
+    match authenticate(parts, state, true).await? {
         Principal::User(u) => Ok(u),
         Principal::ApiKey { .. } => Err(ApiError::new(
             StatusCode::FORBIDDEN,

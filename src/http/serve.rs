@@ -25,7 +25,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client_ip::ClientIp;
 use super::sse_direct::{is_sse_request, DirectSse, PEEK_LEN};
+use tower::ServiceExt;
 
 /// Connections the kernel may hold completed but not yet accepted (capped by
 /// `net.core.somaxconn`). The usual default of 128 overflowed in a reconnect storm
@@ -75,16 +77,17 @@ pub async fn serve(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_error(e).await;
                     continue;
                 }
             },
         };
+        let (stream, peer) = stream;
         // Frames are small and already batched per flush: send them now.
         let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, shared.clone()));
+        connections.spawn(connection(stream, peer, shared.clone()));
     }
     drop(listener);
     shared.draining.cancel();
@@ -102,13 +105,22 @@ struct Shared {
 }
 
 /// One accepted connection: a direct event stream, or hyper with the router.
-async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     match first_bytes(&stream).await {
         First::Sse => return shared.direct.serve(stream).await,
         First::Other => {}
         First::Nothing => return,
     }
-    let service = TowerToHyperService::new(shared.router.clone());
+    // The client's address for per-address limits: the TCP peer (proxy headers
+    // are resolved by the `server.trusted_proxies` work, which replaces this).
+    let client = ClientIp(peer.ip());
+    let router = shared.router.clone().map_request(
+        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(client);
+            req
+        },
+    );
+    let service = TowerToHyperService::new(router);
     let conn = shared
         .http
         .serve_connection(TokioIo::new(stream), service)

@@ -18,6 +18,8 @@ pub(crate) mod flags {
     pub(crate) const RESYNC: u8 = 2;
     /// The node is shutting down: tell the client to reconnect elsewhere.
     pub(crate) const SHUTDOWN: u8 = 4;
+    /// The user's tokens were revoked: close as on token expiry (4001).
+    pub(crate) const EXPIRED: u8 = 8;
 }
 
 /// Out-of-band signals for one connection. Flags are the truth; `notify` only wakes.
@@ -242,6 +244,16 @@ impl Hub {
     /// Asks every connection to close with "reconnect elsewhere" (graceful shutdown).
     pub fn shutdown_all(&self) {
         self.raise_all(flags::SHUTDOWN);
+    }
+
+    /// Closes this node's connections of one user as their token's expiry does
+    /// (4001, SSE `token_expired`): their tokens were revoked. Returns how many.
+    pub fn expire_user(&self, tenant: &TenantId, user: &UserId) -> usize {
+        let key = (tenant.clone(), user.clone());
+        self.users.get(&key).map_or(0, |conns| {
+            conns.iter().for_each(|c| c.signal.raise(flags::EXPIRED));
+            conns.len()
+        })
     }
 }
 

@@ -200,6 +200,9 @@ impl Session {
             if raised & flags::SLOW != 0 {
                 return Output::Close(CloseReason::SlowConsumer);
             }
+            if raised & flags::EXPIRED != 0 {
+                return Output::Close(CloseReason::TokenExpired);
+            }
             if raised & flags::RESYNC != 0 {
                 match self
                     .catch_up

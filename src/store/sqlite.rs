@@ -82,10 +82,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("temp_store", "memory")
             .pragma("journal_size_limit", WAL_SIZE_LIMIT);
-        if let Some(dir) = sqlite_parent_dir(&options.url) {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
+        if let Some(file) = sqlite_file(&options.url) {
+            private_file(&file)?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -127,8 +125,8 @@ impl SqliteStore {
     }
 }
 
-/// The directory of a file-backed SQLite URL, so a fresh checkout needs no `mkdir`.
-fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+/// The file of a file-backed SQLite URL (`None` for in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -136,10 +134,40 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.to_path_buf())
+    Some(std::path::PathBuf::from(path))
+}
+
+/// The database holds tenant secrets: its file is created 0600 and the directories
+/// this creates 0700 (a fresh checkout needs no `mkdir`). SQLite gives the WAL and
+/// shared-memory files the database file's mode. An existing file is narrowed to
+/// 0600; existing directories are left alone (the parent may be `/tmp`).
+fn private_file(file: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: &std::path::Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", what.display()))
+    };
+    if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| failed(dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| failed(file, e))?;
+    let mode = std::fs::metadata(file)
+        .map_err(|e| failed(file, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| failed(file, e))?;
+    }
+    Ok(())
 }
 
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {

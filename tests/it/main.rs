@@ -22,6 +22,8 @@ mod providers;
 mod providers_contract;
 mod providers_smtp;
 mod publish;
+mod rate_limits;
+mod rbac;
 mod realtime_sse;
 mod realtime_ws;
 mod store_conformance;

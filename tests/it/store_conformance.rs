@@ -102,6 +102,8 @@ macro_rules! conformance {
 conformance!(
     health_ping_answers,
     tenants_and_api_keys,
+    jwt_secret_rotation_keeps_the_previous_one,
+    token_revocations_keep_the_latest_stamp,
     directory_upserts_filters_and_pages,
     directory_batch_upsert_spans_tenants_and_chunks,
     preferences_round_trip_per_tenant_and_user,
@@ -241,13 +243,103 @@ async fn tenants_and_api_keys(b: &Backend) {
     );
     assert!(s.find_api_key("nope").await.unwrap().is_none());
 
-    assert_eq!(s.revoke_api_keys("tdk_aaaa").await.unwrap(), 2);
-    assert_eq!(s.revoke_api_keys("tdk_aaaa").await.unwrap(), 0);
-    // LIKE wildcards in the prefix are literal.
-    assert_eq!(s.revoke_api_keys("tdk_%").await.unwrap(), 0);
+    // Exact prefix within one tenant: no prefix matching, no case folding, no
+    // reaching into another tenant.
+    assert!(!s.revoke_api_key(&a, "tdk_aaaa").await.unwrap());
+    assert!(!s.revoke_api_key(&a, "TDK_AAAA1111").await.unwrap());
+    assert!(!s.revoke_api_key(&a, "tdk_bbbb1111").await.unwrap());
+    assert!(!s.revoke_api_key(&a, "tdk_%").await.unwrap());
+    assert!(s.revoke_api_key(&a, "tdk_aaaa1111").await.unwrap());
+    assert!(
+        !s.revoke_api_key(&a, "tdk_aaaa1111").await.unwrap(),
+        "already revoked"
+    );
     assert!(s.find_api_key("hash-1").await.unwrap().unwrap().revoked);
-    assert!(s.find_api_key("hash-2").await.unwrap().unwrap().revoked);
+    assert!(!s.find_api_key("hash-2").await.unwrap().unwrap().revoked);
     assert!(!s.find_api_key("hash-3").await.unwrap().unwrap().revoked);
+}
+
+async fn jwt_secret_rotation_keeps_the_previous_one(b: &Backend) {
+    use tidings::store::{SigningSecret, TenantSecrets};
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    let next = SigningSecret {
+        kid: "k2".into(),
+        secret: "secret-2".into(),
+    };
+    assert!(matches!(
+        s.rotate_jwt_secret(&a, &next, 1).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.jwt_secrets(&a).await.unwrap(), None);
+    s.create_tenant(&a, "A", "secret-1").await.unwrap();
+    let first = s.jwt_secrets(&a).await.unwrap().unwrap();
+    assert_eq!(first.current.secret, "secret-1");
+    assert_eq!(first.previous, None);
+    s.rotate_jwt_secret(&a, &next, 5_000).await.unwrap();
+    assert_eq!(
+        s.jwt_secrets(&a).await.unwrap().unwrap(),
+        TenantSecrets {
+            current: next.clone(),
+            previous: Some((first.current.clone(), 5_000)),
+        }
+    );
+    assert_eq!(s.jwt_secret(&a).await.unwrap().as_deref(), Some("secret-2"));
+    // A second rotation drops the first secret for good.
+    let third = SigningSecret {
+        kid: "k3".into(),
+        secret: "secret-3".into(),
+    };
+    s.rotate_jwt_secret(&a, &third, 9_000).await.unwrap();
+    let now = s.jwt_secrets(&a).await.unwrap().unwrap();
+    assert_eq!(now.current, third);
+    assert_eq!(now.previous, Some((next, 9_000)));
+}
+
+async fn token_revocations_keep_the_latest_stamp(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, other) = (t("clinic-a"), t("clinic-b"));
+    s.revoke_user_tokens(&a, &u("u1"), 2_000, 100)
+        .await
+        .unwrap();
+    s.revoke_user_tokens(&a, &u("u2"), 3_000, 200)
+        .await
+        .unwrap();
+    s.revoke_user_tokens(&other, &u("u1"), 9_000, 300)
+        .await
+        .unwrap();
+    // An earlier stamp never replaces a later one; the write time moves on.
+    s.revoke_user_tokens(&a, &u("u1"), 1_000, 400)
+        .await
+        .unwrap();
+    let mut mine = s.token_revocations(&a, 0).await.unwrap();
+    mine.sort();
+    assert_eq!(mine, vec![(u("u1"), 2_000), (u("u2"), 3_000)]);
+    assert_eq!(
+        s.token_revocations(&a, 2_500).await.unwrap(),
+        vec![(u("u2"), 3_000)]
+    );
+    let mut recent: Vec<_> = s
+        .recent_token_revocations(250)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.tenant.as_str().to_owned(),
+                r.user.as_str().to_owned(),
+                r.not_before,
+            )
+        })
+        .collect();
+    recent.sort();
+    assert_eq!(
+        recent,
+        vec![
+            ("clinic-a".to_owned(), "u1".to_owned(), 2_000),
+            ("clinic-b".to_owned(), "u1".to_owned(), 9_000)
+        ]
+    );
 }
 
 fn person(id: &str, role: Role, secs: i64) -> DirectoryUser {

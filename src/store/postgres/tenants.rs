@@ -3,8 +3,11 @@ use chrono::Utc;
 use sqlx::Row;
 
 use super::{map_err, millis, PostgresStore};
-use crate::domain::ids::TenantId;
-use crate::store::{ApiKeyRecord, StoreError, TenantStore};
+use crate::domain::ids::{TenantId, UserId};
+use crate::store::{
+    ApiKeyRecord, SecretColumns, SigningSecret, StoreError, TenantSecrets, TenantStore,
+    TokenRevocation, SECRET_COLUMNS,
+};
 
 fn now_millis() -> i64 {
     millis(Utc::now())
@@ -107,24 +110,123 @@ impl TenantStore for PostgresStore {
         .transpose()
     }
 
-    async fn revoke_api_keys(&self, prefix: &str) -> Result<u64, StoreError> {
-        // Prefixes are random base62, so LIKE wildcards cannot appear in them; escape anyway.
-        let pattern = format!(
-            "{}%",
-            prefix
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1
-             WHERE prefix LIKE $2 ESCAPE '\\' AND revoked_at IS NULL",
+             WHERE tenant_id = $2 AND prefix = $3 AND revoked_at IS NULL",
         )
         .bind(now_millis())
-        .bind(pattern)
+        .bind(tenant.as_str())
+        .bind(prefix)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() > 0)
     }
+
+    async fn jwt_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
+        let row: Option<SecretColumns> = sqlx::query_as(&format!(
+            "SELECT {SECRET_COLUMNS} FROM tenants WHERE id = $1"
+        ))
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(TenantSecrets::from_columns))
+    }
+
+    async fn rotate_jwt_secret(
+        &self,
+        tenant: &TenantId,
+        next: &SigningSecret,
+        previous_until: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET previous_jwt_kid = jwt_kid, previous_jwt_secret = jwt_secret,
+                 previous_valid_until = $1, jwt_kid = $2, jwt_secret = $3
+             WHERE id = $4",
+        )
+        .bind(previous_until)
+        .bind(&next.kid)
+        .bind(&next.secret)
+        .bind(tenant.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        not_before: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO token_revocations (tenant_id, user_id, not_before, revoked_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                 not_before = CASE WHEN excluded.not_before > token_revocations.not_before
+                     THEN excluded.not_before ELSE token_revocations.not_before END,
+                 revoked_at = excluded.revoked_at",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(not_before)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn token_revocations(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<Vec<(UserId, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, not_before FROM token_revocations
+             WHERE tenant_id = $1 AND not_before > $2",
+        )
+        .bind(tenant.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(user, at)| Ok((parse_user(&user)?, at)))
+            .collect()
+    }
+
+    async fn recent_token_revocations(
+        &self,
+        since: i64,
+    ) -> Result<Vec<TokenRevocation>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, user_id, not_before FROM token_revocations WHERE revoked_at > $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(tenant, user, not_before)| {
+                Ok(TokenRevocation {
+                    tenant: TenantId::parse(&tenant)
+                        .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    user: parse_user(&user)?,
+                    not_before,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_user(user: &str) -> Result<UserId, StoreError> {
+    UserId::parse(user).map_err(|e| StoreError::Internal(e.to_string()))
 }

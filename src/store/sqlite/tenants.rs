@@ -3,8 +3,15 @@ use chrono::Utc;
 use sqlx::Row;
 
 use super::{map_err, millis, SqliteStore};
-use crate::domain::ids::TenantId;
-use crate::store::{ApiKeyRecord, StoreError, TenantStore};
+
+fn now_millis() -> i64 {
+    millis(Utc::now())
+}
+use crate::domain::ids::{TenantId, UserId};
+use crate::store::{
+    ApiKeyRecord, SecretColumns, SigningSecret, StoreError, TenantSecrets, TenantStore,
+    TokenRevocation, SECRET_COLUMNS,
+};
 
 #[async_trait]
 impl TenantStore for SqliteStore {
@@ -102,23 +109,123 @@ impl TenantStore for SqliteStore {
         .transpose()
     }
 
-    async fn revoke_api_keys(&self, prefix: &str) -> Result<u64, StoreError> {
-        // Prefixes are random base62, so LIKE wildcards cannot appear in them; escape anyway.
-        let pattern = format!(
-            "{}%",
-            prefix
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ? WHERE prefix LIKE ? ESCAPE '\\' AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = ?
+             WHERE tenant_id = ? AND prefix = ? AND revoked_at IS NULL",
         )
-        .bind(millis(Utc::now()))
-        .bind(pattern)
+        .bind(now_millis())
+        .bind(tenant.as_str())
+        .bind(prefix)
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() > 0)
     }
+
+    async fn jwt_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
+        let row: Option<SecretColumns> = sqlx::query_as(&format!(
+            "SELECT {SECRET_COLUMNS} FROM tenants WHERE id = ?"
+        ))
+        .bind(tenant.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(TenantSecrets::from_columns))
+    }
+
+    async fn rotate_jwt_secret(
+        &self,
+        tenant: &TenantId,
+        next: &SigningSecret,
+        previous_until: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET previous_jwt_kid = jwt_kid, previous_jwt_secret = jwt_secret,
+                 previous_valid_until = ?, jwt_kid = ?, jwt_secret = ?
+             WHERE id = ?",
+        )
+        .bind(previous_until)
+        .bind(&next.kid)
+        .bind(&next.secret)
+        .bind(tenant.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        not_before: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO token_revocations (tenant_id, user_id, not_before, revoked_at)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                 not_before = CASE WHEN excluded.not_before > token_revocations.not_before
+                     THEN excluded.not_before ELSE token_revocations.not_before END,
+                 revoked_at = excluded.revoked_at",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(not_before)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn token_revocations(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<Vec<(UserId, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, not_before FROM token_revocations
+             WHERE tenant_id = ? AND not_before > ?",
+        )
+        .bind(tenant.as_str())
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(user, at)| Ok((parse_user(&user)?, at)))
+            .collect()
+    }
+
+    async fn recent_token_revocations(
+        &self,
+        since: i64,
+    ) -> Result<Vec<TokenRevocation>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, user_id, not_before FROM token_revocations WHERE revoked_at > ?",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(tenant, user, not_before)| {
+                Ok(TokenRevocation {
+                    tenant: TenantId::parse(&tenant)
+                        .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    user: parse_user(&user)?,
+                    not_before,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_user(user: &str) -> Result<UserId, StoreError> {
+    UserId::parse(user).map_err(|e| StoreError::Internal(e.to_string()))
 }
