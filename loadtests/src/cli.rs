@@ -522,13 +522,8 @@ mod tests {
 
     #[test]
     fn hostile_expands_all_once_in_order() {
-        let cli = Cli::try_parse_from([
-            "tidings-load",
-            "hostile",
-            "--scenario",
-            "replays,all",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["tidings-load", "hostile", "--scenario", "replays,all"]).unwrap();
         let Command::Hostile(args) = cli.command else {
             panic!("not hostile")
         };

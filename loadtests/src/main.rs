@@ -6,8 +6,8 @@
 //!
 //! # Layout
 //! - `cli`: the command line: a subcommand per scenario, shared hub and fleet options.
-//! - `scenario` (`steady`, `idle`, `storm`, `burst`, `outbound`, `hostile`): each builds a fleet, drives it and
-//!   returns a [`report::Report`].
+//! - `scenario` (`steady`, `idle`, `storm`, `burst`, `outbound`, `hostile`): each builds a
+//!   fleet, drives it and returns a [`report::Report`]; `hostile` also judges (pass/fail).
 //! - `fleet`: the receiving side (users × connections), in this process or split over
 //!   worker processes by `worker` (one process holds < 20,000 open files).
 //! - `session`: one connection's state and the handling of every event; `ws_client` and

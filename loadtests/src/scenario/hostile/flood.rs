@@ -169,7 +169,11 @@ fn bad_jwt(tenant: &str, i: u64) -> String {
 /// 32 hex digits that differ for every `i` and every run (splitmix64 of the time and `i`).
 fn random_hex(i: u64) -> String {
     let seed = unix_us() ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    format!("{:016x}{:016x}", splitmix(seed), splitmix(seed ^ 0xdead_beef))
+    format!(
+        "{:016x}{:016x}",
+        splitmix(seed),
+        splitmix(seed ^ 0xdead_beef)
+    )
 }
 
 fn splitmix(mut z: u64) -> u64 {

@@ -41,7 +41,9 @@ impl Plan {
     pub(super) async fn run(self, cancel: CancellationToken) -> AttackReport {
         let answers = Arc::new(Tally::default());
         let not_4xx = Arc::new(AtomicU64::new(0));
-        let samples = Arc::new(Mutex::new(std::collections::BTreeMap::<String, String>::new()));
+        let samples = Arc::new(Mutex::new(
+            std::collections::BTreeMap::<String, String>::new(),
+        ));
         let sent = paced(self.rate, IN_FLIGHT, &cancel, |i| {
             let field = FIELDS[i as usize % FIELDS.len()];
             let body = serde_json::to_vec(&body_with_nul(field, i)).unwrap_or_default();

@@ -158,7 +158,10 @@ async fn seed(ctx: &Context, count: u32) -> Result<()> {
                               "data": {"i": i, "pad": pad}});
             let rest = rest.clone();
             async move {
-                match rest.publish(serde_json::to_vec(&body).unwrap_or_default()).await {
+                match rest
+                    .publish(serde_json::to_vec(&body).unwrap_or_default())
+                    .await
+                {
                     Ok(r) if (200..300).contains(&r.status) => None,
                     Ok(r) => Some(format!(
                         "http {}: {}",

@@ -194,10 +194,9 @@ async fn slot(
                 }
             }
             Ok(Err(e)) => c.connect_errors.add(format!("{:?}", e.kind())),
-            Err(_) => c.connect_errors.add(format!(
-                "no connect within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )),
+            Err(_) => c
+                .connect_errors
+                .add(format!("no connect within {} s", CONNECT_TIMEOUT.as_secs())),
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -256,7 +255,10 @@ mod tests {
 
     #[test]
     fn answers_are_named_by_status() {
-        assert_eq!(answered(b"HTTP/1.1 408 Request Timeout\r\n"), "answered 408");
+        assert_eq!(
+            answered(b"HTTP/1.1 408 Request Timeout\r\n"),
+            "answered 408"
+        );
         assert_eq!(answered(b"HTTP/1.0 503"), "answered 503");
         assert_eq!(answered(b"\x00\x01"), "answered (not HTTP)");
     }

@@ -182,10 +182,9 @@ async fn attempt(
         Ok(Ok(ws)) => ws,
         Ok(Err(refused)) => return c.outcomes.add(refused),
         Err(_) => {
-            return c.outcomes.add(format!(
-                "no answer within {} s",
-                ATTEMPT_TIMEOUT.as_secs()
-            ))
+            return c
+                .outcomes
+                .add(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()))
         }
     };
     c.accepted.fetch_add(1, Ordering::Relaxed);

@@ -168,7 +168,11 @@ impl VictimResult {
         };
         let minimum = (self.planned as f64 * VICTIM_SENT_SHARE).floor() as u64;
         vec![
-            Check::zero("victim publishes failed (5xx, 4xx, no answer)", failed, detail),
+            Check::zero(
+                "victim publishes failed (5xx, 4xx, no answer)",
+                failed,
+                detail,
+            ),
             Check::new(
                 "victim publishes accepted",
                 format!("{} of {} planned", p.requests_ok, self.planned),
