@@ -26,8 +26,10 @@ use crate::stats::Latency;
 /// enough that a pure idle timeout never fires.
 const DRIP: Duration = Duration::from_secs(1);
 
-/// The pause after the hub closed a socket before it reconnects: pressure, not a busy loop.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// The pause after the hub closed (or refused) a socket before it reconnects: the attack
+/// is about holding connections, not a connect flood (~1,900 sockets over a per-address
+/// cap of 64 retry once a second, not four times).
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// One TCP connect's budget (with the hub's backlog full, SYNs are dropped and retried).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
