@@ -12,6 +12,10 @@ use crate::publisher::Rate;
 use crate::tokens::TokenSource;
 use crate::worker::{API_KEY_ENV, JWT_SECRET_ENV};
 
+/// The victim tenant's secrets of `hostile`, from the environment (never in `ps`).
+const VICTIM_API_KEY_ENV: &str = "TIDINGS_LOAD_VICTIM_API_KEY";
+const VICTIM_JWT_SECRET_ENV: &str = "TIDINGS_LOAD_VICTIM_JWT_SECRET";
+
 /// Tidings' own load tool: fan-out latency, loss and duplicates, idle memory per connection,
 /// connect storms and role bursts, against a running hub on loopback.
 #[derive(Debug, Parser)]
@@ -36,6 +40,9 @@ pub(crate) enum Command {
     Burst(BurstArgs),
     /// Enqueue SMS in bulk; the hub sends them to a fake Twilio served here; messages/s end to end.
     Outbound(OutboundArgs),
+    /// Attack the hub (slow clients, socket floods, bad keys, bulk storms, NUL bytes) while
+    /// another tenant publishes and /healthz is probed; pass/fail against stated bounds.
+    Hostile(HostileArgs),
     /// Internal: hold a share of a fleet for a parent process (`--procs`).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -325,6 +332,148 @@ impl OutboundArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub(crate) struct HostileArgs {
+    /// Scenarios to run, comma separated, or `all` (in the order listed by --help).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub(crate) scenario: Vec<HostileChoice>,
+
+    /// Seconds each attack lasts; the victim publishes during all of it.
+    #[arg(long, default_value_t = 12)]
+    pub(crate) window: u64,
+
+    /// The victim tenant (another tenant than the attacker's --tenant).
+    #[arg(long, default_value = "victim")]
+    pub(crate) victim_tenant: String,
+
+    /// The victim tenant's API key.
+    #[arg(long, env = VICTIM_API_KEY_ENV, hide_env_values = true)]
+    pub(crate) victim_api_key: Option<String>,
+
+    /// The victim tenant's JWT secret (its WebSockets' tokens are signed here).
+    #[arg(long, env = VICTIM_JWT_SECRET_ENV, hide_env_values = true)]
+    pub(crate) victim_jwt_secret: Option<String>,
+
+    /// The victim's publish rate, notifications per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) victim_rate: f64,
+
+    /// WebSockets the victim user holds open (every publish must reach each).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) victim_connections: u32,
+
+    /// Attacker source addresses: 127.0.0.2 and the next N-1 (the victim and the prober
+    /// use 127.0.0.1, so a per-address cap does not count them with the attacker).
+    #[arg(long, default_value_t = 49)]
+    pub(crate) attack_ips: u8,
+
+    /// Sockets of slow-heads and slow-bodies (reconnecting when the hub closes them).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) slow_sockets: u32,
+
+    /// WebSocket attempts of one-user-sockets, all for one user.
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) user_sockets: u32,
+
+    /// The hub's per-user connection cap (`hub.max_connections_per_user`), for the check.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) max_connections_per_user: u32,
+
+    /// Notifications (~12 KB each) stored for the replays' user before the attack.
+    #[arg(long, default_value_t = 4000)]
+    pub(crate) replay_notifications: u32,
+
+    /// Never-reading WebSockets resuming from the beginning (`since=n0000000000000000`).
+    #[arg(long, default_value_t = 25)]
+    pub(crate) replay_sockets: u32,
+
+    /// The hub's `hub.queue_bytes` (bytes queued per connection), for the replays' RSS bound.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub(crate) queue_bytes: u64,
+
+    /// Bad-credential requests per second of bad-key-flood.
+    #[arg(long, default_value_t = 2000.0)]
+    pub(crate) flood_rate: f64,
+
+    /// Concurrent bulk senders of bulk-storm.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) bulk_concurrency: u32,
+
+    /// Recipients per bulk request.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) bulk_recipients: u32,
+
+    /// NUL-bearing publishes per second of nul-postgres.
+    #[arg(long, default_value_t = 500.0)]
+    pub(crate) nul_rate: f64,
+}
+
+/// A `--scenario` value of `hostile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum HostileChoice {
+    SlowHeads,
+    SlowBodies,
+    OneUserSockets,
+    Replays,
+    BadKeyFlood,
+    BulkStorm,
+    NulPostgres,
+    All,
+}
+
+impl HostileChoice {
+    /// Every scenario, in the order `all` runs them.
+    pub(crate) const EVERY: [HostileChoice; 7] = [
+        HostileChoice::SlowHeads,
+        HostileChoice::SlowBodies,
+        HostileChoice::OneUserSockets,
+        HostileChoice::Replays,
+        HostileChoice::BadKeyFlood,
+        HostileChoice::BulkStorm,
+        HostileChoice::NulPostgres,
+    ];
+
+    /// The name on the command line and in the report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HostileChoice::SlowHeads => "slow-heads",
+            HostileChoice::SlowBodies => "slow-bodies",
+            HostileChoice::OneUserSockets => "one-user-sockets",
+            HostileChoice::Replays => "replays",
+            HostileChoice::BadKeyFlood => "bad-key-flood",
+            HostileChoice::BulkStorm => "bulk-storm",
+            HostileChoice::NulPostgres => "nul-postgres",
+            HostileChoice::All => "all",
+        }
+    }
+}
+
+impl HostileArgs {
+    /// The scenarios asked for, `all` expanded, each once, in the order asked.
+    pub(crate) fn scenarios(&self) -> Vec<HostileChoice> {
+        let mut out = Vec::new();
+        for choice in &self.scenario {
+            let expanded: &[HostileChoice] = if *choice == HostileChoice::All {
+                &HostileChoice::EVERY
+            } else {
+                std::slice::from_ref(choice)
+            };
+            for c in expanded {
+                if !out.contains(c) {
+                    out.push(*c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Per scenario: preparation (seeding, tokens), the window, the grace wait, teardown.
+    pub(crate) fn auto_timeout(&self) -> Duration {
+        let per_scenario = self.window + 120;
+        Duration::from_secs(self.scenarios().len() as u64 * per_scenario + 60)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
 pub(crate) struct WorkerArgs {
     /// The share of the fleet to hold, as JSON.
     #[arg(long)]
@@ -369,5 +518,18 @@ mod tests {
         };
         assert_eq!(args.rates(), vec![Rate::Fixed(1000.0), Rate::Fixed(2000.0)]);
         assert_eq!(args.fleet.source_ips.len(), 2);
+    }
+
+    #[test]
+    fn hostile_expands_all_once_in_order() {
+        let cli =
+            Cli::try_parse_from(["tidings-load", "hostile", "--scenario", "replays,all"]).unwrap();
+        let Command::Hostile(args) = cli.command else {
+            panic!("not hostile")
+        };
+        let names: Vec<&str> = args.scenarios().iter().map(|s| s.name()).collect();
+        assert_eq!(names[0], "replays");
+        assert_eq!(names.len(), HostileChoice::EVERY.len());
+        assert!(names.contains(&"nul-postgres"));
     }
 }

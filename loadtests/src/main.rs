@@ -6,8 +6,8 @@
 //!
 //! # Layout
 //! - `cli`: the command line: a subcommand per scenario, shared hub and fleet options.
-//! - `scenario` (`steady`, `idle`, `storm`, `burst`, `outbound`): each builds a fleet, drives it and
-//!   returns a [`report::Report`].
+//! - `scenario` (`steady`, `idle`, `storm`, `burst`, `outbound`, `hostile`): each builds a
+//!   fleet, drives it and returns a [`report::Report`]; `hostile` also judges (pass/fail).
 //! - `fleet`: the receiving side (users × connections), in this process or split over
 //!   worker processes by `worker` (one process holds < 20,000 open files).
 //! - `session`: one connection's state and the handling of every event; `ws_client` and
@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Storm(args) => args.auto_timeout(),
         Command::Burst(args) => args.auto_timeout(),
         Command::Outbound(args) => args.auto_timeout(),
+        Command::Hostile(args) => args.auto_timeout(),
         Command::Worker(_) => unreachable!("handled above"),
     };
     let hard_timeout = cli.hub.timeout.map_or(auto_timeout, Duration::from_secs);
@@ -101,6 +102,7 @@ async fn run(cli: Cli) -> Result<()> {
             Command::Storm(args) => scenario::storm::run(&ctx, args).await,
             Command::Burst(args) => scenario::burst::run(&ctx, args).await,
             Command::Outbound(args) => scenario::outbound::run(&ctx, args).await,
+            Command::Hostile(args) => scenario::hostile::run(&ctx, args).await,
             Command::Worker(_) => unreachable!("handled above"),
         }
     };
@@ -123,6 +125,10 @@ async fn run(cli: Cli) -> Result<()> {
         };
         report.write_json(path, &run)?;
         eprintln!("results written to {}", path.display());
+    }
+    // A scenario with pass/fail checks (hostile) exits non-zero when one failed.
+    if report.result.get("passed") == Some(&serde_json::Value::Bool(false)) {
+        anyhow::bail!("{} failed (see the checks above)", report.scenario);
     }
     Ok(())
 }

@@ -174,7 +174,12 @@ impl Machine {
 
 /// The command line with the values of secret options replaced.
 pub(crate) fn redact(args: &[String]) -> Vec<String> {
-    const SECRET: [&str; 2] = ["--api-key", "--jwt-secret"];
+    const SECRET: [&str; 4] = [
+        "--api-key",
+        "--jwt-secret",
+        "--victim-api-key",
+        "--victim-jwt-secret",
+    ];
     let mut out = Vec::with_capacity(args.len());
     let mut hide_next = false;
     for arg in args {

@@ -2,6 +2,7 @@
 //! wait for late deliveries, the connect-phase table.
 
 pub(crate) mod burst;
+pub(crate) mod hostile;
 pub(crate) mod idle;
 pub(crate) mod outbound;
 pub(crate) mod steady;

@@ -64,12 +64,26 @@ impl Target {
     /// stops, and a normal close would leave every port in `TIME_WAIT` for a minute, so that
     /// a second 18,000-connection run started right after would run out of ports.
     pub(crate) async fn connect(&self, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+        self.connect_with(source, None).await
+    }
+
+    /// [`Self::connect`] with a receive buffer of `recv_buffer` bytes (set before connecting,
+    /// so the advertised window stays that small): a client that never reads then holds
+    /// little in its kernel, and the hub's writes stall at once.
+    pub(crate) async fn connect_with(
+        &self,
+        source: Option<Ipv4Addr>,
+        recv_buffer: Option<u32>,
+    ) -> io::Result<TcpStream> {
         let socket = if self.addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
             TcpSocket::new_v6()?
         };
         socket.set_zero_linger()?;
+        if let Some(bytes) = recv_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+        }
         if let Some(ip) = source {
             socket.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
         }

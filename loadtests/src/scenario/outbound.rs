@@ -19,6 +19,50 @@ use crate::fake_twilio;
 use crate::report::{opt, Report, Table};
 use crate::stats::unix_us;
 
+/// Creates an active SMS template with one variable, `name`, under a name unique to this
+/// run; returns the name (what a bulk request refers to).
+pub(crate) async fn create_sms_template(
+    http: &reqwest::Client,
+    base_url: &str,
+    api_key: &str,
+) -> Result<String> {
+    let template = format!(
+        "load_sms_{}",
+        run_tag()
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let res = http
+        .post(format!("{base_url}/v1/templates"))
+        .bearer_auth(api_key)
+        .json(&json!({
+            "name": template, "channel": "sms", "kind": "appointment_reminder",
+            "body_en": "Hello {name}, your appointment is tomorrow.",
+            "body_ar": "مرحباً {name}، موعدك غداً.",
+            "variables": ["name"], "is_active": true
+        }))
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        bail!(
+            "creating the template: {} {}",
+            res.status(),
+            res.text().await?
+        );
+    }
+    Ok(template)
+}
+
+/// The body of `POST /v1/messages/bulk`: `recipients` SMS of `template` to distinct numbers.
+pub(crate) fn bulk_body(template: &str, recipients: u32) -> Result<Vec<u8>> {
+    let recipients: Vec<Value> = (0..recipients)
+        .map(|i| json!({"to": format!("+9665{:08}", i), "variables": {"name": format!("P{i}")}}))
+        .collect();
+    Ok(serde_json::to_vec(
+        &json!({"template": template, "channel": "sms", "recipients": recipients}),
+    )?)
+}
+
 pub(crate) async fn run(ctx: &Context, args: &OutboundArgs) -> Result<Report> {
     let fake =
         fake_twilio::serve(&args.fake_listen, Duration::from_millis(args.fake_delay_ms)).await?;
@@ -42,37 +86,9 @@ pub(crate) async fn run(ctx: &Context, args: &OutboundArgs) -> Result<Report> {
             .await?;
         anyhow::Ok(stats["by_status"]["sent"].as_u64().unwrap_or(0))
     };
-    let template = format!(
-        "load_sms_{}",
-        run_tag()
-            .to_lowercase()
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    );
-    let res = http
-        .post(url("/v1/templates"))
-        .bearer_auth(&api_key)
-        .json(&json!({
-            "name": template, "channel": "sms", "kind": "appointment_reminder",
-            "body_en": "Hello {name}, your appointment is tomorrow.",
-            "body_ar": "مرحباً {name}، موعدك غداً.",
-            "variables": ["name"], "is_active": true
-        }))
-        .send()
-        .await?;
-    if !res.status().is_success() {
-        bail!(
-            "creating the template: {} {}",
-            res.status(),
-            res.text().await?
-        );
-    }
+    let template = create_sms_template(&http, &ctx.url, &api_key).await?;
     let before = sent_so_far().await?;
-    let recipients: Vec<Value> = (0..args.messages)
-        .map(|i| json!({"to": format!("+9665{:08}", i), "variables": {"name": format!("P{i}")}}))
-        .collect();
-    let body = serde_json::to_vec(
-        &json!({"template": template, "channel": "sms", "recipients": recipients}),
-    )?;
+    let body = bulk_body(&template, args.messages)?;
     eprintln!(
         "outbound: enqueueing {} SMS in one bulk request ({} KiB)",
         args.messages,
