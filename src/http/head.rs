@@ -186,14 +186,7 @@ pub(super) async fn write_error(
     extra: HeaderMap,
     timeout: Duration,
 ) {
-    let (parts, body) = error.into_response().into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
-        return;
-    };
-    let mut headers = parts.headers;
-    headers.extend(extra);
-    let mut out = response_head(parts.status, &headers, None, Some(body.len())).to_vec();
-    out.extend_from_slice(&body);
+    let out = render_error(error, extra).await;
     let write = async {
         stream.write_all(&out).await?;
         stream.shutdown().await?;
@@ -201,6 +194,21 @@ pub(super) async fn write_error(
         tokio::io::copy(&mut (&mut *stream).take(LINGER_BYTES), &mut sink).await
     };
     let _ = tokio::time::timeout(timeout, write).await;
+}
+
+/// The bytes of an error answer: head (`Connection: close`) and JSON body.
+pub(super) async fn render_error(error: ApiError, extra: HeaderMap) -> Bytes {
+    let (parts, body) = error.into_response().into_parts();
+    // The body is a small JSON object already in memory: this cannot fail.
+    let body = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let mut headers = parts.headers;
+    headers.extend(extra);
+    let mut out =
+        BytesMut::from(&response_head(parts.status, &headers, None, Some(body.len()))[..]);
+    out.extend_from_slice(&body);
+    out.freeze()
 }
 
 /// Most bytes read and dropped after an error answer, before the socket closes.

@@ -10,6 +10,12 @@
 //! - an event stream is a request that never ends, and under hyper it keeps
 //!   hyper's buffers for its whole life: those connections are served by
 //!   [`super::sse_direct`] instead.
+//!
+//! Every connection is admitted first ([`super::gate`]: the global cap, the reserve
+//! for the probes, the per-address cap), then its first request head is read and
+//! checked here ([`super::head`]: JSON errors, the client's address behind trusted
+//! proxies), then it goes to the direct event stream or to hyper, where each
+//! request runs within `server.request_timeout_secs`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,6 +56,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a refusal (503/429) may take to write before the socket is dropped.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Head timeout of a connection from the reserve: probes send their request at
+/// once, and a slow head must not hold a reserved place for long.
+const PROBE_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds the listening socket (address reuse on, so a restart can bind at once).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -95,13 +105,19 @@ pub async fn serve(
         .max_buf_size(head::MAX_HEAD * 4);
     // One allocation shared by every connection: an idle event stream holds this
     // pointer for its whole life, not its own copies (measured per connection).
+    let full_answer = head::render_error(overloaded(), HeaderMap::new()).await;
+    // Probes from the reserve are answered once, then the place is given back.
+    let mut probe_http = http.clone();
+    probe_http.keep_alive(false);
     let shared = Arc::new(Shared {
         http,
+        probe_http,
         router,
         direct,
         draining,
         gate: Gate::new(limits.gate.clone()),
         limits,
+        full_answer,
     });
     tokio::pin!(shutdown);
     loop {
@@ -119,8 +135,16 @@ pub async fn serve(
         configure(&stream);
         // Admitted here, in accept order, so the cap counts connections in the order
         // the kernel completed them.
-        let admitted = admit(&shared, peer);
-        connections.spawn(connection(stream, peer, admitted, shared.clone()));
+        match admit(&shared, peer) {
+            // Beyond cap and reserve nothing is spent on the socket: one try to
+            // write the answer, then it is closed (no task, no wait).
+            Err(Refusal::Full) => {
+                let _ = stream.try_write(&shared.full_answer);
+            }
+            admitted => {
+                connections.spawn(connection(stream, peer, admitted, shared.clone()));
+            }
+        }
     }
     drop(listener);
     shared.draining.cancel();
@@ -131,12 +155,17 @@ pub async fn serve(
 
 struct Shared {
     http: http1::Builder,
+    /// The same, without keep-alive, for connections from the reserve.
+    probe_http: http1::Builder,
     router: Router,
     direct: DirectSse,
     /// Cancelled at shutdown: hyper connections finish their request, then close.
     draining: CancellationToken,
     gate: Arc<Gate>,
     limits: ServerLimits,
+    /// The 503 `overloaded` answer, rendered once: written without waiting when
+    /// cap and reserve are full.
+    full_answer: bytes::Bytes,
 }
 
 /// Frames are small and already batched per flush: `TCP_NODELAY` sends them now.
@@ -209,14 +238,19 @@ async fn connection(
         mut slot,
     } = match admitted {
         Ok(a) => a,
-        Err(Refusal::Full) => return refuse(stream, overloaded()).await,
+        Err(Refusal::Full) => return,
         Err(Refusal::PerAddress(_permit)) => {
             let _ = head::read(&mut stream, REFUSAL_WRITE).await;
             return refuse(stream, too_many_from_address()).await;
         }
     };
     let trusted = &shared.limits.trusted_proxies;
-    let mut first = match head::read(&mut stream, shared.limits.header_read_timeout).await {
+    let head_timeout = if probes_only {
+        PROBE_HEAD_TIMEOUT.min(shared.limits.header_read_timeout)
+    } else {
+        shared.limits.header_read_timeout
+    };
+    let first = match head::read(&mut stream, head_timeout).await {
         Ok(first) => first,
         Err(HeadError::Gone) => return,
         Err(HeadError::Bad(e)) => return refuse(stream, e).await,
@@ -235,13 +269,16 @@ async fn connection(
     if probes_only && !is_probe(first.parts.uri.path()) {
         return refuse(stream, overloaded()).await;
     }
-    if !probes_only && is_sse_request(&first.parts) {
-        first.parts.extensions.insert(client);
+    let head::Head { mut parts, bytes } = first;
+    if !probes_only && is_sse_request(&parts) {
+        // The head's bytes are not kept for the stream's life.
+        drop(bytes);
+        parts.extensions.insert(client);
         let _hold = hold;
-        return shared.direct.serve(stream, first.parts).await;
+        return shared.direct.serve(stream, parts).await;
     }
-    drop(first.parts);
-    let io = TokioIo::new(Prefixed::new(first.bytes, stream));
+    drop(parts);
+    let io = TokioIo::new(Prefixed::new(bytes, stream));
     serve_hyper(io, peer, hold, probes_only, shared).await;
 }
 
@@ -257,7 +294,12 @@ async fn serve_hyper(
         let (shared, hold) = (each.clone(), hold.clone());
         async move { Ok::<_, Infallible>(request(req, peer, hold, probes_only, &shared).await) }
     });
-    let conn = shared.http.serve_connection(io, service).with_upgrades();
+    let http = if probes_only {
+        &shared.probe_http
+    } else {
+        &shared.http
+    };
+    let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
