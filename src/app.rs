@@ -15,6 +15,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::domain::ids::{NodeId, TenantId};
 use crate::http::{self, AppState, HttpOptions, RealtimeSettings};
+use crate::hub::session::ReplayLimits;
 use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, AuthSettings, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
@@ -44,6 +45,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     direct_sse: http::DirectSse,
+    limits: http::ServerLimits,
     state: AppState,
     grace: Duration,
     retention: retention::RetentionSettings,
@@ -99,10 +101,15 @@ impl App {
             .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
         let created_dev_credentials = ensure_dev_tenant(store.as_ref(), &config).await?;
 
+        // Before anything registers a metric: a handle taken before the recorder is
+        // installed is a no-op forever (the hub's `tidings_connections` was).
+        let metrics = crate::telemetry::metrics_handle();
         let hub = Hub::new(
             NodeId::random(),
             HubConfig {
                 queue_capacity: config.hub.queue_capacity,
+                queue_bytes: config.hub.queue_bytes,
+                max_connections_per_user: config.hub.max_connections_per_user,
             },
             bus,
         );
@@ -167,16 +174,21 @@ impl App {
                 store.clone(),
                 hub.clone(),
                 directory.clone(),
-                config.hub.max_replay,
+                ReplayLimits {
+                    page: config.hub.replay_page,
+                    max: config.hub.max_replay,
+                },
             )),
             directory,
             store,
             hub,
-            metrics: crate::telemetry::metrics_handle(),
+            metrics,
             settings: RealtimeSettings {
                 ws_ping_interval: Duration::from_secs(config.hub.ws_ping_interval_secs),
                 sse_heartbeat: Duration::from_secs(config.hub.sse_heartbeat_secs),
                 write_timeout: Duration::from_secs(config.hub.write_timeout_secs),
+                client_frames_per_sec: config.hub.client_frames_per_sec,
+                client_frames_burst: config.hub.client_frames_burst,
             },
             stopping: CancellationToken::new(),
             outbound: Arc::new(
@@ -198,6 +210,7 @@ impl App {
             listener,
             router,
             direct_sse,
+            limits: server_limits(&config),
             state,
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: config.retention.settings(),
@@ -258,7 +271,13 @@ impl App {
                 hub.shutdown_all();
             }
         };
-        let server = http::serve(self.listener, self.router, self.direct_sse, signal);
+        let server = http::serve(
+            self.listener,
+            self.router,
+            self.direct_sse,
+            self.limits,
+            signal,
+        );
         let serving = tokio::spawn(server);
         stopping.cancelled().await;
         // Upgraded connections are not tracked by the server; wait for sessions to close.
@@ -281,6 +300,36 @@ impl App {
         revocations.abort();
         Ok(())
     }
+}
+
+/// The connection limits of `[server]`, the global cap derived from the open-file
+/// limit when not set.
+fn server_limits(config: &Config) -> http::ServerLimits {
+    let s = &config.server;
+    let max_connections = s.connection_cap(open_file_limit());
+    tracing::info!(
+        max_connections,
+        reserved = s.reserved_connections,
+        "connection limits"
+    );
+    http::ServerLimits {
+        gate: http::GateLimits {
+            max_connections,
+            reserved_connections: s.reserved_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+        },
+        trusted_proxies: http::TrustedProxies::new(s.trusted_proxy_nets()),
+        request_timeout: Duration::from_secs(s.request_timeout_secs),
+        header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
+    }
+}
+
+/// The process's soft open-file limit (RLIMIT_NOFILE), read from /proc (Linux);
+/// `None` elsewhere. Read without `unsafe` (the crate forbids it).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Makes sure the development tenant exists; returns its credentials if this start

@@ -29,6 +29,7 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub log_level: String,
     pub database: DatabaseConfig,
+    pub server: ServerSection,
     pub hub: HubSection,
     pub publish: PublishSection,
     pub auth: AuthSection,
@@ -55,6 +56,65 @@ pub struct HubSection {
     pub sse_heartbeat_secs: u64,
     pub write_timeout_secs: u64,
     pub max_replay: u32,
+    /// Connections one user may hold on this node; more are refused (WS 4029, SSE 429).
+    pub max_connections_per_user: usize,
+    /// Bytes queued for one connection (live queue + replay page) before it is a slow consumer.
+    pub queue_bytes: usize,
+    /// Notifications read from the store per replay page (the next page is read when
+    /// the previous one has been written).
+    pub replay_page: u32,
+    /// Client frames (mark_read, mark_all_read, ping) per second per connection.
+    pub client_frames_per_sec: u32,
+    /// Client frames a connection may send at once above the rate.
+    pub client_frames_burst: u32,
+}
+
+/// Connection-level limits of the HTTP server (src/http/serve.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Open connections (any kind) on this node; 0: derived from the process's
+    /// open-file limit (see [`ServerSection::connection_cap`]).
+    pub max_connections: usize,
+    /// Connections kept above `max_connections` for `/healthz`, `/readyz` and `/metrics` only.
+    pub reserved_connections: usize,
+    /// Open connections per client address (the resolved [`crate::http::client_ip::ClientIp`]).
+    pub max_connections_per_ip: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Whole request, head and body, until the handler answers.
+    pub request_timeout_secs: u64,
+    /// Time a connection has to send a complete request head.
+    pub header_read_timeout_secs: u64,
+}
+
+impl ServerSection {
+    /// The global connection cap: the configured one, or, when 0, what fits under
+    /// the open-file limit `nofile` with room for the reserve, the database pool,
+    /// Redis, log files and the listener (a tenth of the limit, at least 64).
+    pub fn connection_cap(&self, nofile: Option<u64>) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let nofile = nofile.unwrap_or(1024) as usize;
+        let headroom = (nofile / 10).max(64) + self.reserved_connections;
+        nofile.saturating_sub(headroom).max(1)
+    }
+
+    /// The parsed `trusted_proxies` (validated at load).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|s| parse_cidr(s))
+            .collect()
+    }
+}
+
+/// A CIDR, or a bare address (a /32 or /128).
+fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +242,7 @@ const ENV_KEYS: &[&str] = &[
     "body_limit_bytes",
     "log_level",
     "database",
+    "server",
     "hub",
     "publish",
     "auth",
@@ -277,6 +338,7 @@ impl Config {
         if self.hub.queue_capacity == 0 {
             return bad("hub.queue_capacity", "must be at least 1");
         }
+        self.validate_limits()?;
         if self.hub.sse_heartbeat_secs == 0 || self.hub.sse_heartbeat_secs > 15 {
             return bad("hub.sse_heartbeat_secs", "must be 1..15");
         }
@@ -302,6 +364,47 @@ impl Config {
             }
         }
         self.outbound.validate()?;
+        Ok(())
+    }
+
+    /// The connection limits of `[server]` and `[hub]`: each must be at least 1.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let h = &self.hub;
+        let at_least_one = [
+            (
+                "server.max_connections_per_ip",
+                s.max_connections_per_ip as u64,
+            ),
+            ("server.request_timeout_secs", s.request_timeout_secs),
+            (
+                "server.header_read_timeout_secs",
+                s.header_read_timeout_secs,
+            ),
+            (
+                "hub.max_connections_per_user",
+                h.max_connections_per_user as u64,
+            ),
+            ("hub.replay_page", u64::from(h.replay_page)),
+            (
+                "hub.client_frames_per_sec",
+                u64::from(h.client_frames_per_sec),
+            ),
+            ("hub.client_frames_burst", u64::from(h.client_frames_burst)),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("key `{key}`: must be at least 1")));
+        }
+        if h.queue_bytes < 64 * 1024 {
+            return Err(ConfigError(
+                "key `hub.queue_bytes`: must be at least 65536 (one largest frame)".into(),
+            ));
+        }
+        if let Some(bad) = s.trusted_proxies.iter().find(|p| parse_cidr(p).is_none()) {
+            return Err(ConfigError(format!(
+                "key `server.trusted_proxies`: `{bad}` is not a CIDR (10.0.0.0/8) or an address"
+            )));
+        }
         Ok(())
     }
 
@@ -399,5 +502,28 @@ mod tests {
         assert!(!c.is_development());
         c.listen = "10.0.0.5:8080".into();
         assert!(!c.is_development());
+    }
+
+    #[test]
+    fn the_derived_connection_cap_stays_below_the_open_file_limit() {
+        let mut s = Config::load(None).expect("defaults").server;
+        s.max_connections = 0;
+        s.reserved_connections = 32;
+        // 20,000 fds (the review's limit): 2,000 + 32 kept for everything else.
+        assert_eq!(s.connection_cap(Some(20_000)), 17_968);
+        assert_eq!(s.connection_cap(Some(1024)), 1024 - 102 - 32);
+        s.max_connections = 50;
+        assert_eq!(s.connection_cap(Some(20_000)), 50);
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_cidrs() {
+        let mut c = Config::load(None).expect("defaults");
+        c.server.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+        assert!(c.validate().is_ok());
+        assert_eq!(c.server.trusted_proxy_nets().len(), 2);
+        c.server.trusted_proxies.push("not-a-net".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.trusted_proxies"), "{e}");
     }
 }

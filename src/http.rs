@@ -8,6 +8,8 @@ pub mod client_ip;
 pub mod error;
 mod events;
 pub mod extract;
+mod gate;
+mod head;
 mod me;
 mod message_reports;
 mod messages;
@@ -53,6 +55,9 @@ pub struct RealtimeSettings {
     pub ws_ping_interval: Duration,
     pub sse_heartbeat: Duration,
     pub write_timeout: Duration,
+    /// Client frames per second per WebSocket, and the burst above it.
+    pub client_frames_per_sec: u32,
+    pub client_frames_burst: u32,
 }
 
 /// What handlers reach: services, plus the few infrastructure handles `/readyz` probes.
@@ -80,7 +85,9 @@ pub struct AppState {
     pub outbound: Arc<crate::service::outbound::Outbound>,
 }
 
-pub use serve::{bind, serve};
+pub use client_ip::TrustedProxies;
+pub use gate::GateLimits;
+pub use serve::{bind, serve, ServerLimits};
 pub use sse_direct::DirectSse;
 
 pub struct HttpOptions {

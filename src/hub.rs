@@ -10,4 +10,4 @@ pub mod registry;
 pub mod session;
 
 pub use frame::{Frame, FrameKind};
-pub use registry::{Hub, HubConfig, Registration};
+pub use registry::{Hub, HubConfig, RegisterError, Registration};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{Extension, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -19,12 +19,14 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{realtime_user, url_param};
+use super::serve::ConnHold;
 use super::AppState;
 use crate::domain::auth::UserPrincipal;
 use crate::domain::ids::NotificationId;
 use crate::hub::session::{CloseReason, Output, Session};
 use crate::hub::Frame;
 use crate::service::frames;
+use crate::service::realtime::ConnectError;
 
 /// Frames written before one flush: batches syscalls under load, bounded latency when idle.
 const WRITE_BATCH: usize = 64;
@@ -32,8 +34,26 @@ const WRITE_BATCH: usize = 64;
 const READ_BUFFER: usize = 512;
 /// Bytes a WebSocket batch may buffer before it is written without waiting for the flush.
 const WRITE_BUFFER: usize = 64 * 1024;
-/// Largest client frame accepted (mark_read with 1000 ids fits).
+/// Largest client frame accepted (mark_read with 1000 ids fits); a larger one
+/// closes the connection with 1009.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::TooManyConnections(_) => {
+                let mut api = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    e.to_string(),
+                );
+                api.retry_after = Some(5);
+                api
+            }
+            ConnectError::Service(e) => e.into(),
+        }
+    }
+}
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -66,7 +86,8 @@ fn resume_point(raw: Option<String>, field: &str) -> Result<Option<NotificationI
 /// WebSocket: `hello`, then (with `since`) every notification after it, then live events.
 ///
 /// Close codes: 4001 token expired, 4008 slow consumer (resume with `since`),
-/// 1012 server restarting, 1011 temporarily unavailable.
+/// 4029 too many connections for this user, 1008 too many client frames,
+/// 1009 client frame too big, 1012 server restarting, 1011 temporarily unavailable.
 #[utoipa::path(
     get, path = "/v1/ws", tag = "realtime",
     params(("token" = Option<String>, Query, description = "user token (or Authorization header)"),
@@ -78,12 +99,23 @@ async fn ws(
     State(state): State<AppState>,
     RealtimeUser(user): RealtimeUser,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    hold: Option<Extension<ConnHold>>,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let since = resume_point(url_param(uri.query().unwrap_or(""), "since"), "since")?;
     let upgrade = upgrade
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", e.body_text()))?;
-    let session = state.realtime.connect(&user, since).await?;
+    let session = match state.realtime.connect(&user, since).await {
+        Ok(session) => session,
+        // A browser cannot read the status of a refused upgrade: the refusal is a
+        // close code it can see.
+        Err(ConnectError::TooManyConnections(_)) => {
+            return Ok(upgrade.on_upgrade(|socket| async move {
+                close_with(socket, CloseReason::TooManyConnections).await;
+            }))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let settings = state.settings.clone();
     Ok(upgrade
         // Most connections are idle and each one's memory counts: a small read
@@ -94,7 +126,61 @@ async fn ws(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| run_ws(socket, session, state, settings)))
+        .on_upgrade(move |socket| async move {
+            // The connection counts against the limits until the socket closes.
+            let _hold = hold;
+            run_ws(socket, session, state, settings).await
+        }))
+}
+
+/// Sends a close frame with `reason`'s code (bounded by a short write timeout).
+async fn close_with(mut socket: WebSocket, reason: CloseReason) {
+    let (code, text) = reason.ws_code();
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: text.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.send(close)).await;
+}
+
+/// A token bucket for one connection's client frames: `rate` per second, up to
+/// `burst` at once. Time is passed in (a pure rule, tested without sleeping).
+#[derive(Debug)]
+struct FrameBudget {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl FrameBudget {
+    fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Takes one frame's token; false if the client is over its rate.
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// Whether a WebSocket read failed because the client's frame exceeded the limit.
+fn too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 async fn run_ws(
@@ -108,6 +194,11 @@ async fn run_ws(
     let mut ping = interval_at(Instant::now() + period, period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut alive = true;
+    let mut budget = FrameBudget::new(
+        settings.client_frames_per_sec,
+        settings.client_frames_burst,
+        Instant::now(),
+    );
     let reason = loop {
         tokio::select! {
             out = session.next() => match out {
@@ -125,6 +216,12 @@ async fn run_ws(
                 Output::Close(reason) => break Some(reason),
             },
             msg = socket.recv() => match msg {
+                // A client over its frame rate is closed (1008), not answered: each
+                // frame may cost a transaction (mark_all_read) shared with everyone.
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if !budget.take(Instant::now()) => {
+                    metrics::counter!("tidings_client_flood_closes_total").increment(1);
+                    break Some(CloseReason::ClientFlood);
+                }
                 Some(Ok(Message::Text(text))) => {
                     alive = true;
                     if let Some(reply) = handle_client_frame(&state, &session, text.as_str()).await {
@@ -140,7 +237,8 @@ async fn run_ws(
                     }
                 }
                 Some(Ok(Message::Pong(_) | Message::Ping(_))) => alive = true,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Err(e)) => break too_big(&e).then_some(CloseReason::MessageTooBig),
+                Some(Ok(Message::Close(_))) | None => break None,
             },
             _ = ping.tick() => {
                 if !alive {
@@ -186,36 +284,50 @@ async fn write_frames(
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum ClientFrame {
+enum RawClientFrame {
     MarkRead { ids: Vec<String> },
     MarkAllRead,
     Ping,
+}
+
+/// A client frame, decoded and checked.
+#[derive(Debug, PartialEq)]
+enum ClientFrame {
+    MarkRead(Vec<NotificationId>),
+    MarkAllRead,
+    Ping,
+}
+
+/// Decodes a client frame; a bad one becomes the `error` frame to answer it with.
+/// Never panics, whatever the text (a property test feeds it garbage).
+fn decode_client_frame(text: &str) -> Result<ClientFrame, Frame> {
+    let raw: RawClientFrame = serde_json::from_str(text).map_err(|e| {
+        frames::error(
+            "bad_frame",
+            &format!("expected mark_read, mark_all_read or ping: {e}"),
+        )
+    })?;
+    Ok(match raw {
+        RawClientFrame::Ping => ClientFrame::Ping,
+        RawClientFrame::MarkAllRead => ClientFrame::MarkAllRead,
+        RawClientFrame::MarkRead { ids } => ClientFrame::MarkRead(
+            ids.iter()
+                .map(|s| NotificationId::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(|_| frames::error("bad_frame", "ids must be notification ids"))?,
+        ),
+    })
 }
 
 /// Handles a client frame; returns a frame for this connection only (pong, error).
 /// Reads are announced to every connection of the user through the hub.
 async fn handle_client_frame(state: &AppState, session: &Session, text: &str) -> Option<Frame> {
     let (tenant, user) = (&session.reg.tenant, &session.reg.user);
-    let frame: ClientFrame = match serde_json::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            return Some(frames::error(
-                "bad_frame",
-                &format!("expected mark_read, mark_all_read or ping: {e}"),
-            ))
-        }
-    };
-    let result = match frame {
-        ClientFrame::Ping => return Some(frames::pong()),
-        ClientFrame::MarkRead { ids } => {
-            let parsed: Result<Vec<NotificationId>, _> =
-                ids.iter().map(|s| NotificationId::parse(s)).collect();
-            match parsed {
-                Ok(ids) => state.inbox.read_many(tenant, user, &ids).await,
-                Err(_) => return Some(frames::error("bad_frame", "ids must be notification ids")),
-            }
-        }
-        ClientFrame::MarkAllRead => state.inbox.read_all(tenant, user).await,
+    let result = match decode_client_frame(text) {
+        Err(error) => return Some(error),
+        Ok(ClientFrame::Ping) => return Some(frames::pong()),
+        Ok(ClientFrame::MarkRead(ids)) => state.inbox.read_many(tenant, user, &ids).await,
+        Ok(ClientFrame::MarkAllRead) => state.inbox.read_all(tenant, user).await,
     };
     match result {
         Ok(_) => None,
@@ -336,11 +448,72 @@ impl SseEvents {
 /// The last event of a stream: an `error` event saying why it ends.
 fn closing_event(reason: CloseReason) -> Bytes {
     let (_, text) = reason.ws_code();
-    let code = match reason {
-        CloseReason::TokenExpired => "token_expired",
-        CloseReason::SlowConsumer => "slow_consumer",
-        CloseReason::Shutdown => "shutdown",
-        CloseReason::Unavailable => "unavailable",
-    };
-    frames::error(code, text).sse_chunk()
+    frames::error(reason.code(), text).sse_chunk()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::FrameKind;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_frame_budget_allows_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = FrameBudget::new(10, 3, t0);
+        assert!((0..3).all(|_| b.take(t0)));
+        assert!(!b.take(t0), "the burst is spent");
+        assert!(
+            b.take(t0 + Duration::from_millis(100)),
+            "one more after 1/rate"
+        );
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+        assert!(
+            (0..3).all(|_| b.take(t0 + Duration::from_secs(60))),
+            "refills to the burst"
+        );
+        assert!(!b.take(t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn client_frames_decode() {
+        assert_eq!(
+            decode_client_frame(r#"{"type":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"mark_read","ids":["n0000000000000005"]}"#).unwrap(),
+            ClientFrame::MarkRead(vec![NotificationId::from_seq(5)])
+        );
+        let bad = decode_client_frame(r#"{"type":"mark_read","ids":["x"]}"#).unwrap_err();
+        assert_eq!(bad.kind(), FrameKind::Error);
+    }
+
+    fn assert_clear_error(text: &str) {
+        if let Err(frame) = decode_client_frame(text) {
+            assert_eq!(frame.kind(), FrameKind::Error);
+            let v: serde_json::Value = serde_json::from_slice(frame.data()).unwrap();
+            assert_eq!(v["code"], "bad_frame", "{v}");
+            assert!(v["message"].is_string(), "{v}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_decodes_or_is_a_bad_frame_error(text in "\\PC{0,256}") {
+            assert_clear_error(&text);
+        }
+
+        #[test]
+        fn json_shaped_garbage_is_a_bad_frame_error(
+            kind in "mark_read|mark_all_read|ping|\\PC{0,12}",
+            ids in proptest::collection::vec("n[0-9]{16}|\\PC{0,20}", 0..8),
+            extra in "\\PC{0,16}",
+        ) {
+            let text = serde_json::json!({"type": kind, "ids": ids, "x": extra}).to_string();
+            assert_clear_error(&text);
+            let half: String = text.chars().take(text.chars().count() / 2).collect();
+            assert_clear_error(&half);
+        }
+    }
 }

@@ -10,30 +10,56 @@
 //! - an event stream is a request that never ends, and under hyper it keeps
 //!   hyper's buffers for its whole life: those connections are served by
 //!   [`super::sse_direct`] instead.
+//!
+//! Every connection is admitted first ([`super::gate`]: the global cap, the reserve
+//! for the probes, the per-address cap), then its first request head is read and
+//! checked here ([`super::head`]: JSON errors, the client's address behind trusted
+//! proxies), then it goes to the direct event stream or to hyper, where each
+//! request runs within `server.request_timeout_secs`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use super::client_ip::ClientIp;
-use super::sse_direct::{is_sse_request, DirectSse, PEEK_LEN};
 use tower::ServiceExt;
+
+use super::client_ip::TrustedProxies;
+use super::error::ApiError;
+use super::gate::{Admission, Gate, GateLimits, IpSlot, Permit};
+use super::head::{self, HeadError, Prefixed};
+use super::sse_direct::{is_sse_request, DirectSse};
 
 /// Connections the kernel may hold completed but not yet accepted (capped by
 /// `net.core.somaxconn`). The usual default of 128 overflowed in a reconnect storm
 /// of 512 clients at once: dropped SYNs are retried after 1 s, then 2 s (measured:
 /// connect p99 of 2 s; loadtests/RESULTS.md).
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// TCP keepalive on every accepted socket: an event stream only writes, so a peer
+/// that vanished (power loss, a NAT that forgot us) is found by the kernel's probes
+/// after about `KEEPALIVE_IDLE` + 3 × `KEEPALIVE_INTERVAL` even between heartbeats.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a refusal (503/429) may take to write before the socket is dropped.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Head timeout of a connection from the reserve: probes send their request at
+/// once, and a slow head must not hold a reserved place for long.
+const PROBE_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds the listening socket (address reuse on, so a restart can bind at once).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -46,8 +72,16 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Time a new connection has to send its first request head.
-pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The connection limits of `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub gate: GateLimits,
+    pub trusted_proxies: TrustedProxies,
+    /// A request not answered within this (its body still coming, say) gets a 408.
+    pub request_timeout: Duration,
+    /// A connection gets this long to send a complete request head.
+    pub header_read_timeout: Duration,
+}
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and
 /// waits for in-flight requests (the caller bounds that wait). Upgraded WebSockets
@@ -56,24 +90,38 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     direct: DirectSse,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let connections = TaskTracker::new();
     let draining = CancellationToken::new();
     let mut http = http1::Builder::new();
+    // Hyper's own limits sit above ours (head.rs), so a head we refuse gets our JSON
+    // answer; only one beyond both gets hyper's empty one. A smaller read buffer
+    // than hyper's default (~400 KiB) also bounds what a slow head can hold.
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(head::MAX_HEADERS * 2)
+        .max_buf_size(head::MAX_HEAD * 4);
     // One allocation shared by every connection: an idle event stream holds this
     // pointer for its whole life, not its own copies (measured per connection).
+    let full_answer = head::render_error(overloaded(), HeaderMap::new()).await;
+    // Probes from the reserve are answered once, then the place is given back.
+    let mut probe_http = http.clone();
+    probe_http.keep_alive(false);
     let shared = Arc::new(Shared {
         http,
+        probe_http,
         router,
         direct,
         draining,
+        gate: Gate::new(limits.gate.clone()),
+        limits,
+        full_answer,
     });
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -84,10 +132,19 @@ pub async fn serve(
                 }
             },
         };
-        let (stream, peer) = stream;
-        // Frames are small and already batched per flush: send them now.
-        let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, peer, shared.clone()));
+        configure(&stream);
+        // Admitted here, in accept order, so the cap counts connections in the order
+        // the kernel completed them.
+        match admit(&shared, peer) {
+            // Beyond cap and reserve nothing is spent on the socket: one try to
+            // write the answer, then it is closed (no task, no wait).
+            Err(Refusal::Full) => {
+                let _ = stream.try_write(&shared.full_answer);
+            }
+            admitted => {
+                connections.spawn(connection(stream, peer, admitted, shared.clone()));
+            }
+        }
     }
     drop(listener);
     shared.draining.cancel();
@@ -98,33 +155,151 @@ pub async fn serve(
 
 struct Shared {
     http: http1::Builder,
+    /// The same, without keep-alive, for connections from the reserve.
+    probe_http: http1::Builder,
     router: Router,
     direct: DirectSse,
     /// Cancelled at shutdown: hyper connections finish their request, then close.
     draining: CancellationToken,
+    gate: Arc<Gate>,
+    limits: ServerLimits,
+    /// The 503 `overloaded` answer, rendered once: written without waiting when
+    /// cap and reserve are full.
+    full_answer: bytes::Bytes,
 }
 
-/// One accepted connection: a direct event stream, or hyper with the router.
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    match first_bytes(&stream).await {
-        First::Sse => return shared.direct.serve(stream).await,
-        First::Other => {}
-        First::Nothing => return,
+/// Frames are small and already batched per flush: `TCP_NODELAY` sends them now.
+/// Keepalive finds dead peers of streams that only write.
+fn configure(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// What a connection holds against the limits, for as long as any part of it lives:
+/// the hyper connection, and a WebSocket upgraded from it (the handler keeps a clone).
+#[derive(Clone)]
+pub(crate) struct ConnHold(#[allow(dead_code)] Arc<(Permit, Option<IpSlot>)>);
+
+/// What a connection was allowed at accept.
+struct Admitted {
+    permit: Permit,
+    /// The cap is full: this connection comes from the reserve.
+    probes_only: bool,
+    /// The peer's slot when the peer is the client (not a trusted proxy).
+    slot: Option<IpSlot>,
+}
+
+/// Why a connection was refused at accept.
+enum Refusal {
+    /// Cap and reserve are full: answered at once, holding nothing.
+    Full,
+    /// The address has its share: answered after its request head (or a second),
+    /// so an HTTP client reads the answer to the request it sent. Holds a place
+    /// under the global cap meanwhile, so refusals too are bounded.
+    PerAddress(Permit),
+}
+
+fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
+    let (permit, probes_only) = match shared.gate.admit() {
+        Admission::Full(p) => (p, false),
+        Admission::ProbesOnly(p) => (p, true),
+        Admission::Refused => return Err(Refusal::Full),
+    };
+    // A peer that is not a trusted proxy is the client: counted before it sends a byte.
+    let slot = if shared.limits.trusted_proxies.contains(peer.ip()) {
+        None
+    } else {
+        match shared.gate.claim_ip(peer.ip().to_canonical()) {
+            Some(slot) => Some(slot),
+            None => return Err(Refusal::PerAddress(permit)),
+        }
+    };
+    Ok(Admitted {
+        permit,
+        probes_only,
+        slot,
+    })
+}
+
+/// One accepted connection: its first head read and checked, then a direct event
+/// stream, or hyper with the router.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Result<Admitted, Refusal>,
+    shared: Arc<Shared>,
+) {
+    let Admitted {
+        permit,
+        probes_only,
+        mut slot,
+    } = match admitted {
+        Ok(a) => a,
+        Err(Refusal::Full) => return,
+        Err(Refusal::PerAddress(_permit)) => {
+            let _ = head::read(&mut stream, REFUSAL_WRITE).await;
+            return refuse(stream, too_many_from_address()).await;
+        }
+    };
+    let trusted = &shared.limits.trusted_proxies;
+    let head_timeout = if probes_only {
+        PROBE_HEAD_TIMEOUT.min(shared.limits.header_read_timeout)
+    } else {
+        shared.limits.header_read_timeout
+    };
+    let first = match head::read(&mut stream, head_timeout).await {
+        Ok(first) => first,
+        Err(HeadError::Gone) => return,
+        Err(HeadError::Bad(e)) => return refuse(stream, e).await,
+    };
+    let client = trusted.resolve(peer.ip(), &first.parts.headers);
+    // Behind a trusted proxy the client is known from the first head: the
+    // connection counts against that client (an event stream or a WebSocket is one
+    // client's; a proxy's kept-alive connection is counted for its first client).
+    if slot.is_none() {
+        match shared.gate.claim_ip(client.0) {
+            Some(s) => slot = Some(s),
+            None => return refuse(stream, too_many_from_address()).await,
+        }
     }
-    // The client's address for per-address limits: the TCP peer (proxy headers
-    // are resolved by the `server.trusted_proxies` work, which replaces this).
-    let client = ClientIp(peer.ip());
-    let router = shared.router.clone().map_request(
-        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(client);
-            req
-        },
-    );
-    let service = TowerToHyperService::new(router);
-    let conn = shared
-        .http
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let hold = ConnHold(Arc::new((permit, slot)));
+    if probes_only && !is_probe(first.parts.uri.path()) {
+        return refuse(stream, overloaded()).await;
+    }
+    let head::Head { mut parts, bytes } = first;
+    if !probes_only && is_sse_request(&parts) {
+        // The head's bytes are not kept for the stream's life.
+        drop(bytes);
+        parts.extensions.insert(client);
+        let _hold = hold;
+        return shared.direct.serve(stream, parts).await;
+    }
+    drop(parts);
+    let io = TokioIo::new(Prefixed::new(bytes, stream));
+    serve_hyper(io, peer, hold, probes_only, shared).await;
+}
+
+async fn serve_hyper(
+    io: TokioIo<Prefixed>,
+    peer: SocketAddr,
+    hold: ConnHold,
+    probes_only: bool,
+    shared: Arc<Shared>,
+) {
+    let each = shared.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (shared, hold) = (each.clone(), hold.clone());
+        async move { Ok::<_, Infallible>(request(req, peer, hold, probes_only, &shared).await) }
+    });
+    let http = if probes_only {
+        &shared.probe_http
+    } else {
+        &shared.http
+    };
+    let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
@@ -139,23 +314,78 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-enum First {
-    /// `GET /v1/sse`: served directly.
-    Sse,
-    /// Anything else, or too few bytes yet to tell: served by hyper as usual.
-    Other,
-    /// Closed, failed, or silent for [`HEADER_READ_TIMEOUT`]: dropped.
-    Nothing,
+/// One request on a hyper connection: the head limits, the client's address, the
+/// probes-only rule, then the router within the request timeout.
+async fn request(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    hold: ConnHold,
+    probes_only: bool,
+    shared: &Shared,
+) -> Response {
+    if let Err(e) = head::check_limits(req.uri(), req.headers()) {
+        return closing(e);
+    }
+    if probes_only && !is_probe(req.uri().path()) {
+        return closing(overloaded());
+    }
+    let client = shared
+        .limits
+        .trusted_proxies
+        .resolve(peer.ip(), req.headers());
+    req.extensions_mut().insert(client);
+    req.extensions_mut().insert(hold);
+    let routed = shared.router.clone().oneshot(req);
+    match tokio::time::timeout(shared.limits.request_timeout, routed).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            metrics::counter!("tidings_request_timeouts_total").increment(1);
+            closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request was not complete in time",
+            ))
+        }
+    }
 }
 
-/// Peeks at the first bytes without consuming them.
-async fn first_bytes(stream: &TcpStream) -> First {
-    let mut probe = [0u8; PEEK_LEN];
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut probe)).await {
-        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => First::Nothing,
-        Ok(Ok(n)) if is_sse_request(&probe[..n]) => First::Sse,
-        Ok(Ok(_)) => First::Other,
-    }
+/// An error answer after which hyper closes the connection (a body may be unread).
+fn closing(e: ApiError) -> Response {
+    let mut res = e.into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// The operations probes, served from the reserve when the cap is full.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+fn overloaded() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "this node has too many open connections; retry later or elsewhere",
+    );
+    e.retry_after = Some(1);
+    e
+}
+
+fn too_many_from_address() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+        "too many open connections from this address",
+    );
+    e.retry_after = Some(1);
+    e
+}
+
+/// Answers `error` and closes, within a short bound: a refused client gets no more time.
+async fn refuse(mut stream: TcpStream, error: ApiError) {
+    head::write_error(&mut stream, error, HeaderMap::new(), REFUSAL_WRITE).await;
 }
 
 /// Connection-level errors concern one client; others (such as EMFILE: out of file
@@ -171,4 +401,22 @@ async fn accept_error(e: io::Error) {
     }
     tracing::error!(error = %e, "accept failed; pausing for 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_keepalive_and_nodelay() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move { TcpStream::connect(addr).await.unwrap() });
+        let (stream, _) = listener.accept().await.unwrap();
+        let _client = client.await.unwrap();
+        assert!(!SockRef::from(&stream).keepalive().unwrap());
+        configure(&stream);
+        assert!(SockRef::from(&stream).keepalive().unwrap());
+        assert!(stream.nodelay().unwrap());
+    }
 }

@@ -72,6 +72,12 @@ impl Frame {
         &self.0.data
     }
 
+    /// What queueing this frame costs a connection's byte budget: its JSON plus the
+    /// framing around it (a WS text or an SSE chunk is built from it once).
+    pub fn byte_len(&self) -> usize {
+        self.0.data.len() + 48
+    }
+
     /// `{"type":"…","data":…}` as a WebSocket text payload.
     pub fn ws_text(&self) -> Utf8Bytes {
         self.0

@@ -1,6 +1,6 @@
 //! The per-user connection registry of this node.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -80,13 +80,34 @@ pub struct HubConfig {
     /// policy: the connection is closed with 4008 (never blocks the publisher,
     /// never drops silently); the client resumes from the store.
     pub queue_capacity: usize,
+    /// Bytes of live frames queued per connection before it counts as a slow
+    /// consumer (same policy as `queue_capacity`): a frame count alone lets a few
+    /// large notifications hold megabytes per never-reading client.
+    pub queue_bytes: usize,
+    /// Connections one user may hold on this node; the next one is refused.
+    pub max_connections_per_user: usize,
+}
+
+/// Why a connection could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("this user already has {0} connections on this node")]
+    TooManyConnections(usize),
 }
 
 struct Conn {
     id: ConnectionId,
     tx: mpsc::Sender<Frame>,
     signal: Arc<Signal>,
+    queued: Arc<QueuedBytes>,
 }
+
+/// Bytes held for one connection: live frames in its queue and replayed frames in
+/// its session, not yet written. Mirrored in the hub's total (`tidings_queued_bytes`).
+#[derive(Default)]
+pub(crate) struct QueuedBytes(AtomicUsize);
 
 type UserKey = (TenantId, UserId);
 
@@ -97,6 +118,9 @@ pub struct Hub {
     next_id: AtomicU64,
     bus: Arc<dyn Bus>,
     connections: metrics::Gauge,
+    /// Sum of every connection's [`QueuedBytes`].
+    queued_total: AtomicUsize,
+    queued_gauge: metrics::Gauge,
 }
 
 /// A live connection's membership in the hub; unregisters when dropped.
@@ -107,11 +131,30 @@ pub struct Registration {
     pub id: ConnectionId,
     pub(crate) rx: mpsc::Receiver<Frame>,
     pub(crate) signal: Arc<Signal>,
+    queued: Arc<QueuedBytes>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // Unregistered first: no delivery can add bytes after this.
         self.hub.unregister(&self.tenant, &self.user, self.id);
+        let left = self.queued.0.swap(0, Ordering::AcqRel);
+        self.hub.release_bytes(left);
+    }
+}
+
+impl Registration {
+    /// Counts `n` bytes held by the session (a replay page).
+    pub(crate) fn hold_bytes(&self, n: usize) {
+        self.queued.0.fetch_add(n, Ordering::AcqRel);
+        self.hub.queued_total.fetch_add(n, Ordering::AcqRel);
+        self.hub.queued_gauge.increment(n as f64);
+    }
+
+    /// `n` bytes have left the connection's queue or replay page.
+    pub(crate) fn release_bytes(&self, n: usize) {
+        self.queued.0.fetch_sub(n, Ordering::AcqRel);
+        self.hub.release_bytes(n);
     }
 }
 
@@ -125,6 +168,8 @@ impl Hub {
             next_id: AtomicU64::new(1),
             bus,
             connections: metrics::gauge!("tidings_connections"),
+            queued_total: AtomicUsize::new(0),
+            queued_gauge: metrics::gauge!("tidings_queued_bytes"),
         });
         let sink: Arc<dyn BusSink> = hub.clone();
         hub.bus
@@ -146,19 +191,31 @@ impl Hub {
         self: &Arc<Self>,
         tenant: TenantId,
         user: UserId,
-    ) -> Result<Registration, BusError> {
+    ) -> Result<Registration, RegisterError> {
+        let key = (tenant.clone(), user.clone());
+        // Checked before subscribing (cheap refusal), and again under the entry's lock.
+        self.check_user_cap(self.users.get(&key).map_or(0, |c| c.len()))?;
         self.bus.subscribe(&tenant, &user).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.config.queue_capacity);
         let signal = Arc::new(Signal::default());
-        self.users
-            .entry((tenant.clone(), user.clone()))
-            .or_default()
-            .push(Conn {
+        let queued = Arc::new(QueuedBytes::default());
+        {
+            let mut conns = self.users.entry(key).or_default();
+            if let Err(e) = self.check_user_cap(conns.len()) {
+                drop(conns);
+                self.users
+                    .remove_if(&(tenant.clone(), user.clone()), |_, c| c.is_empty());
+                self.bus.unsubscribe(&tenant, &user);
+                return Err(e);
+            }
+            conns.push(Conn {
                 id,
                 tx,
                 signal: signal.clone(),
+                queued: queued.clone(),
             });
+        }
         self.connections.increment(1.0);
         Ok(Registration {
             hub: self.clone(),
@@ -167,7 +224,29 @@ impl Hub {
             id,
             rx,
             signal,
+            queued,
         })
+    }
+
+    fn check_user_cap(&self, open: usize) -> Result<(), RegisterError> {
+        let cap = self.config.max_connections_per_user;
+        if open >= cap {
+            metrics::counter!("tidings_connections_refused_total", "reason" => "per_user")
+                .increment(1);
+            return Err(RegisterError::TooManyConnections(cap));
+        }
+        Ok(())
+    }
+
+    fn release_bytes(&self, n: usize) {
+        self.queued_total.fetch_sub(n, Ordering::AcqRel);
+        self.queued_gauge.decrement(n as f64);
+    }
+
+    /// Bytes queued for this node's connections, not yet written (live queues and
+    /// replay pages); bounded per connection by `queue_bytes` plus one replay page.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_total.load(Ordering::Acquire)
     }
 
     fn unregister(&self, tenant: &TenantId, user: &UserId, id: ConnectionId) {
@@ -211,21 +290,42 @@ impl Hub {
             };
             if let Some(conns) = self.users.get(key) {
                 for c in conns.iter() {
-                    match c.tx.try_send(d.frame.clone()) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            if c.signal.peek() & flags::SLOW == 0 {
-                                metrics::counter!("tidings_slow_consumer_closes_total")
-                                    .increment(1);
-                            }
-                            c.signal.raise(flags::SLOW);
-                        }
-                        // The session is ending; its Registration unregisters it.
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    }
+                    self.enqueue(c, &d.frame);
                 }
             }
         }
+    }
+
+    /// Queues one frame for one connection, or marks it a slow consumer when its
+    /// queue is full in frames or in bytes.
+    fn enqueue(&self, c: &Conn, frame: &Frame) {
+        let len = frame.byte_len();
+        let held = c.queued.0.fetch_add(len, Ordering::AcqRel) + len;
+        if held > self.config.queue_bytes {
+            c.queued.0.fetch_sub(len, Ordering::AcqRel);
+            return Self::mark_slow(c);
+        }
+        match c.tx.try_send(frame.clone()) {
+            Ok(()) => {
+                self.queued_total.fetch_add(len, Ordering::AcqRel);
+                self.queued_gauge.increment(len as f64);
+            }
+            Err(e) => {
+                c.queued.0.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Self::mark_slow(c),
+                    // The session is ending; its Registration unregisters it.
+                    mpsc::error::TrySendError::Closed(_) => {}
+                }
+            }
+        }
+    }
+
+    fn mark_slow(c: &Conn) {
+        if c.signal.peek() & flags::SLOW == 0 {
+            metrics::counter!("tidings_slow_consumer_closes_total").increment(1);
+        }
+        c.signal.raise(flags::SLOW);
     }
 
     /// Number of live connections on this node.

@@ -10,67 +10,58 @@ use super::{frames, ServiceError};
 use crate::domain::auth::UserPrincipal;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::UnreadCount;
-use crate::hub::session::{CatchUp, CatchUpFrames, Session};
-use crate::hub::{Frame, Hub};
+use crate::hub::session::{CatchUp, ReplayLimits, Session};
+use crate::hub::{Frame, Hub, RegisterError};
 use crate::store::Store;
-
-/// Page size when replaying; resume pages until it has everything up to `max_replay`.
-const REPLAY_PAGE: u32 = 500;
 
 pub struct Realtime {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     directory: Arc<Directory>,
     catch_up: Arc<StoreCatchUp>,
+    replay: ReplayLimits,
+}
+
+/// Why a live connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The user holds `hub.max_connections_per_user` connections on this node.
+    #[error("too many connections for this user (at most {0} per node)")]
+    TooManyConnections(usize),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 /// Reads missed notifications from the store for [`Session`]s.
 pub struct StoreCatchUp {
     store: Arc<dyn Store>,
-    /// Upper bound on one replay, so a resume from the beginning of a long history
-    /// cannot hold memory without limit. A client further behind gets the oldest
-    /// `max_replay` missed notifications now, and the rest on its next resume
-    /// (or through the REST list).
-    max_replay: u32,
 }
 
 #[async_trait]
 impl CatchUp for StoreCatchUp {
-    async fn catch_up(
+    async fn unread(&self, tenant: &TenantId, user: &UserId) -> Result<UnreadCount, String> {
+        self.store
+            .unread_count(tenant, user)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn page(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        after: Option<NotificationId>,
-    ) -> Result<CatchUpFrames, String> {
-        // The count is read first: anything committed after it arrives live (the
-        // connection is already registered) or in the replay, never neither.
-        let unread = self
+        after: NotificationId,
+        limit: u32,
+    ) -> Result<Vec<(NotificationId, Frame)>, String> {
+        let page = self
             .store
-            .unread_count(tenant, user)
+            .replay_after(tenant, user, after, limit)
             .await
             .map_err(|e| e.to_string())?;
-        let mut notifications = Vec::new();
-        if let Some(mut cursor) = after {
-            loop {
-                let page = self
-                    .store
-                    .replay_after(tenant, user, cursor, REPLAY_PAGE)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let full = page.len() == REPLAY_PAGE as usize;
-                for n in &page {
-                    cursor = n.id;
-                    notifications.push((n.id, frames::notification(n)));
-                }
-                if !full || notifications.len() >= self.max_replay as usize {
-                    break;
-                }
-            }
-        }
-        Ok(CatchUpFrames {
-            notifications,
-            unread,
-        })
+        Ok(page
+            .iter()
+            .map(|n| (n.id, frames::notification(n)))
+            .collect())
     }
 
     fn unread_frame(&self, count: UnreadCount) -> Frame {
@@ -83,17 +74,17 @@ impl Realtime {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         directory: Arc<Directory>,
-        max_replay: u32,
+        replay: ReplayLimits,
     ) -> Self {
         let catch_up = Arc::new(StoreCatchUp {
             store: store.clone(),
-            max_replay,
         });
         Self {
             store,
             hub,
             directory,
             catch_up,
+            replay,
         }
     }
 
@@ -106,7 +97,7 @@ impl Realtime {
         &self,
         user: &UserPrincipal,
         since: Option<NotificationId>,
-    ) -> Result<Session, ServiceError> {
+    ) -> Result<Session, ConnectError> {
         if let Err(e) = self.directory.note_claims(user).await {
             // The directory is a convenience for role publishes; a failed write must
             // not keep a staff member from their notifications. It is retried next connect.
@@ -116,7 +107,10 @@ impl Realtime {
             .hub
             .register(user.tenant.clone(), user.user.clone())
             .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            .map_err(|e| match e {
+                RegisterError::TooManyConnections(cap) => ConnectError::TooManyConnections(cap),
+                RegisterError::Bus(e) => ServiceError::Unavailable(e.to_string()).into(),
+            })?;
         let expires_in = Duration::from_secs(
             u64::try_from(user.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
         );
@@ -127,9 +121,10 @@ impl Realtime {
             since,
             move |c| frames::hello(&uid, cid, c),
             expires_in,
+            self.replay,
         )
         .await
-        .map_err(ServiceError::Unavailable)
+        .map_err(|e| ServiceError::Unavailable(e).into())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

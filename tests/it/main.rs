@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod cli;
 mod clinic_events;
+mod hostile_conn;
 mod inbox;
 mod multinode;
 mod ops;
