@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::ServiceError;
 use crate::domain::auth::{Role, UserPrincipal};
 use crate::domain::ids::{TenantId, UserId};
-use crate::domain::user::DirectoryUser;
-use crate::store::{Page, PageRequest, Store};
+use crate::domain::user::{check_profile, DirectoryUser};
+use crate::store::{Page, PageRequest, Store, StoreError};
 
 /// Role, name and locale as last written from a token.
 type Claimed = (Role, Option<String>, Option<String>);
@@ -46,24 +46,55 @@ async fn write_claims(store: Arc<dyn Store>, mut queue: mpsc::Receiver<ClaimNote
     let mut batch = Vec::with_capacity(CLAIMS_BATCH);
     while queue.recv_many(&mut batch, CLAIMS_BATCH).await > 0 {
         // A user twice in one batch: the later claims win (and PostgreSQL refuses
-        // to upsert one row twice in a statement).
+        // to upsert one row twice in a statement). `row_of[i]`: note i's row.
         let mut at: HashMap<(&TenantId, &UserId), usize> = HashMap::with_capacity(batch.len());
         let mut rows: Vec<(TenantId, DirectoryUser)> = Vec::with_capacity(batch.len());
+        let mut row_of = Vec::with_capacity(batch.len());
         for note in &batch {
             match at.get(&(&note.tenant, &note.user.user)) {
-                Some(&i) => rows[i].1 = note.user.clone(),
+                Some(&i) => {
+                    rows[i].1 = note.user.clone();
+                    row_of.push(i);
+                }
                 None => {
                     at.insert((&note.tenant, &note.user.user), rows.len());
+                    row_of.push(rows.len());
                     rows.push((note.tenant.clone(), note.user.clone()));
                 }
             }
         }
         drop(at);
-        let result = store.upsert_users(&rows).await.map_err(|e| e.to_string());
-        for note in batch.drain(..) {
-            let _ = note.written.send(result.clone());
+        let results = upsert_isolated(store.as_ref(), &rows).await;
+        for (note, row) in batch.drain(..).zip(row_of) {
+            let _ = note.written.send(results[row].clone());
         }
     }
+}
+
+/// Writes the rows in one statement; if that fails for a reason other than the
+/// database being unreachable, writes them one by one, so a row the database
+/// refuses fails only its own connect, not every tenant's connects in the batch.
+async fn upsert_isolated(
+    store: &dyn Store,
+    rows: &[(TenantId, DirectoryUser)],
+) -> Vec<Result<(), String>> {
+    let err = match store.upsert_users(rows).await {
+        Ok(()) => return vec![Ok(()); rows.len()],
+        Err(e) => e,
+    };
+    if rows.len() == 1 || matches!(err, StoreError::Unavailable(_)) {
+        return vec![Err(err.to_string()); rows.len()];
+    }
+    tracing::warn!(error = %err, rows = rows.len(), "directory batch failed; writing its rows one by one");
+    let mut results = Vec::with_capacity(rows.len());
+    for row in rows {
+        let one = store.upsert_users(std::slice::from_ref(row)).await;
+        if let Err(e) = &one {
+            tracing::warn!(error = %e, tenant = %row.0, "directory write failed");
+        }
+        results.push(one.map_err(|e| e.to_string()));
+    }
+    results
 }
 
 impl Directory {
@@ -112,6 +143,9 @@ impl Directory {
         if self.seen.get(&key).is_some_and(|v| *v == value) {
             return Ok(());
         }
+        // Claims come from a token the tenant may have signed itself: the
+        // directory's rules apply to them as to `PUT /v1/users`.
+        check_profile(p.name.as_deref(), p.locale.as_deref())?;
         let user = DirectoryUser {
             user: p.user.clone(),
             role: p.role,
