@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod clinic_events;
 mod inbox;
+mod input_validation;
 mod multinode;
 mod ops;
 mod outbound_api;
