@@ -355,8 +355,11 @@ async fn token_names_have_the_directory_limits() {
             Some(json!({"user_id": "u1", "role": "provider", "name": name, "locale": locale})),
         )
         .await;
-        assert_error(s, &b, 422, "invalid");
-        assert_eq!(b["error"]["field"], field, "{b}");
+        // (A body is not printed on failure: a minted token would be 270 KB.)
+        assert_eq!(
+            (s.as_u16(), b["error"]["field"].as_str()),
+            (422, Some(field))
+        );
         // The same limits as the directory's.
         let (s, b) = call(
             &app,
@@ -365,8 +368,11 @@ async fn token_names_have_the_directory_limits() {
             Some(json!({"role": "provider", "name": name, "locale": locale})),
         )
         .await;
-        assert_error(s, &b, 422, "invalid");
-        assert_eq!(b["error"]["field"], field, "{b}");
+        // (A body is not printed on failure: a minted token would be 270 KB.)
+        assert_eq!(
+            (s.as_u16(), b["error"]["field"].as_str()),
+            (422, Some(field))
+        );
     }
     let (s, b) = call(&app, Method::POST, "/v1/tokens",
         Some(json!({"user_id": "u1", "role": "provider", "name": "ش".repeat(200), "locale": "ar-SA"}))).await;
