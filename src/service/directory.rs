@@ -7,11 +7,12 @@ use chrono::Utc;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::commit_isolated;
 use super::ServiceError;
 use crate::domain::auth::{Role, UserPrincipal};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::user::{check_profile, DirectoryUser};
-use crate::store::{Page, PageRequest, Store, StoreError};
+use crate::store::{Page, PageRequest, Store};
 
 /// Role, name and locale as last written from a token.
 type Claimed = (Role, Option<String>, Option<String>);
@@ -64,37 +65,20 @@ async fn write_claims(store: Arc<dyn Store>, mut queue: mpsc::Receiver<ClaimNote
             }
         }
         drop(at);
-        let results = upsert_isolated(store.as_ref(), &rows).await;
+        // A row the database refuses fails only its own connect (service::batch).
+        let store = store.as_ref();
+        let results = commit_isolated(&rows, |chunk| async move {
+            store
+                .upsert_users(chunk)
+                .await
+                .map(|()| vec![(); chunk.len()])
+        })
+        .await;
         for (note, row) in batch.drain(..).zip(row_of) {
-            let _ = note.written.send(results[row].clone());
+            let written = results[row].as_ref().map(|_| ()).map_err(|e| e.to_string());
+            let _ = note.written.send(written);
         }
     }
-}
-
-/// Writes the rows in one statement; if that fails for a reason other than the
-/// database being unreachable, writes them one by one, so a row the database
-/// refuses fails only its own connect, not every tenant's connects in the batch.
-async fn upsert_isolated(
-    store: &dyn Store,
-    rows: &[(TenantId, DirectoryUser)],
-) -> Vec<Result<(), String>> {
-    let err = match store.upsert_users(rows).await {
-        Ok(()) => return vec![Ok(()); rows.len()],
-        Err(e) => e,
-    };
-    if rows.len() == 1 || matches!(err, StoreError::Unavailable(_)) {
-        return vec![Err(err.to_string()); rows.len()];
-    }
-    tracing::warn!(error = %err, rows = rows.len(), "directory batch failed; writing its rows one by one");
-    let mut results = Vec::with_capacity(rows.len());
-    for row in rows {
-        let one = store.upsert_users(std::slice::from_ref(row)).await;
-        if let Err(e) = &one {
-            tracing::warn!(error = %e, tenant = %row.0, "directory write failed");
-        }
-        results.push(one.map_err(|e| e.to_string()));
-    }
-    results
 }
 
 impl Directory {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::commit_isolated;
 use super::directory::Directory;
 use super::{frames, ServiceError};
 use crate::bus::Delivery;
@@ -20,7 +21,7 @@ use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::NotificationContent;
 use crate::domain::Invalid;
 use crate::hub::Hub;
-use crate::store::{IdempotencyClaim, PublishOutcome, PublishRequest, Store, StoreError};
+use crate::store::{IdempotencyClaim, PublishOutcome, PublishRequest, Store};
 
 pub const MAX_USER_IDS: usize = 1000;
 /// How many times the writer yields to ready tasks to fill a batch when busy.
@@ -192,18 +193,16 @@ async fn writer(
             .unwrap_or_default();
         batch_rows.record(rows as f64);
         queue_seconds.record(waited.as_secs_f64());
-        let results = commit_isolated(store.as_ref(), &reqs).await;
+        // A request the database refuses fails alone, not the batch (service::batch).
+        let results = commit_isolated(&reqs, |chunk| store.insert_batch(chunk)).await;
         let mut created = Vec::with_capacity(results.len());
         let mut replies = Vec::with_capacity(results.len());
         for result in results {
-            replies.push(match result {
-                Ok(outcome) => {
-                    let reply = reply_for(&outcome);
-                    created.push(outcome);
-                    reply
-                }
-                Err(e) => Err(e),
-            });
+            replies.push(result.and_then(|outcome| {
+                let reply = reply_for(&outcome);
+                created.push(outcome);
+                reply
+            }));
         }
         // The rows go to fan-out; callers are answered once the hand-off is done,
         // so a 201 is never answered before the events are on their way.
@@ -213,49 +212,6 @@ async fn writer(
         for ((_, reply), answer) in waiting.into_iter().zip(replies) {
             let _ = reply.send(answer);
         }
-    }
-}
-
-/// Commits a batch in one transaction; if that fails for a reason other than the
-/// database being unreachable, commits its requests one by one, so the request
-/// that made it fail fails alone and every other one (other tenants' included)
-/// is stored. Ids stay in commit order: each retry is its own transaction.
-pub async fn commit_isolated(
-    store: &dyn Store,
-    reqs: &[PublishRequest],
-) -> Vec<Result<PublishOutcome, ServiceError>> {
-    let err = match store.insert_batch(reqs).await {
-        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-        Err(e) => e,
-    };
-    // Down is down for everyone: retrying each request would only wait longer.
-    if reqs.len() == 1 || matches!(err, StoreError::Unavailable(_)) {
-        tracing::warn!(error = %err, requests = reqs.len(), "publish batch failed");
-        return reqs.iter().map(|_| Err(failed(&err))).collect();
-    }
-    tracing::warn!(error = %err, requests = reqs.len(), "publish batch failed; retrying its requests one by one");
-    let mut results = Vec::with_capacity(reqs.len());
-    for req in reqs {
-        let one = match store.insert_batch(std::slice::from_ref(req)).await {
-            Ok(mut outcomes) => outcomes.pop().ok_or_else(|| {
-                ServiceError::Internal("a publish was committed without an outcome".into())
-            }),
-            Err(e) => Err(failed(&e)),
-        };
-        results.push(one);
-        if let Some(Err(e)) = results.last() {
-            tracing::warn!(error = %e, tenant = %req.tenant, "publish failed");
-        }
-    }
-    results
-}
-
-/// A failed commit as each of its callers is answered (the error is logged here;
-/// the answer says no more than 503 or 500).
-fn failed(e: &StoreError) -> ServiceError {
-    match e {
-        StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
-        _ => ServiceError::Internal(e.to_string()),
     }
 }
 
