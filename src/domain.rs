@@ -14,6 +14,7 @@ pub mod message;
 pub mod notification;
 pub mod preferences;
 pub mod template;
+pub mod text;
 pub mod user;
 
 /// A field-level validation failure. `field` is the JSON path the client sent.

@@ -5,6 +5,8 @@
 mod admin;
 mod audit;
 pub mod client_ip;
+#[cfg(test)]
+mod decode_props;
 pub mod error;
 mod events;
 pub mod extract;
@@ -193,7 +195,18 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             .into_response()
         })
         .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(axum::middleware::map_response(no_store_by_default))
         .layer(cors)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// API answers carry patient data: no browser or proxy may keep a copy
+/// (`Cache-Control: no-store`, errors included). A response that chose its own
+/// caching keeps it: the admin console's assets (`no-cache` + ETag), event streams.
+async fn no_store_by_default(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
 }

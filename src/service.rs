@@ -5,6 +5,7 @@
 //! (`http/error.rs`).
 
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod directory;
 pub mod events;

@@ -135,14 +135,33 @@ export const badgeText = (n) => (!n || n < 0 ? '' : n > 99 ? '99+' : String(n))
 
 /**
  * Where a click on `n` leads: its `link`, else `pattern` (`/{type}s/{id}`)
- * filled from `n.related` (URL-encoded), else null. Only http(s) URLs and
- * paths are followed, whatever the data says.
+ * filled from `n.related` (URL-encoded), else null. Only followed through
+ * {@link safeTarget}, whatever the data says.
  */
-export function targetOf(n, pattern) {
+export function targetOf(n, pattern, base) {
   let url = n.link
   if (!url && pattern && n.related && n.related.type != null && n.related.id != null)
     url = pattern.replace(/\{(type|id)\}/g, (_, k) => encodeURIComponent(n.related[k]))
-  return url && /^(https?:\/\/|\/(?!\/))/i.test(url) ? url : null
+  return url ? safeTarget(url, base) : null
+}
+
+/**
+ * `url` if it is an absolute http(s) URL or a path on this site, else null. A
+ * relative-looking link never leaves the site: browsers read `/\evil.example` as
+ * `//evil.example` (another site) and drop tabs and newlines before resolving
+ * (`/\t/evil.example`), so backslashes and control characters are refused and a
+ * path must resolve to the page's own origin (`base`: the page's URL).
+ */
+export function safeTarget(url, base = globalThis.location && globalThis.location.href) {
+  if (typeof url != 'string' || /[\\\u0000-\u001f\u007f]/.test(url)) return null
+  if (/^https?:\/\//i.test(url)) return url
+  if (!/^\/(?!\/)/.test(url)) return null
+  try {
+    const origin = new URL(base || 'http://localhost/').origin
+    return new URL(url, origin).origin == origin ? url : null
+  } catch {
+    return null
+  }
 }
 
 /** The notification types the hub knows, in display order. */

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::ids::{NotificationId, TenantId, UserId};
-use super::Invalid;
+use super::{text, Invalid};
 
 /// The contract's limit on a notification title.
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -13,6 +13,10 @@ const LINK_MAX_BYTES: usize = 2048;
 const RELATED_FIELD_MAX_CHARS: usize = 100;
 /// The contract caps `data` at 8 KiB of serialized JSON.
 pub const DATA_MAX_BYTES: usize = 8 * 1024;
+/// The deepest nesting of arrays and objects `data` may have (`{}` is 1). Deeper
+/// JSON is no clinic's payload, and every client that parses it recursively (the
+/// browser library, a clinic's backend reading the list) pays for it.
+pub const DATA_MAX_DEPTH: usize = 32;
 
 /// Severity shown as the notification's colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +69,7 @@ impl Related {
                     format!("must be 1..{RELATED_FIELD_MAX_CHARS} characters"),
                 ));
             }
+            text::check(field, value)?;
         }
         Ok(Self {
             kind: kind.to_owned(),
@@ -104,6 +109,27 @@ fn check_chars(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
     if n == 0 || n > max {
         return Err(Invalid::new(field, format!("must be 1..{max} characters")));
     }
+    text::check(field, value)
+}
+
+/// `data`: size, depth, and (defence in depth: the HTTP edge already names the
+/// exact key) no control character in its strings or keys.
+fn check_data(data: &str) -> Result<(), Invalid> {
+    if data.len() > DATA_MAX_BYTES {
+        return Err(Invalid::new(
+            "data",
+            format!("must be at most {DATA_MAX_BYTES} bytes of JSON"),
+        ));
+    }
+    if text::json_depth(data.as_bytes()) > DATA_MAX_DEPTH {
+        return Err(Invalid::new(
+            "data",
+            format!("must be nested at most {DATA_MAX_DEPTH} levels deep"),
+        ));
+    }
+    if text::json_has_control_escape(data.as_bytes()) {
+        return Err(text::control_characters("data"));
+    }
     Ok(())
 }
 
@@ -130,24 +156,10 @@ impl NotificationContent {
                     format!("must be at most {LINK_MAX_BYTES} bytes"),
                 ));
             }
-            let lower = link.to_ascii_lowercase();
-            let allowed = lower.starts_with("https://")
-                || lower.starts_with("http://")
-                || link.starts_with('/');
-            if !allowed {
-                return Err(Invalid::new(
-                    "link",
-                    "must be an http(s) URL or an absolute path",
-                ));
-            }
+            text::check_link(link)?;
         }
         let data = input.data_json.unwrap_or_else(|| "{}".to_owned());
-        if data.len() > DATA_MAX_BYTES {
-            return Err(Invalid::new(
-                "data",
-                format!("must be at most {DATA_MAX_BYTES} bytes of JSON"),
-            ));
-        }
+        check_data(&data)?;
         Ok(Self {
             title: input.title.to_owned(),
             message: input.message.to_owned(),
@@ -225,6 +237,20 @@ mod tests {
         let mut i = input("t", "m");
         i.data_json = Some(format!("{{\"a\":\"{}\"}}", "x".repeat(DATA_MAX_BYTES)));
         assert_eq!(NotificationContent::parse(i).unwrap_err().field, "data");
+        let mut i = input("t", "m");
+        let deep = format!(
+            "{}{}",
+            "[".repeat(DATA_MAX_DEPTH + 1),
+            "]".repeat(DATA_MAX_DEPTH + 1)
+        );
+        i.data_json = Some(deep);
+        assert_eq!(NotificationContent::parse(i).unwrap_err().field, "data");
+        let mut i = input("t", "m");
+        i.link = Some("/\\evil.example/phish");
+        assert_eq!(NotificationContent::parse(i).unwrap_err().field, "link");
+        let mut i = input("t\0", "m");
+        i.category = Some("c");
+        assert_eq!(NotificationContent::parse(i).unwrap_err().field, "title");
         let mut i = input("t", "m");
         i.kind = Some("fatal");
         assert_eq!(NotificationContent::parse(i).unwrap_err().field, "type");

@@ -15,6 +15,7 @@ use super::AppState;
 use crate::domain::auth::{Principal, Role, UserPrincipal};
 use crate::domain::ids::TenantId;
 use crate::service::auth::{AuthError, Refusal};
+use crate::domain::text;
 use crate::service::outbound::audit::Actor;
 use crate::service::ratelimit::Limited;
 use crate::service::ServiceError;
@@ -45,8 +46,9 @@ pub fn parse_json<'de, T: Deserialize<'de>>(
             "expected Content-Type: application/json",
         ));
     }
+    refuse_control_characters(body)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -71,7 +73,70 @@ pub fn parse_json<'de, T: Deserialize<'de>>(
                 None => err,
             }
         }
-    })
+    })?;
+    // One JSON value per body: `{...}garbage` or two objects is malformed, not
+    // "the first object" (a proxy and the hub must not read different requests).
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    Ok(value)
+}
+
+/// 422 naming the first string (value or key, at any depth: `data` included) that
+/// holds a disallowed control character (`domain::text`). The byte scan is all a
+/// clean body costs; only a suspect one is parsed a second time, to name the field.
+fn refuse_control_characters(body: &[u8]) -> Result<(), ApiError> {
+    if !text::json_has_control_escape(body) {
+        return Ok(());
+    }
+    // Malformed JSON is left to the typed parse below, which answers 400.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    match path_of_control(&value, String::new()) {
+        Some(path) => {
+            let field = if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path
+            };
+            Err(crate::service::ServiceError::from(text::control_characters(&field)).into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// The path (in serde_path_to_error's notation: `a.b[2].c`) of the first string
+/// holding a disallowed control character; for a bad key, the key's own path with
+/// the characters escaped.
+fn path_of_control(v: &serde_json::Value, at: String) -> Option<String> {
+    let bad = |s: &str| text::check("", s).is_err();
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match v {
+        serde_json::Value::String(s) if bad(s) => Some(at),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| path_of_control(item, format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if bad(k) {
+                Some(join(&k.escape_debug().to_string()))
+            } else {
+                path_of_control(item, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The field a serde "missing field `x`" message names (serde_path_to_error's path
@@ -161,11 +226,35 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
+        let query = Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        refuse_control_in_query(parts.uri.query().unwrap_or(""))?;
+        Ok(query)
     }
+}
+
+/// 422 naming the first query parameter whose decoded name or value holds a
+/// disallowed control character (`?to=%00` would otherwise reach the database,
+/// which PostgreSQL answers with an error). Only `%00`..`%1F` can decode to one.
+fn refuse_control_in_query(query: &str) -> Result<(), ApiError> {
+    if !query.contains("%0") && !query.contains("%1") {
+        return Ok(());
+    }
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default();
+    for (name, value) in pairs {
+        if text::check(&name, &name)
+            .and(text::check(&name, &value))
+            .is_err()
+        {
+            let field = name.escape_debug().to_string();
+            return Err(
+                crate::service::ServiceError::from(text::control_characters(&field)).into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Opaque cursors: base64url of the store's position, so clients cannot depend on it.

@@ -14,6 +14,7 @@ use super::AppState;
 use crate::domain::auth::Role;
 use crate::domain::ids::UserId;
 use crate::domain::Invalid;
+use crate::domain::user::check_profile;
 use crate::service::ServiceError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -57,6 +58,9 @@ async fn mint(
 ) -> ApiResult<Json<MintResponse>> {
     let user = UserId::parse(&body.user_id).map_err(ServiceError::from)?;
     let role: Role = body.role.parse().map_err(ServiceError::from)?;
+    // The token's name and locale land in the directory when it connects: the
+    // directory's limits apply here, before anything is signed.
+    check_profile(body.name.as_deref(), body.locale.as_deref()).map_err(ServiceError::from)?;
     let t = state
         .auth
         .mint(

@@ -13,7 +13,7 @@ use super::extract::{encode_cursor, page_request, Admin, ApiJson, ApiQuery};
 use super::AppState;
 use crate::domain::auth::Role;
 use crate::domain::ids::UserId;
-use crate::domain::user::DirectoryUser;
+use crate::domain::user::{check_profile, DirectoryUser};
 use crate::service::ServiceError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -64,15 +64,6 @@ pub(super) struct UserQuery {
     pub cursor: Option<String>,
 }
 
-fn short_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
-    match v {
-        Some(s) if s.chars().count() > max => {
-            Err(crate::domain::Invalid::new(field, format!("at most {max} characters")).into())
-        }
-        other => Ok(other),
-    }
-}
-
 /// Create or update a directory user (who `role` publishes reach).
 #[utoipa::path(
     put, path = "/v1/users/{user_id}", tag = "directory",
@@ -89,11 +80,12 @@ async fn put_user(
     ApiJson(body): ApiJson<PutUserBody>,
 ) -> ApiResult<Json<UserWire>> {
     admin.require_full()?;
+    check_profile(body.name.as_deref(), body.locale.as_deref()).map_err(ServiceError::from)?;
     let user = DirectoryUser {
         user: UserId::parse(&user_id).map_err(ServiceError::from)?,
         role: body.role.parse::<Role>().map_err(ServiceError::from)?,
-        name: short_text("name", body.name, 200)?,
-        locale: short_text("locale", body.locale, 35)?,
+        name: body.name,
+        locale: body.locale,
         updated_at: Utc::now(),
     };
     let saved = state.directory.put(&admin.tenant, user).await?;

@@ -7,10 +7,11 @@ use chrono::Utc;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::commit_isolated;
 use super::ServiceError;
 use crate::domain::auth::{Role, UserPrincipal};
 use crate::domain::ids::{TenantId, UserId};
-use crate::domain::user::DirectoryUser;
+use crate::domain::user::{check_profile, DirectoryUser};
 use crate::store::{Page, PageRequest, Store};
 
 /// Role, name and locale as last written from a token.
@@ -46,22 +47,36 @@ async fn write_claims(store: Arc<dyn Store>, mut queue: mpsc::Receiver<ClaimNote
     let mut batch = Vec::with_capacity(CLAIMS_BATCH);
     while queue.recv_many(&mut batch, CLAIMS_BATCH).await > 0 {
         // A user twice in one batch: the later claims win (and PostgreSQL refuses
-        // to upsert one row twice in a statement).
+        // to upsert one row twice in a statement). `row_of[i]`: note i's row.
         let mut at: HashMap<(&TenantId, &UserId), usize> = HashMap::with_capacity(batch.len());
         let mut rows: Vec<(TenantId, DirectoryUser)> = Vec::with_capacity(batch.len());
+        let mut row_of = Vec::with_capacity(batch.len());
         for note in &batch {
             match at.get(&(&note.tenant, &note.user.user)) {
-                Some(&i) => rows[i].1 = note.user.clone(),
+                Some(&i) => {
+                    rows[i].1 = note.user.clone();
+                    row_of.push(i);
+                }
                 None => {
                     at.insert((&note.tenant, &note.user.user), rows.len());
+                    row_of.push(rows.len());
                     rows.push((note.tenant.clone(), note.user.clone()));
                 }
             }
         }
         drop(at);
-        let result = store.upsert_users(&rows).await.map_err(|e| e.to_string());
-        for note in batch.drain(..) {
-            let _ = note.written.send(result.clone());
+        // A row the database refuses fails only its own connect (service::batch).
+        let store = store.as_ref();
+        let results = commit_isolated(&rows, |chunk| async move {
+            store
+                .upsert_users(chunk)
+                .await
+                .map(|()| vec![(); chunk.len()])
+        })
+        .await;
+        for (note, row) in batch.drain(..).zip(row_of) {
+            let written = results[row].as_ref().map(|_| ()).map_err(|e| e.to_string());
+            let _ = note.written.send(written);
         }
     }
 }
@@ -112,6 +127,9 @@ impl Directory {
         if self.seen.get(&key).is_some_and(|v| *v == value) {
             return Ok(());
         }
+        // Claims come from a token the tenant may have signed itself: the
+        // directory's rules apply to them as to `PUT /v1/users`.
+        check_profile(p.name.as_deref(), p.locale.as_deref())?;
         let user = DirectoryUser {
             user: p.user.clone(),
             role: p.role,

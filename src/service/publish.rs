@@ -12,6 +12,7 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::commit_isolated;
 use super::directory::Directory;
 use super::{frames, ServiceError};
 use crate::bus::Delivery;
@@ -20,7 +21,7 @@ use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::NotificationContent;
 use crate::domain::Invalid;
 use crate::hub::Hub;
-use crate::store::{IdempotencyClaim, PublishOutcome, PublishRequest, Store, StoreError};
+use crate::store::{IdempotencyClaim, PublishOutcome, PublishRequest, Store};
 
 pub const MAX_USER_IDS: usize = 1000;
 /// How many times the writer yields to ready tasks to fill a batch when busy.
@@ -192,29 +193,24 @@ async fn writer(
             .unwrap_or_default();
         batch_rows.record(rows as f64);
         queue_seconds.record(waited.as_secs_f64());
-        match store.insert_batch(&reqs).await {
-            Ok(outcomes) => {
-                let replies: Vec<_> = outcomes.iter().map(reply_for).collect();
-                // The rows go to fan-out; callers are answered once the hand-off is
-                // done, so a 201 is never answered before the events are on their way.
-                if fanout.send(outcomes).await.is_err() {
-                    tracing::error!("fan-out task stopped");
-                }
-                for ((_, reply), answer) in waiting.into_iter().zip(replies) {
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::warn!(error = %message, rows, "publish batch failed");
-                for (_, reply) in waiting {
-                    let err = match &e {
-                        StoreError::Unavailable(_) => ServiceError::Unavailable(message.clone()),
-                        _ => ServiceError::Internal(message.clone()),
-                    };
-                    let _ = reply.send(Err(err));
-                }
-            }
+        // A request the database refuses fails alone, not the batch (service::batch).
+        let results = commit_isolated(&reqs, |chunk| store.insert_batch(chunk)).await;
+        let mut created = Vec::with_capacity(results.len());
+        let mut replies = Vec::with_capacity(results.len());
+        for result in results {
+            replies.push(result.and_then(|outcome| {
+                let reply = reply_for(&outcome);
+                created.push(outcome);
+                reply
+            }));
+        }
+        // The rows go to fan-out; callers are answered once the hand-off is done,
+        // so a 201 is never answered before the events are on their way.
+        if !created.is_empty() && fanout.send(created).await.is_err() {
+            tracing::error!("fan-out task stopped");
+        }
+        for ((_, reply), answer) in waiting.into_iter().zip(replies) {
+            let _ = reply.send(answer);
         }
     }
 }

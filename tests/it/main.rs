@@ -10,6 +10,7 @@ mod cli;
 mod clinic_events;
 mod hostile_conn;
 mod inbox;
+mod input_validation;
 mod multinode;
 mod ops;
 mod outbound_api;

@@ -4,9 +4,10 @@
 //! RFC 4180: comma separated, CRLF line ends, a field is quoted when it holds a
 //! comma, a quote, CR or LF (quotes doubled). The output starts with a UTF-8 BOM so
 //! Excel reads it as UTF-8 (Arabic names and bodies otherwise turn to mojibake).
-//! Free-text fields that start with `=`, `+`, `-`, `@`, tab or CR get a leading `'`
-//! so a spreadsheet does not run them as formulas (CSV injection); addresses, ids
-//! and times are written as they are.
+//! Every field that starts with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`
+//! so a spreadsheet does not run it as a formula (CSV injection, OWASP): not only
+//! free text: an address (`to`), a provider's id or a template name can be chosen
+//! by whoever sends, so no column is trusted. A phone number reads `'+9665...`.
 
 use std::sync::Arc;
 
@@ -47,9 +48,9 @@ pub const CSV_COLUMNS: [&str; 22] = [
     "attempts",
 ];
 
-/// Appends one field, quoted if needed.
-fn field(out: &mut String, value: &str, free_text: bool) {
-    let guard = free_text && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+/// Appends one field, quoted if needed, formula-guarded if it could be one.
+fn field(out: &mut String, value: &str) {
+    let guard = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if guard || value.contains([',', '"', '\r', '\n']) {
         out.push('"');
         if guard {
@@ -62,12 +63,12 @@ fn field(out: &mut String, value: &str, free_text: bool) {
     }
 }
 
-fn line(out: &mut String, fields: &[(&str, bool)]) {
-    for (i, (v, free)) in fields.iter().enumerate() {
+fn line(out: &mut String, fields: &[&str]) {
+    for (i, v) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        field(out, v, *free);
+        field(out, v);
     }
     out.push_str("\r\n");
 }
@@ -75,8 +76,7 @@ fn line(out: &mut String, fields: &[(&str, bool)]) {
 /// The BOM and the header row.
 pub fn csv_header() -> String {
     let mut out = String::from('\u{FEFF}');
-    let cols: Vec<(&str, bool)> = CSV_COLUMNS.iter().map(|c| (*c, false)).collect();
-    line(&mut out, &cols);
+    line(&mut out, &CSV_COLUMNS);
     out
 }
 
@@ -99,38 +99,29 @@ pub fn csv_row(out: &mut String, m: &MessageRecord) {
         .unwrap_or_default();
     let batch = m.batch.map(|b| b.to_string()).unwrap_or_default();
     let attempts = m.attempts.to_string();
-    let fields: [(&str, bool); 22] = [
-        (&id, false),
-        (&created, false),
-        (&updated, false),
-        (m.status.as_str(), false),
-        (
-            m.suppression.as_ref().map(|s| s.0.as_str()).unwrap_or(""),
-            false,
-        ),
-        (m.channel.as_str(), false),
-        (m.to.as_ref().map(|a| a.as_str()).unwrap_or(""), false),
-        (m.patient.as_ref().map(|p| p.as_str()).unwrap_or(""), false),
-        (m.language.code(), false),
-        (m.kind.as_str(), false),
-        (
-            m.template.as_ref().map(|t| t.name.as_str()).unwrap_or(""),
-            false,
-        ),
-        (&version, false),
-        (m.subject.as_deref().unwrap_or(""), true),
-        (&m.body, true),
-        (&send_at, false),
-        (m.group_key.as_deref().unwrap_or(""), true),
-        (&batch, false),
-        (m.provider.as_deref().unwrap_or(""), true),
-        (m.provider_message_id.as_deref().unwrap_or(""), true),
-        (price.as_deref().unwrap_or(""), false),
-        (
-            m.price.as_ref().map(|p| p.currency.as_str()).unwrap_or(""),
-            false,
-        ),
-        (&attempts, false),
+    let fields: [&str; 22] = [
+        &id,
+        &created,
+        &updated,
+        m.status.as_str(),
+        m.suppression.as_ref().map(|s| s.0.as_str()).unwrap_or(""),
+        m.channel.as_str(),
+        m.to.as_ref().map(|a| a.as_str()).unwrap_or(""),
+        m.patient.as_ref().map(|p| p.as_str()).unwrap_or(""),
+        m.language.code(),
+        m.kind.as_str(),
+        m.template.as_ref().map(|t| t.name.as_str()).unwrap_or(""),
+        &version,
+        m.subject.as_deref().unwrap_or(""),
+        &m.body,
+        &send_at,
+        m.group_key.as_deref().unwrap_or(""),
+        &batch,
+        m.provider.as_deref().unwrap_or(""),
+        m.provider_message_id.as_deref().unwrap_or(""),
+        price.as_deref().unwrap_or(""),
+        m.price.as_ref().map(|p| p.currency.as_str()).unwrap_or(""),
+        &attempts,
     ];
     line(out, &fields);
 }
@@ -194,18 +185,21 @@ mod tests {
         line(
             &mut out,
             &[
-                ("plain", true),
-                ("a,b", true),
-                ("say \"hi\"", true),
-                ("two\nlines", true),
-                ("=HYPERLINK(\"x\")", true),
-                ("+966501234567", false),
-                ("\u{200F}مرحباً، أحمد", true),
+                "plain",
+                "a,b",
+                "say \"hi\"",
+                "two\nlines",
+                "=HYPERLINK(\"x\")",
+                "+966501234567",
+                "\u{200F}مرحباً، أحمد",
+                "-1.5",
+                "@SUM(A1)",
+                "=cmd|' /C calc'!A0@clinic.example",
             ],
         );
         assert_eq!(
             out,
-            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=HYPERLINK(\"\"x\"\")\",+966501234567,\u{200F}مرحباً، أحمد\r\n"
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=HYPERLINK(\"\"x\"\")\",\"'+966501234567\",\u{200F}مرحباً، أحمد,\"'-1.5\",\"'@SUM(A1)\",\"'=cmd|' /C calc'!A0@clinic.example\"\r\n"
         );
         assert!(csv_header().starts_with("\u{FEFF}id,created_at,"));
     }
