@@ -260,6 +260,9 @@ async fn ids_count_per_tenant_and_resume_stays_in_the_tenant() {
     assert_eq!(app.publish_to("u-1", "a3").await, wire(4));
     assert_eq!(publish_b("b live".into()).await, wire(7));
     let live = ws.expect("notification").await;
-    assert_eq!((&live["id"], &live["title"]), (&json!(wire(7)), &json!("b live")));
+    assert_eq!(
+        (&live["id"], &live["title"]),
+        (&json!(wire(7)), &json!("b live"))
+    );
     assert_eq!(ws.expect("unread_count").await["unread"], 7);
 }

@@ -1165,7 +1165,10 @@ async fn equal_ids_in_two_tenants_stay_apart(b: &Backend) {
         titles(s.replay_after(&a, &x, a1, 10).await.unwrap()),
         ["a2", "a3"]
     );
-    assert_eq!(titles(s.replay_after(&bb, &x, b1, 10).await.unwrap()), ["b2"]);
+    assert_eq!(
+        titles(s.replay_after(&bb, &x, b1, 10).await.unwrap()),
+        ["b2"]
+    );
 
     // Reading clinic-a's n1 leaves clinic-b's n1 unread.
     let read = s.mark_read(&a, &x, &[a1], at(0)).await.unwrap();
@@ -1224,7 +1227,11 @@ async fn two_tenants_on_two_writer_nodes_each_get_gapless_ids(b: &Backend) {
                 };
                 for (req, o) in batch.iter().zip(&out) {
                     let tenant = req.tenant.as_str().to_owned();
-                    mine.extend(created(o).into_iter().map(|(id, _)| (tenant.clone(), id.seq())));
+                    mine.extend(
+                        created(o)
+                            .into_iter()
+                            .map(|(id, _)| (tenant.clone(), id.seq())),
+                    );
                 }
             }
             mine
@@ -1387,7 +1394,11 @@ mod migration {
             .connect(&db.url)
             .await
             .unwrap();
-        legacy_migrator("postgres").await.run(&legacy).await.unwrap();
+        legacy_migrator("postgres")
+            .await
+            .run(&legacy)
+            .await
+            .unwrap();
         for sql in legacy_sql() {
             sqlx::query(&sql).execute(&legacy).await.unwrap();
         }

@@ -235,9 +235,9 @@ async fn reserve_ids(
     .map_err(map_err)?;
     let reserved: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     for (tenant, n) in wanted {
-        let last = reserved.get(tenant.as_str()).ok_or_else(|| {
-            StoreError::Internal(format!("no id counter returned for {tenant}"))
-        })?;
+        let last = reserved
+            .get(tenant.as_str())
+            .ok_or_else(|| StoreError::Internal(format!("no id counter returned for {tenant}")))?;
         blocks.add(tenant.clone(), *last, n);
     }
     Ok(blocks)
