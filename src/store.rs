@@ -7,6 +7,7 @@ pub(crate) mod columns;
 pub mod events;
 mod filters;
 mod finish;
+mod notification_ids;
 pub mod outbound;
 pub mod postgres;
 pub mod sqlite;
@@ -268,7 +269,8 @@ pub struct ReadOutcome {
 pub trait NotificationStore: Send + Sync {
     /// Stores a batch of publishes in one transaction (group commit). Ids are
     /// assigned in commit order, so a notification committed later never has a
-    /// smaller id than one a reader has already seen for the same user.
+    /// smaller id than one a reader has already seen for the same user. They count
+    /// per tenant (1, 2, 3, ...): another tenant's publishes leave no gap.
     async fn insert_batch(
         &self,
         batch: &[PublishRequest],

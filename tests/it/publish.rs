@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::*;
@@ -205,4 +207,62 @@ async fn idempotency_key_replays_the_first_response_and_conflicts_on_another_bod
         2,
         "one from k-1, one from k-2"
     );
+}
+
+/// Issue #11: a tenant's ids count its own notifications only (`n…1`, `n…2`, …), so
+/// the gaps between them reveal nothing of another tenant's volume. Resuming from an
+/// id a tenant shares with another replays the caller's tenant only, live events
+/// follow, and the other tenant's publishes never show.
+#[tokio::test]
+async fn ids_count_per_tenant_and_resume_stays_in_the_tenant() {
+    let app = spawn_app().await;
+    let other = tidings::domain::ids::TenantId::parse("clinic-b").unwrap();
+    let (key, secret) = tidings::service::auth::create_tenant(app.app_store.as_ref(), &other, "B")
+        .await
+        .unwrap();
+    let publish_b = |title: String| {
+        let req = app
+            .http
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(&key.key)
+            .json(&json!({"user_id": "u-1", "title": title, "message": "m"}));
+        async move {
+            let (status, body) = split(req.send().await.unwrap()).await;
+            assert_eq!(status, 201, "{body}");
+            body["notifications"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Interleaved, clinic-b publishing twice as much as clinic-a.
+    let (mut a_ids, mut b_ids) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        a_ids.push(app.publish_to("u-1", &format!("a{i}")).await);
+        b_ids.push(publish_b(format!("b{i}")).await);
+        b_ids.push(publish_b(format!("b{i}'")).await);
+    }
+    let wire = |n: u64| format!("n{n:016x}");
+    assert_eq!(a_ids, (1..=3).map(wire).collect::<Vec<_>>());
+    assert_eq!(b_ids, (1..=6).map(wire).collect::<Vec<_>>());
+
+    // clinic-b's u-1 resumes from n…2: clinic-b's n…3 to n…6, none of clinic-a's.
+    let b_token = sign(
+        &secret,
+        json!({"sub": "u-1", "tenant": "clinic-b", "role": "provider", "exp": now() + 600}),
+    );
+    let mut ws = app.ws(&b_token, Some(&wire(2))).await;
+    assert_eq!(ws.expect("hello").await["unread"], 6);
+    for (id, title) in b_ids[2..].iter().zip(["b1", "b1'", "b2", "b2'"]) {
+        let n = ws.expect("notification").await;
+        assert_eq!((&n["id"], &n["title"]), (&json!(id), &json!(title)));
+    }
+    ws.expect_silence(Duration::from_millis(300)).await;
+    // clinic-a's next publish is n…4, which clinic-b's stream must not carry; clinic-b's
+    // next is n…7 and arrives live.
+    assert_eq!(app.publish_to("u-1", "a3").await, wire(4));
+    assert_eq!(publish_b("b live".into()).await, wire(7));
+    let live = ws.expect("notification").await;
+    assert_eq!(
+        (&live["id"], &live["title"]),
+        (&json!(wire(7)), &json!("b live"))
+    );
+    assert_eq!(ws.expect("unread_count").await["unread"], 7);
 }

@@ -2,7 +2,7 @@
 //! tempfile) and PostgreSQL (a fresh database on `TIDINGS_TEST_POSTGRES_URL`),
 //! through the `Store` trait only, and asserts the same exact values on both.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +120,9 @@ conformance!(
     purge_deletes_only_old_read_or_archived,
     ten_thousand_recipients_in_one_batch,
     no_gap_for_a_tailing_reader_with_two_writer_nodes,
+    ids_count_per_tenant_without_gaps_from_other_tenants,
+    equal_ids_in_two_tenants_stay_apart,
+    two_tenants_on_two_writer_nodes_each_get_gapless_ids,
 );
 
 fn t(s: &str) -> TenantId {
@@ -504,10 +507,8 @@ async fn batch_assigns_ascending_ids_and_counts_in_one_transaction(b: &Backend) 
     assert_eq!(out.len(), 3);
     let all: Vec<_> = out.iter().flat_map(created).collect();
     let seqs: Vec<i64> = all.iter().map(|(id, _)| id.seq()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "ids ascend in request order: {seqs:?}"
-    );
+    // Ids count per tenant, in request order: clinic-b's first id is 1.
+    assert_eq!(seqs, [1, 2, 3, 1], "ids per tenant in request order");
     let users: Vec<&str> = all.iter().map(|(_, x)| x.as_str()).collect();
     assert_eq!(users, ["u1", "u2", "u1", "u1"]);
 
@@ -563,7 +564,7 @@ async fn batch_assigns_ascending_ids_and_counts_in_one_transaction(b: &Backend) 
         s.unread_count(&a, &u1).await.unwrap(),
         count(3, 2, more[0].0.seq())
     );
-    assert!(more[0].0.seq() > seqs[3]);
+    assert_eq!(more[0].0.seq(), 4);
     assert!(s.insert_batch(&[]).await.unwrap().is_empty());
 }
 
@@ -966,8 +967,11 @@ async fn silent_flag_follows_muted_categories_and_quiet_hours(b: &Backend) {
 async fn everything_is_scoped_by_tenant_and_user(b: &Backend) {
     let s = b.store.as_ref();
     let (a, bb, x) = (t("clinic-a"), t("clinic-b"), u("u1"));
+    // Ids count per tenant: clinic-a's second id is one clinic-b does not have.
+    insert_one(s, publish("clinic-a", &["u2"], "a for u2")).await;
     let in_a = insert_one(s, publish("clinic-a", &["u1"], "a")).await[0].0;
     let in_b = insert_one(s, publish("clinic-b", &["u1"], "b")).await[0].0;
+    assert_eq!((in_a.seq(), in_b.seq()), (2, 1));
     assert_eq!(
         s.unread_count(&a, &x).await.unwrap(),
         count(1, 1, in_a.seq())
@@ -1173,4 +1177,332 @@ async fn no_gap_for_a_tailing_reader_with_two_writer_nodes(b: &Backend) {
         (c.unread, c.head),
         (written.len() as i64, *written.last().unwrap())
     );
+}
+
+/// Issue #11: ids count per tenant. Two tenants publishing interleaved (in batches of
+/// their own and in shared ones, with idempotent replays and a reused key in between)
+/// each see 1, 2, 3, ... with no gap caused by the other. With one global sequence a
+/// tenant could read the other's volume off the gaps.
+async fn ids_count_per_tenant_without_gaps_from_other_tenants(b: &Backend) {
+    let s = b.store.as_ref();
+    let mut ids: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut note = |out: &[PublishOutcome], batch: &[PublishRequest]| {
+        for (o, req) in out.iter().zip(batch) {
+            if let PublishOutcome::Created { notifications, .. } = o {
+                let mine = ids.entry(req.tenant.as_str().to_owned()).or_default();
+                mine.extend(notifications.iter().map(|n| n.id.seq()));
+            }
+        }
+    };
+    for i in 0..3 {
+        for tenant in ["clinic-a", "clinic-b"] {
+            let batch = [publish(tenant, &["u1", "u2"], &format!("{tenant} {i}"))];
+            note(&s.insert_batch(&batch).await.unwrap(), &batch);
+        }
+    }
+    let keyed = with_key(publish("clinic-a", &["u1"], "keyed"), "k1", "h1");
+    let first = [keyed.clone()];
+    note(&s.insert_batch(&first).await.unwrap(), &first);
+    let mixed = [
+        publish("clinic-b", &["u1"], "b mixed"),
+        keyed.clone(),
+        publish("clinic-a", &["u2"], "a mixed"),
+        with_key(publish("clinic-a", &["u1", "u2", "u3"], "t"), "k1", "other"),
+        publish("clinic-b", &["u2", "u3"], "b mixed 2"),
+    ];
+    let out = s.insert_batch(&mixed).await.unwrap();
+    assert!(matches!(out[1], PublishOutcome::Replayed { .. }));
+    assert!(matches!(out[3], PublishOutcome::KeyReused));
+    note(&out, &mixed);
+    // A later batch shows the replay and the reused key took no ids.
+    let after = [publish("clinic-a", &["u1"], "after")];
+    note(&s.insert_batch(&after).await.unwrap(), &after);
+
+    assert_eq!(ids["clinic-a"], (1..=9).collect::<Vec<i64>>(), "clinic-a");
+    assert_eq!(ids["clinic-b"], (1..=9).collect::<Vec<i64>>(), "clinic-b");
+    // What is stored is what was returned: clinic-a's u1 holds its ids 1, 3, 5, 7, 9.
+    let listed: Vec<i64> = s
+        .list(&t("clinic-a"), &u("u1"), InboxFilter::All, page(10, None))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.id.seq())
+        .collect();
+    assert_eq!(listed, [9, 7, 5, 3, 1]);
+}
+
+/// With ids per tenant, one id names a notification in each tenant. Resume, read,
+/// archive and retention act on the caller's tenant only.
+async fn equal_ids_in_two_tenants_stay_apart(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, bb, x) = (t("clinic-a"), t("clinic-b"), u("u1"));
+    let old = |tenant: &str, title: &str| {
+        let mut r = publish(tenant, &["u1"], title);
+        r.now = at(-10_000);
+        r
+    };
+    let a1 = insert_one(s, old("clinic-a", "a1")).await[0].0;
+    let b1 = insert_one(s, old("clinic-b", "b1")).await[0].0;
+    let a2 = insert_one(s, publish("clinic-a", &["u1"], "a2")).await[0].0;
+    let b2 = insert_one(s, publish("clinic-b", &["u1"], "b2")).await[0].0;
+    insert_one(s, publish("clinic-a", &["u1"], "a3")).await;
+    assert_eq!((a1, a2), (b1, b2), "the same ids in both tenants");
+
+    // Resume from the same id: each tenant's client gets its own tenant's later ones.
+    let titles = |v: Vec<tidings::domain::notification::Notification>| -> Vec<String> {
+        v.into_iter().map(|n| n.content.title).collect()
+    };
+    assert_eq!(
+        titles(s.replay_after(&a, &x, a1, 10).await.unwrap()),
+        ["a2", "a3"]
+    );
+    assert_eq!(
+        titles(s.replay_after(&bb, &x, b1, 10).await.unwrap()),
+        ["b2"]
+    );
+
+    // Reading clinic-a's n1 leaves clinic-b's n1 unread.
+    let read = s.mark_read(&a, &x, &[a1], at(0)).await.unwrap();
+    assert_eq!(read.changed, [a1]);
+    assert_eq!(s.unread_count(&bb, &x).await.unwrap().unread, 2);
+    // Archiving clinic-b's n2 leaves clinic-a's n2.
+    s.archive(&bb, &x, b2, at(0)).await.unwrap();
+    assert!(s.owns(&a, &x, a2).await.unwrap());
+    assert!(!s.owns(&bb, &x, b2).await.unwrap());
+
+    // Retention deletes clinic-a's old read n1, not clinic-b's old unread n1.
+    assert_eq!(s.purge_before(at(-1), 10).await.unwrap(), 1);
+    let left = |tenant: TenantId| async move {
+        s.list(&tenant, &u("u1"), InboxFilter::All, page(10, None))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|n| n.content.title)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(left(a.clone()).await, ["a3", "a2"]);
+    assert_eq!(left(bb.clone()).await, ["b1"]);
+}
+
+/// Issue #11 under concurrency: writers on two nodes publish for two tenants at once,
+/// in single-tenant and mixed batches. Each tenant ends with exactly the ids 1..=N:
+/// no gap, no duplicate, whatever the interleaving.
+async fn two_tenants_on_two_writer_nodes_each_get_gapless_ids(b: &Backend) {
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 25;
+    let nodes = b.two_nodes().await;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = nodes[w % 2].clone();
+        writers.push(tokio::spawn(async move {
+            let mut mine: Vec<(String, i64)> = Vec::new();
+            for i in 0..BATCHES {
+                let tenants: &[&str] = match (w + i) % 3 {
+                    0 => &["clinic-a"],
+                    1 => &["clinic-b"],
+                    _ => &["clinic-b", "clinic-a", "clinic-b"],
+                };
+                let batch: Vec<_> = tenants
+                    .iter()
+                    .map(|t| publish(t, &["u1", "u2"], &format!("w{w}-{i}")))
+                    .collect();
+                let out = loop {
+                    match store.insert_batch(&batch).await {
+                        Ok(out) => break out,
+                        Err(StoreError::Unavailable(_)) => {
+                            tokio::time::sleep(Duration::from_millis(2)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                for (req, o) in batch.iter().zip(&out) {
+                    let tenant = req.tenant.as_str().to_owned();
+                    mine.extend(
+                        created(o)
+                            .into_iter()
+                            .map(|(id, _)| (tenant.clone(), id.seq())),
+                    );
+                }
+            }
+            mine
+        }));
+    }
+    let mut per_tenant: HashMap<String, Vec<i64>> = HashMap::new();
+    for w in writers {
+        for (tenant, seq) in w.await.unwrap() {
+            per_tenant.entry(tenant).or_default().push(seq);
+        }
+    }
+    for (tenant, mut ids) in per_tenant {
+        ids.sort_unstable();
+        let want: Vec<i64> = (1..=ids.len() as i64).collect();
+        assert_eq!(ids, want, "{tenant}: every id once, no gap");
+    }
+}
+
+/// Issue #11, existing databases: migration 0006 keeps every id written under the
+/// global sequence, continues each existing tenant above the highest id ever handed
+/// out (7 here, although retention deleted rows 6 and 7: a client may still resume
+/// from n7), and starts a tenant new to the database at 1.
+mod migration {
+    use super::*;
+
+    /// Rows as the global sequence left them: clinic-a holds 1, 3, 5 and clinic-b 2, 4;
+    /// 6 and 7 were handed out and purged since. clinic-a has an idempotency record.
+    const LEGACY_ROWS: [(i64, &str); 7] = [
+        (1, "clinic-a"),
+        (2, "clinic-b"),
+        (3, "clinic-a"),
+        (4, "clinic-b"),
+        (5, "clinic-a"),
+        (6, "clinic-a"),
+        (7, "clinic-b"),
+    ];
+
+    /// The migrations before 0006, read from the source tree as the store embeds them.
+    async fn legacy_migrator(backend: &str) -> sqlx::migrate::Migrator {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut m = sqlx::migrate::Migrator::new(dir).await.unwrap();
+        let before: Vec<_> = m.iter().filter(|m| m.version < 6).cloned().collect();
+        m.migrations = before.into();
+        m
+    }
+
+    /// The legacy rows, as SQL both databases accept (literals only: test data).
+    fn legacy_sql() -> Vec<String> {
+        let mut sql = vec![
+            "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES
+               ('clinic-a', 'A', 's', 0), ('clinic-b', 'B', 's', 0)"
+                .to_owned(),
+        ];
+        for (seq, tenant) in LEGACY_ROWS {
+            sql.push(format!(
+                "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type, data,
+                   created_at, updated_at)
+                 VALUES ({seq}, '{tenant}', 'u1', 'old {seq}', 'm', 'info', '{{}}', 0, 0)"
+            ));
+        }
+        sql.push("DELETE FROM notifications WHERE seq IN (6, 7)".to_owned());
+        sql.push(
+            "INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, result, created_at)
+             VALUES ('clinic-a', 'publish', 'k-old', 'h', '[[5,\"u1\"]]', 1790000000000)"
+                .to_owned(),
+        );
+        sql.push(
+            "INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) VALUES
+               ('clinic-a', 'u1', 3, 3, 5), ('clinic-b', 'u1', 2, 2, 4)"
+                .to_owned(),
+        );
+        sql
+    }
+
+    async fn migrated_keeps_ids_and_continues_above(store: &dyn Store) {
+        let (a, bb, x) = (t("clinic-a"), t("clinic-b"), u("u1"));
+        let ids = |tenant: TenantId| async move {
+            store
+                .list(&tenant, &u("u1"), InboxFilter::All, page(10, None))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|n| n.id.seq())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(a.clone()).await, [5, 3, 1]);
+        assert_eq!(ids(bb.clone()).await, [4, 2]);
+        let replay = store
+            .insert_batch(&[with_key(publish("clinic-a", &["u1"], "t"), "k-old", "h")])
+            .await
+            .unwrap();
+        match &replay[0] {
+            PublishOutcome::Replayed { created } => {
+                assert_eq!(created, &[(NotificationId::from_seq(5), x.clone())])
+            }
+            other => panic!("expected Replayed, got {other:?}"),
+        }
+
+        let new_a = insert_one(store, publish("clinic-a", &["u1"], "new a")).await[0].0;
+        let new_b = insert_one(store, publish("clinic-b", &["u1"], "new b")).await[0].0;
+        let next_a = insert_one(store, publish("clinic-a", &["u1"], "next a")).await[0].0;
+        let new_c = insert_one(store, publish("clinic-c", &["u1"], "new c")).await[0].0;
+        assert_eq!(
+            [new_a.seq(), new_b.seq(), next_a.seq(), new_c.seq()],
+            [8, 8, 9, 1]
+        );
+        // Clients resuming from a kept id, or from a purged one, miss nothing.
+        let replayed = |v: Vec<tidings::domain::notification::Notification>| -> Vec<i64> {
+            v.iter().map(|n| n.id.seq()).collect()
+        };
+        let from = NotificationId::from_seq;
+        let after_a = store.replay_after(&a, &x, from(5), 10).await.unwrap();
+        assert_eq!(replayed(after_a), [8, 9]);
+        let after_b = store.replay_after(&bb, &x, from(7), 10).await.unwrap();
+        assert_eq!(replayed(after_b), [8]);
+        assert_eq!(
+            store.unread_count(&a, &x).await.unwrap(),
+            count(5, 5, 9),
+            "counters carry on"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("legacy.db");
+        let legacy = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        legacy_migrator("sqlite").await.run(&legacy).await.unwrap();
+        for sql in legacy_sql() {
+            sqlx::query(&sql).execute(&legacy).await.unwrap();
+        }
+        legacy.close().await;
+        let store = store::open(&options(format!("sqlite://{}", path.display())))
+            .await
+            .expect("the legacy database migrates");
+        migrated_keeps_ids_and_continues_above(store.as_ref()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(admin) = postgres_admin_url("store_conformance::migration::postgres", false)
+        else {
+            return;
+        };
+        let db = PgTestDb::create(&admin).await;
+        let legacy = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        legacy_migrator("postgres")
+            .await
+            .run(&legacy)
+            .await
+            .unwrap();
+        for sql in legacy_sql() {
+            sqlx::query(&sql).execute(&legacy).await.unwrap();
+        }
+        // What the global sequence had handed out: rows 6 and 7 were purged since.
+        sqlx::query("SELECT setval('notification_seq', 7)")
+            .execute(&legacy)
+            .await
+            .unwrap();
+        legacy.close().await;
+        let store = store::open(&options(db.url.clone()))
+            .await
+            .expect("the legacy database migrates");
+        migrated_keeps_ids_and_continues_above(store.as_ref()).await;
+    }
 }

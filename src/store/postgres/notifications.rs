@@ -10,10 +10,13 @@
 //! for ever on its next resume.
 //!
 //! So `insert_batch` first takes a transaction-scoped advisory lock for each tenant
-//! in the batch, and only then takes ids with `nextval`. Two batches for one tenant
-//! are therefore serialized from id assignment to commit: the later one waits until
-//! the earlier has committed (PostgreSQL makes a commit visible before it releases
-//! the transaction's locks), so its ids are larger and become visible later. Ids
+//! in the batch, and only then takes ids from the tenant's own counter (a row of
+//! `notification_counters`: ids count per tenant, so their gaps reveal nothing of
+//! other tenants' volume; one upsert reserves every tenant's block of the batch).
+//! Two batches for one tenant are therefore serialized from id assignment to commit:
+//! the later one waits until the earlier has committed (PostgreSQL makes a commit
+//! visible before it releases the transaction's locks), so its ids are larger and
+//! become visible later. Ids
 //! across *different* tenants may still commit out of order, which is harmless:
 //! a reader only ever reads one user's, and so one tenant's, notifications.
 //!
@@ -29,7 +32,7 @@
 //! The same lock makes the idempotency check-then-record race free across nodes: the
 //! second request with a key waits for the first to commit, then finds its record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -42,6 +45,7 @@ use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
+use crate::store::notification_ids::IdBlocks;
 use crate::store::{
     IdempotencyClaim, InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome,
     PublishRequest, ReadOutcome, StoreError,
@@ -202,20 +206,41 @@ async fn load_preferences(
     Ok(out)
 }
 
-/// Takes `n` ids from the sequence, ascending. Call only under [`lock_tenants`].
-async fn take_ids(tx: &mut Transaction<'_, Postgres>, n: usize) -> Result<Vec<i64>, StoreError> {
-    if n == 0 {
-        return Ok(Vec::new());
+/// Reserves each tenant's ids for the batch from its own counter, in one statement for
+/// every tenant (it replaces the `nextval` call: no extra round trip). Call only under
+/// [`lock_tenants`]: the lock, not the counter row, is what orders a tenant's batches
+/// from id assignment to commit across nodes.
+async fn reserve_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    wanted: BTreeMap<&TenantId, i64>,
+) -> Result<IdBlocks, StoreError> {
+    let mut blocks = IdBlocks::default();
+    if wanted.is_empty() {
+        return Ok(blocks);
     }
-    let count = i64::try_from(n).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let mut ids: Vec<i64> =
-        sqlx::query_scalar("SELECT nextval('notification_seq') FROM generate_series(1, $1)")
-            .bind(count)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    ids.sort_unstable();
-    Ok(ids)
+    // Tenant order: concurrent batches on different tenants lock counter rows in one order.
+    let tenants: Vec<&str> = wanted.keys().map(|t| t.as_str()).collect();
+    let counts: Vec<i64> = wanted.values().copied().collect();
+    let rows = sqlx::query(
+        "INSERT INTO notification_counters (tenant_id, last_seq)
+         SELECT * FROM UNNEST($1::text[], $2::int8[])
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET last_seq = notification_counters.last_seq + excluded.last_seq
+         RETURNING tenant_id, last_seq",
+    )
+    .bind(&tenants)
+    .bind(&counts)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    let reserved: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (tenant, n) in wanted {
+        let last = reserved
+            .get(tenant.as_str())
+            .ok_or_else(|| StoreError::Internal(format!("no id counter returned for {tenant}")))?;
+        blocks.add(tenant.clone(), *last, n);
+    }
+    Ok(blocks)
 }
 
 /// Inserts the rows of the created requests in one statement. The content is sent once
@@ -436,8 +461,8 @@ impl PostgresStore {
 
 /// A publish batch on the caller's transaction (the group commit, and a clinic
 /// event's notifications inside its own transaction). Takes the tenants' id-order
-/// locks first, so the caller must not have called `nextval` on the notification
-/// sequence before; the locks are held until the caller commits.
+/// locks first, so the caller must not have touched `notification_counters` before;
+/// the locks are held until the caller commits.
 pub(super) async fn insert_batch_in(
     tx: &mut Transaction<'_, Postgres>,
     batch: &[PublishRequest],
@@ -461,9 +486,11 @@ pub(super) async fn insert_batch_in(
             .flat_map(|r| r.recipients.iter().map(move |u| (&r.tenant, u)))
             .collect();
         let prefs = load_preferences(tx, &recipients).await?;
-        let mut ids = take_ids(tx, creating().map(|r| r.recipients.len()).sum())
-            .await?
-            .into_iter();
+        let mut wanted: BTreeMap<&TenantId, i64> = BTreeMap::new();
+        for req in creating().filter(|r| !r.recipients.is_empty()) {
+            *wanted.entry(&req.tenant).or_default() += req.recipients.len() as i64;
+        }
+        let mut ids = reserve_ids(tx, wanted).await?;
 
         // The rows of each created request, in request order; per user: (added, newest seq).
         let mut rows: Vec<Vec<Notification>> = Vec::with_capacity(batch.len());
@@ -475,9 +502,7 @@ pub(super) async fn insert_batch_in(
             }
             let mut mine = Vec::with_capacity(req.recipients.len());
             for user in &req.recipients {
-                let seq = ids
-                    .next()
-                    .ok_or_else(|| StoreError::Internal("sequence returned too few ids".into()))?;
+                let seq = ids.next(&req.tenant)?;
                 let key = (req.tenant.clone(), user.clone());
                 let silent = prefs
                     .get(&key)
@@ -767,8 +792,9 @@ impl NotificationStore for PostgresStore {
     async fn purge_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query(
-            "DELETE FROM notifications WHERE seq IN (
-               SELECT seq FROM notifications
+            // By (tenant, seq): a seq alone names one notification of every tenant.
+            "DELETE FROM notifications WHERE (tenant_id, seq) IN (
+               SELECT tenant_id, seq FROM notifications
                WHERE (read_at IS NOT NULL OR archived_at IS NOT NULL) AND created_at < $1
                LIMIT $2)",
         )

@@ -10,6 +10,7 @@ use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
+use crate::store::notification_ids::IdBlocks;
 use crate::store::{
     InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,
     StoreError,
@@ -88,6 +89,65 @@ async fn insert_rows(
                 .push_bind(millis(n.updated_at));
         });
         qb.build().execute(&mut **tx).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Reserves the batch's ids from each tenant's counter, in one statement (it replaces
+/// reading `sqlite_sequence`, so per-tenant ids cost no extra round trip). Each tenant
+/// gets as many ids as its requests name recipients: idempotent replays are only known
+/// later, and [`give_back_unused`] returns what they did not use.
+async fn reserve_ids(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[PublishRequest],
+) -> Result<IdBlocks, StoreError> {
+    let mut wanted: HashMap<&TenantId, i64> = HashMap::new();
+    for req in batch.iter().filter(|r| !r.recipients.is_empty()) {
+        *wanted.entry(&req.tenant).or_default() += req.recipients.len() as i64;
+    }
+    let wanted: Vec<(&TenantId, i64)> = wanted.into_iter().collect();
+    let mut blocks = IdBlocks::default();
+    for chunk in wanted.chunks(IN_CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO notification_counters (tenant_id, last_seq) ");
+        qb.push_values(chunk, |mut b, (tenant, n)| {
+            b.push_bind(tenant.as_str()).push_bind(*n);
+        });
+        qb.push(
+            " ON CONFLICT (tenant_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq
+             RETURNING tenant_id, last_seq",
+        );
+        let reserved: HashMap<String, i64> = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for (tenant, n) in chunk {
+            let last = reserved.get(tenant.as_str()).ok_or_else(|| {
+                StoreError::Internal(format!("no id counter returned for {tenant}"))
+            })?;
+            blocks.add((*tenant).clone(), *last, *n);
+        }
+    }
+    Ok(blocks)
+}
+
+/// Returns the ids a batch reserved but did not use (its replays' share), so a tenant's
+/// ids stay gapless. Rare: only batches with an idempotent replay or a reused key.
+async fn give_back_unused(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &IdBlocks,
+) -> Result<(), StoreError> {
+    for (tenant, n) in ids.unused() {
+        sqlx::query("UPDATE notification_counters SET last_seq = last_seq - ? WHERE tenant_id = ?")
+            .bind(n)
+            .bind(tenant.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
     }
     Ok(())
 }
@@ -201,14 +261,9 @@ pub(super) async fn insert_batch_in(
     batch: &[PublishRequest],
 ) -> Result<Vec<PublishOutcome>, StoreError> {
     {
-        // The single writer connection makes this read-then-assign race free: ids are
+        // The single writer connection makes this reserve-then-assign race free: ids are
         // handed out in commit order, which is what resume (`since`) relies on.
-        let mut last_seq: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'notifications'), 0)",
-        )
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        let mut ids = reserve_ids(tx, batch).await?;
 
         // Recipients' preferences decide `silent`: one query per tenant for the whole
         // batch (each statement is a round trip to the database thread).
@@ -256,7 +311,7 @@ pub(super) async fn insert_batch_in(
             }
             let first = rows.len();
             for user in &req.recipients {
-                last_seq += 1;
+                let seq = ids.next(&req.tenant)?;
                 let silent = prefs
                     .get(&(req.tenant.clone(), user.clone()))
                     .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
@@ -264,9 +319,9 @@ pub(super) async fn insert_batch_in(
                     .entry((req.tenant.clone(), user.clone()))
                     .or_default();
                 delta.0 += 1;
-                delta.1 = last_seq;
+                delta.1 = seq;
                 rows.push(Notification {
-                    id: NotificationId::from_seq(last_seq),
+                    id: NotificationId::from_seq(seq),
                     tenant: req.tenant.clone(),
                     user: user.clone(),
                     content: req.content.clone(),
@@ -301,6 +356,7 @@ pub(super) async fn insert_batch_in(
                 counts: Vec::new(),
             });
         }
+        give_back_unused(tx, &ids).await?;
         insert_rows(tx, &rows).await?;
         let deltas: Vec<_> = deltas.into_iter().collect();
         let counts = bump_counters(tx, &deltas).await?;
@@ -568,8 +624,9 @@ impl NotificationStore for SqliteStore {
             .await
             .map_err(map_err)?;
         let done = sqlx::query(
-            "DELETE FROM notifications WHERE seq IN (
-               SELECT seq FROM notifications
+            // By (tenant, seq): a seq alone names one notification of every tenant.
+            "DELETE FROM notifications WHERE (tenant_id, seq) IN (
+               SELECT tenant_id, seq FROM notifications
                WHERE (read_at IS NOT NULL OR archived_at IS NOT NULL) AND created_at < ? LIMIT ?)",
         )
         .bind(millis(cutoff))
