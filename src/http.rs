@@ -15,6 +15,7 @@ mod notifications;
 mod ops;
 mod patients;
 mod realtime;
+mod redact;
 mod serve;
 mod sse_direct;
 mod templates;
@@ -187,6 +188,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         })
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(cors)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The default span logs the full URI, tokens in the query included.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::request_span))
         .with_state(state)
 }
