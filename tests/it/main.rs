@@ -6,9 +6,11 @@ mod support;
 
 mod admin;
 mod auth;
+mod bulk_fairness;
 mod cli;
 mod clinic_events;
 mod inbox;
+mod logs;
 mod multinode;
 mod ops;
 mod outbound_api;
