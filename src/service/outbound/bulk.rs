@@ -1,19 +1,25 @@
-//! Bulk sends: up to [`MAX_BULK_RECIPIENTS`] recipients of one template in ONE
-//! transaction, all or nothing.
+//! Bulk sends: up to [`MAX_BULK_RECIPIENTS`] recipients of one template, validated
+//! as a whole, then written in short transactions.
 //!
 //! The caller hands over a way to parse recipient `i` (the HTTP edge keeps the
 //! request body and parses each recipient from its raw JSON slice only when asked).
 //! Recipients are parsed, validated, looked up (preferences, one query per chunk)
-//! and rendered [`BULK_CHUNK`] at a time **before** the write transaction opens: one
-//! invalid recipient is a 422 naming `recipients[i].<field>` and nothing is written.
-//! The transaction then only inserts. Preparing first matters because the write
-//! side is shared: on SQLite a transaction holds the node's single writer, on
-//! PostgreSQL a pool connection, and every other tenant's publish waits for it.
+//! and rendered [`BULK_CHUNK`] at a time **before anything is written**: one invalid
+//! recipient is a 422 naming `recipients[i].<field>` and nothing is stored.
 //!
-//! Fairness: at most `[outbound] bulk_concurrency` bulks are prepared or written at
-//! once on a node, and at most `bulk_concurrency_per_tenant` of one tenant; the
-//! others wait their turn (FIFO). So a burst of one tenant's bulks never queues
-//! more than one insert transaction per node permit in front of anyone else.
+//! The rendered chunks are then committed **one transaction per chunk**. The write
+//! side is shared — on SQLite one transaction holds the node's single writer, on
+//! PostgreSQL a pool connection — and a 10,000-message transaction held every other
+//! tenant's publish for seconds (503 after the 3 s acquire timeout; issue #11). Now
+//! another writer waits at most for one chunk. The price: if the database fails
+//! between chunks, the chunks already committed stay (the batch is incomplete, which
+//! its status shows; docs/API.md says so). The batch row and the idempotency key are
+//! committed with the first chunk, so a retry finds this batch and never writes a
+//! second copy to patients.
+//!
+//! Fairness between bulks: at most `[outbound] bulk_concurrency` run at once on a
+//! node, and at most `bulk_concurrency_per_tenant` of one tenant; the others wait
+//! their turn (FIFO). This also bounds the rendered messages held in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -176,41 +182,57 @@ impl Outbound {
         };
         let prepared = self.prepare_all(tenant, &recipe, count, recipient).await?;
         let counted = (prepared.queued, prepared.suppressed);
-        let stored = self
-            .store
-            .enqueue(
-                tenant,
-                Some(&batch),
-                feed_of(prepared.chunks),
-                idempotency.map(|c| (c, response.as_str())),
-                Some(&audit),
-                now,
-            )
-            .await?;
-        match stored {
-            EnqueueOutcome::Replayed { response } => self.replay(tenant, &response).await,
-            EnqueueOutcome::KeyReused => Err(key_reused()),
-            EnqueueOutcome::Committed { queued, suppressed } => {
-                self.wake_worker();
-                if (queued, suppressed) != counted {
-                    tracing::warn!(
-                        queued,
-                        suppressed,
-                        prepared_queued = counted.0,
-                        prepared_suppressed = counted.1,
-                        "bulk: the store counted differently from the producer"
-                    );
+        let last = prepared.chunks.len() - 1;
+        let (mut queued, mut suppressed) = (0, 0);
+        for (k, chunk) in prepared.chunks.into_iter().enumerate() {
+            // The batch and the idempotency key go with the first chunk: from then on
+            // a retry with the key finds this batch (never a second copy of it); the
+            // audit entry goes with the last, when the batch is complete.
+            let first = k == 0;
+            let stored = self
+                .store
+                .enqueue(
+                    tenant,
+                    first.then_some(&batch),
+                    feed_of(vec![chunk]),
+                    idempotency
+                        .filter(|_| first)
+                        .map(|c| (c, response.as_str())),
+                    (k == last).then_some(&audit),
+                    now,
+                )
+                .await?;
+            match stored {
+                EnqueueOutcome::Replayed { response } if first => {
+                    return self.replay(tenant, &response).await
                 }
-                Ok(BulkOutcome {
-                    batch: batch.id,
-                    queued,
-                    suppressed,
-                })
+                EnqueueOutcome::KeyReused if first => return Err(key_reused()),
+                EnqueueOutcome::Committed {
+                    queued: q,
+                    suppressed: s,
+                } => (queued, suppressed) = (queued + q, suppressed + s),
+                other => {
+                    return Err(ServiceError::Internal(format!(
+                        "bulk chunk {k} ended as {other:?} after a complete feed"
+                    )))
+                }
             }
-            other => Err(ServiceError::Internal(format!(
-                "bulk enqueue ended as {other:?} after a complete feed"
-            ))),
         }
+        self.wake_worker();
+        if (queued, suppressed) != counted {
+            tracing::warn!(
+                queued,
+                suppressed,
+                prepared_queued = counted.0,
+                prepared_suppressed = counted.1,
+                "bulk: the store counted differently from the producer"
+            );
+        }
+        Ok(BulkOutcome {
+            batch: batch.id,
+            queued,
+            suppressed,
+        })
     }
 
     /// Parses, validates and renders every recipient, chunk by chunk, without
@@ -244,6 +266,9 @@ impl Outbound {
             }
             prepared.chunks.push(messages);
             start = end;
+            // Rendering is CPU work with no await when no patient is looked up:
+            // let other requests run between chunks.
+            tokio::task::yield_now().await;
         }
         Ok(prepared)
     }
@@ -333,7 +358,7 @@ where
     Ok(chunk)
 }
 
-/// The enqueue feed: every prepared chunk, then `Commit`, all buffered, so the
+/// An enqueue feed of prepared chunks, then `Commit`, all buffered: the
 /// transaction never waits for a producer.
 fn feed_of(chunks: Vec<Vec<NewMessage>>) -> mpsc::Receiver<EnqueueFeed> {
     let (tx, rx) = mpsc::channel(chunks.len() + 1);
