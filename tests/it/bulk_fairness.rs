@@ -3,9 +3,12 @@
 //! held the write side — SQLite's single writer — for its whole streamed
 //! transaction). Real hub, real HTTP, the configured backend.
 //!
-//! The bound asserted here is generous (1 s on a debug build on a loaded 2-core
-//! machine, where one bulk's insert alone takes a few hundred ms); the 100 ms target
-//! is measured by the load suite on a release build. The test prints its figures
+//! The bound asserted here is generous: 2 s, on a debug build (unoptimised SQLite:
+//! one 500-message chunk transaction takes 100–300 ms) on a shared 2-core machine,
+//! with other tests running beside it. Measured there: worst 625 ms and 712 ms (load
+//! average 12). Before the fix the publishes waited past the 3 s acquire timeout
+//! (503), which any bound below 3 s catches. The 100 ms target is measured by the
+//! load suite on a release build. The test prints its figures
 //! (`cargo test --test it bulk_fairness -- --nocapture`).
 
 use std::time::{Duration, Instant};
@@ -113,7 +116,7 @@ async fn eight_bulks_of_one_tenant_do_not_hold_up_another_tenants_publishes() {
     // Enough publishes overlapped the bulks for the worst case to mean something.
     assert!(latencies.len() >= 5, "only {} publishes", latencies.len());
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(2),
         "tenant B waited {} ms behind tenant A's bulks",
         worst.as_millis()
     );
