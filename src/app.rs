@@ -22,6 +22,7 @@ use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
 use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
+use crate::service::outbound::bulk::BulkLimits;
 use crate::service::outbound::callbacks::Callbacks;
 use crate::service::outbound::dispatch::{DispatchSettings, Dispatcher};
 use crate::service::outbound::routing::ProviderRouting;
@@ -136,6 +137,7 @@ impl App {
             routing,
             clock.clone(),
             &config.outbound.public_url,
+            config.outbound.webhook_max_statuses,
         ));
         let publisher = Publisher::start(
             store.clone(),
@@ -192,7 +194,12 @@ impl App {
             },
             stopping: CancellationToken::new(),
             outbound: Arc::new(
-                Outbound::new(outbound_store, clock.clone()).waking(dispatcher.wake_handle()),
+                Outbound::new(outbound_store, clock.clone())
+                    .waking(dispatcher.wake_handle())
+                    .bulk_limits(BulkLimits::new(
+                        config.outbound.bulk_concurrency,
+                        config.outbound.bulk_concurrency_per_tenant,
+                    )),
             ),
             clock,
             outbound_callbacks,

@@ -363,7 +363,7 @@ impl Config {
                 return bad("cors_origins", "each origin must be http(s)://host[:port]");
             }
         }
-        self.outbound.validate()?;
+        self.outbound.validate(self.is_development())?;
         Ok(())
     }
 

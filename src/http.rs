@@ -19,6 +19,7 @@ mod notifications;
 mod ops;
 mod patients;
 mod realtime;
+mod redact;
 mod serve;
 mod sse_direct;
 mod templates;
@@ -197,7 +198,8 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(axum::middleware::map_response(no_store_by_default))
         .layer(cors)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The default span logs the full URI, tokens in the query included.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::request_span))
         .with_state(state)
 }
 

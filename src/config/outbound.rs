@@ -36,6 +36,18 @@ pub struct OutboundSection {
     /// How long a claimed message belongs to this node; a node that dies holding it
     /// loses it to another node after this.
     pub lease_secs: u64,
+    /// The `log` provider writes messages nowhere (and marks them `sent`): allowed
+    /// outside development (a non-loopback `listen`) only when this says so.
+    pub allow_log_provider: bool,
+    /// Most status updates one WhatsApp webhook body may carry (413 beyond): a
+    /// bound on the lookups a single signed request causes.
+    pub webhook_max_statuses: usize,
+    /// Bulk sends writing at once on this node. On SQLite a bulk holds the single
+    /// writer while it writes, so other tenants' publishes wait behind at most
+    /// this many bulks' chunks.
+    pub bulk_concurrency: usize,
+    /// Bulk sends of one tenant writing at once; the tenant's others wait their turn.
+    pub bulk_concurrency_per_tenant: usize,
     pub retry: RetrySection,
     /// The node's providers, used by every tenant without its own section.
     #[serde(default)]
@@ -102,6 +114,17 @@ impl TenantProviders {
     }
 }
 
+impl TenantProviders {
+    /// Whether the provider `name` of this section is a `log` provider (the
+    /// built-in one exists unless a provider of that name replaces it).
+    fn is_log_provider(&self, name: &str) -> bool {
+        match self.providers.get(name) {
+            Some(p) => matches!(p, ProviderConfig::Log),
+            None => name == "log",
+        }
+    }
+}
+
 impl RetrySection {
     pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {
@@ -129,8 +152,32 @@ fn provider_timeout_ms(provider: &ProviderConfig) -> u64 {
 }
 
 impl OutboundSection {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// `development`: [`super::Config::is_development`].
+    pub(super) fn validate(&self, development: bool) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("key `outbound.{key}`: {why}")));
+        if !development && !self.allow_log_provider {
+            if let Some(route) = self.log_provider_route() {
+                return Err(ConfigError(format!(
+                    "key `outbound.allow_log_provider`: {route} uses the `log` provider, which \
+                     delivers nothing; outside development (a loopback `listen`) configure a \
+                     real provider or set outbound.allow_log_provider = true"
+                )));
+            }
+        }
+        if self.webhook_max_statuses == 0 || self.webhook_max_statuses > 10_000 {
+            return bad("webhook_max_statuses", "must be 1..10000");
+        }
+        if self.bulk_concurrency == 0 || self.bulk_concurrency > 1_000 {
+            return bad("bulk_concurrency", "must be 1..1000");
+        }
+        if self.bulk_concurrency_per_tenant == 0
+            || self.bulk_concurrency_per_tenant > self.bulk_concurrency
+        {
+            return bad(
+                "bulk_concurrency_per_tenant",
+                "must be 1..outbound.bulk_concurrency",
+            );
+        }
         if !(self.public_url.is_empty()
             || self.public_url.starts_with("http://")
             || self.public_url.starts_with("https://"))
@@ -171,12 +218,7 @@ impl OutboundSection {
         // A send must end (provider timeout) and be recorded well inside its lease:
         // a lease that runs out mid-send lets a worker claim the message again and
         // send it a second time.
-        let sections = std::iter::once(("default".to_owned(), &self.default)).chain(
-            self.tenants
-                .iter()
-                .map(|(id, t)| (format!("tenants.{id}"), t)),
-        );
-        for (section, tenant) in sections {
+        for (section, tenant) in self.sections() {
             for (name, provider) in &tenant.providers {
                 let timeout_ms = provider_timeout_ms(provider);
                 if self.lease_secs.saturating_mul(1000) < timeout_ms.saturating_add(LEASE_MARGIN_MS)
@@ -196,6 +238,32 @@ impl OutboundSection {
             }
         }
         Ok(())
+    }
+
+    /// The first route (`outbound.default.routes.sms`) that names a `log` provider:
+    /// the built-in `log`, or any provider of `kind = "log"`.
+    fn log_provider_route(&self) -> Option<String> {
+        self.sections().find_map(|(section, tenant)| {
+            let r = &tenant.routes;
+            [
+                ("sms", &r.sms),
+                ("whatsapp", &r.whatsapp),
+                ("email", &r.email),
+            ]
+            .into_iter()
+            .find(|(_, names)| names.iter().any(|n| tenant.is_log_provider(n)))
+            .map(|(channel, _)| format!("outbound.{section}.routes.{channel}"))
+        })
+    }
+
+    /// `("default", …)` then `("tenants.<id>", …)`: every provider section with the
+    /// key prefix its errors name.
+    fn sections(&self) -> impl Iterator<Item = (String, &TenantProviders)> {
+        std::iter::once(("default".to_owned(), &self.default)).chain(
+            self.tenants
+                .iter()
+                .map(|(id, t)| (format!("tenants.{id}"), t)),
+        )
     }
 
     pub fn lease(&self) -> Duration {
@@ -230,6 +298,15 @@ mod tests {
     fn defaults_are_the_documented_ones_and_log_everywhere() {
         let c = load("").unwrap();
         let o = &c.outbound;
+        assert!(!o.allow_log_provider);
+        assert_eq!(
+            (
+                o.webhook_max_statuses,
+                o.bulk_concurrency,
+                o.bulk_concurrency_per_tenant
+            ),
+            (1000, 2, 1)
+        );
         assert_eq!(
             (
                 o.concurrency,
@@ -282,6 +359,41 @@ mod tests {
             vec!["tok-a"]
         );
         assert!(routing.route(&b).twilio_tokens(None).is_empty());
+    }
+
+    #[test]
+    fn the_log_provider_needs_development_or_an_explicit_yes() {
+        let err = load("listen = \"0.0.0.0:8080\"").unwrap_err();
+        assert!(
+            err.starts_with(
+                "configuration error: key `outbound.allow_log_provider`: outbound.default.routes.sms uses the `log` provider"
+            ),
+            "{err}"
+        );
+        assert!(load("listen = \"0.0.0.0:8080\"\n[outbound]\nallow_log_provider = true").is_ok());
+        assert!(load("listen = \"127.0.0.1:8080\"").is_ok());
+        // A tenant section routing email to a `kind = "log"` provider is named too.
+        let real = r#"
+            listen = "10.0.0.5:8080"
+            [outbound.default.providers.mail]
+            kind = "smtp"
+            host = "127.0.0.1"
+            port = 2525
+            tls = "none"
+            from = "Clinic <noreply@clinic.example>"
+            [outbound.default.routes]
+            sms = ["mail"]
+            whatsapp = ["mail"]
+            email = ["mail"]
+        "#;
+        let with_tenant = format!(
+            "{real}\n[outbound.tenants.clinic-a.providers.quiet]\nkind = \"log\"\n[outbound.tenants.clinic-a.routes]\nsms = [\"quiet\"]\nwhatsapp = [\"quiet\"]\nemail = [\"quiet\"]"
+        );
+        let err = load(&with_tenant).unwrap_err();
+        assert!(
+            err.contains("outbound.tenants.clinic-a.routes.sms uses the `log` provider"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl DirectSse {
             Ok(events) => events,
             Err(e) => return self.write_error(&mut stream, e, cors).await,
         };
-        tracing::debug!(uri = %parts.uri, "event stream opened (direct)");
+        tracing::debug!(uri = %super::redact::redacted_uri(&parts.uri), "event stream opened (direct)");
         let chunked = parts.version == Version::HTTP_11;
         drop(parts);
 

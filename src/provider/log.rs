@@ -1,7 +1,12 @@
-//! The `log` provider: the embedded default. It delivers **nowhere**: it writes the
-//! message to the log (tracing) and answers with a generated id, so a fresh install
+//! The `log` provider: the embedded default. It delivers **nowhere**: it notes the
+//! message in the log (tracing) and answers with a generated id, so a fresh install
 //! runs end to end without any provider account. Its ids start with `log-` so they
 //! are never mistaken for a real provider's.
+//!
+//! It logs ids, the channel and lengths only — never the address, subject or body:
+//! those are patient data, and logs travel further than the database. Outside
+//! development the hub refuses to start with it unless `[outbound]
+//! allow_log_provider = true` (config/outbound.rs).
 
 use crate::domain::template::Channel;
 
@@ -36,10 +41,9 @@ impl Provider for LogProvider {
             message_id = %msg.id,
             provider_message_id = %id,
             channel = %msg.channel,
-            to = %msg.to,
             language = %msg.language,
-            subject = msg.subject.as_deref().unwrap_or(""),
-            body = %msg.body,
+            subject_len = msg.subject.as_deref().map_or(0, str::len),
+            body_len = msg.body.len(),
             "outbound message logged, not delivered (log provider)"
         );
         Ok(ProviderAccepted {

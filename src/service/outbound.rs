@@ -6,7 +6,7 @@
 //! - `patients`: the patient's preferences (channels, kinds, language, addresses).
 //! - `enqueue`: THE single-message use case: preferences → channel → template →
 //!   render → `queued` or `suppressed`, committed before the caller hears back.
-//! - `bulk`: thousands of recipients in one transaction, streamed in chunks.
+//! - `bulk`: thousands of recipients in one transaction, prepared in chunks first.
 //! - `messages`: list, detail, retry, cancel, cancel a group, batch status.
 //! - `stats`, `export`: the reports.
 //! - `audit`: who did what; every administrative change writes its entry in the
@@ -42,6 +42,8 @@ pub struct Outbound {
     /// Pokes this node's queue worker after a commit, so a message due now is sent
     /// at once rather than at the worker's next poll. `None`: the poll finds it.
     wake: Option<dispatch::DispatchWake>,
+    /// How many bulk sends run at once (node, tenant).
+    bulk: bulk::BulkLimits,
 }
 
 impl Outbound {
@@ -50,7 +52,14 @@ impl Outbound {
             store,
             clock,
             wake: None,
+            bulk: bulk::BulkLimits::default(),
         }
+    }
+
+    /// Limits concurrent bulk sends (`[outbound] bulk_concurrency`, `…_per_tenant`).
+    pub fn bulk_limits(mut self, limits: bulk::BulkLimits) -> Self {
+        self.bulk = limits;
+        self
     }
 
     /// Wakes `wake`'s worker after every committed enqueue.

@@ -6,11 +6,13 @@ mod support;
 
 mod admin;
 mod auth;
+mod bulk_fairness;
 mod cli;
 mod clinic_events;
 mod hostile_conn;
 mod inbox;
 mod input_validation;
+mod logs;
 mod multinode;
 mod ops;
 mod outbound_api;

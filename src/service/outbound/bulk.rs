@@ -1,19 +1,32 @@
-//! Bulk sends: up to [`MAX_BULK_RECIPIENTS`] recipients of one template in ONE
-//! transaction, without holding them all in memory.
+//! Bulk sends: up to [`MAX_BULK_RECIPIENTS`] recipients of one template, validated
+//! as a whole, then written in short transactions.
 //!
 //! The caller hands over a way to parse recipient `i` (the HTTP edge keeps the
 //! request body and parses each recipient from its raw JSON slice only when asked).
 //! Recipients are parsed, validated, looked up (preferences, one query per chunk)
-//! and rendered [`BULK_CHUNK`] at a time; each chunk goes down the store's enqueue
-//! feed while the next is prepared. One invalid recipient drops the feed without
-//! `Commit`: the store rolls back, nothing is written, and the error names
-//! `recipients[i].<field>`.
+//! and rendered [`BULK_CHUNK`] at a time **before anything is written**: one invalid
+//! recipient is a 422 naming `recipients[i].<field>` and nothing is stored.
+//!
+//! The rendered chunks are then committed **one transaction per chunk**. The write
+//! side is shared — on SQLite one transaction holds the node's single writer, on
+//! PostgreSQL a pool connection — and a 10,000-message transaction held every other
+//! tenant's publish for seconds (503 after the 3 s acquire timeout; issue #11). Now
+//! another writer waits at most for one chunk. The price: if the database fails
+//! between chunks, the chunks already committed stay (the batch is incomplete, which
+//! its status shows; docs/API.md says so). The batch row and the idempotency key are
+//! committed with the first chunk, so a retry finds this batch and never writes a
+//! second copy to patients.
+//!
+//! Fairness between bulks: at most `[outbound] bulk_concurrency` run at once on a
+//! node, and at most `bulk_concurrency_per_tenant` of one tenant; the others wait
+//! their turn (FIFO). This also bounds the rendered messages held in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::audit::{entry, Actor};
 use super::enqueue::{build, check_group_key, key_reused, Recipe, Recipient};
@@ -24,16 +37,13 @@ use crate::domain::message::MessageStatus;
 use crate::domain::template::{Channel, Language};
 use crate::domain::Invalid;
 use crate::service::ServiceError;
-use crate::store::outbound::{EnqueueFeed, EnqueueOutcome, NewBatch};
+use crate::store::outbound::{EnqueueFeed, EnqueueOutcome, NewBatch, NewMessage};
 use crate::store::IdempotencyClaim;
 
 /// Most recipients in one bulk request (the contract's 10,000).
 pub const MAX_BULK_RECIPIENTS: usize = 10_000;
 /// Recipients prepared (and preferences loaded) per chunk of the enqueue feed.
 pub const BULK_CHUNK: usize = 500;
-/// Chunks waiting in the feed while the store writes: at most
-/// `BULK_CHUNK × (FEED_DEPTH + 2)` prepared messages exist at any time.
-const FEED_DEPTH: usize = 1;
 
 /// One recipient of a bulk send, parsed.
 #[derive(Debug, Clone, Default)]
@@ -60,17 +70,60 @@ pub struct BulkOutcome {
     pub suppressed: u64,
 }
 
-enum ProduceError {
-    /// A recipient is invalid (or its preferences could not be read).
-    Failed(ServiceError),
-    /// The store stopped reading the feed (it failed, or replayed a key).
-    FeedClosed,
+/// How many bulk sends run at once: on the node, and per tenant (`[outbound]
+/// bulk_concurrency`, `bulk_concurrency_per_tenant`). Waiters are served in order
+/// (tokio's semaphore is fair).
+pub struct BulkLimits {
+    node: Arc<Semaphore>,
+    per_tenant: usize,
+    /// One semaphore per tenant that ever sent a bulk on this node (bounded by the
+    /// number of tenants). A std mutex: held only to look one up, never across `.await`.
+    tenants: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
 }
 
-impl From<ServiceError> for ProduceError {
-    fn from(e: ServiceError) -> Self {
-        ProduceError::Failed(e)
+impl BulkLimits {
+    pub fn new(node: usize, per_tenant: usize) -> Self {
+        Self {
+            node: Arc::new(Semaphore::new(node.max(1))),
+            per_tenant: per_tenant.max(1),
+            tenants: Mutex::new(HashMap::new()),
+        }
     }
+
+    /// Waits for the tenant's turn, then the node's: the tenant's permit first, so
+    /// a tenant's queued bulks never sit on node permits other tenants could use.
+    async fn enter(&self, tenant: &TenantId) -> [OwnedSemaphorePermit; 2] {
+        let own = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
+                .clone()
+        };
+        // These semaphores are never closed, so acquiring cannot fail.
+        let own = own.acquire_owned().await.expect("bulk semaphore open");
+        let node = self
+            .node
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("bulk semaphore open");
+        [own, node]
+    }
+}
+
+impl Default for BulkLimits {
+    /// The embedded defaults of config/tidings.toml.
+    fn default() -> Self {
+        Self::new(2, 1)
+    }
+}
+
+/// Recipients rendered, ready for the insert transaction.
+struct Prepared {
+    chunks: Vec<Vec<NewMessage>>,
+    queued: u64,
+    suppressed: u64,
 }
 
 impl Outbound {
@@ -98,6 +151,9 @@ impl Outbound {
         if let Some(g) = &req.group_key {
             check_group_key("group_key", g)?;
         }
+        // Held until the write is done: bounds both the rendered messages in memory
+        // and the transactions queued on the shared write side.
+        let _turn = self.bulk.enter(tenant).await;
         let template = self
             .sendable_template(tenant, &req.template, req.channel)
             .await?;
@@ -124,116 +180,132 @@ impl Outbound {
             group_key: req.group_key.as_deref(),
             batch: Some(batch.id),
         };
-        let (tx, rx) = mpsc::channel(FEED_DEPTH);
-        let (stored, produced) = tokio::join!(
-            self.store.enqueue(
-                tenant,
-                Some(&batch),
-                rx,
-                idempotency.map(|c| (c, response.as_str())),
-                Some(&audit),
-                now,
-            ),
-            self.produce(tenant, &recipe, count, recipient, tx),
-        );
-        match (stored, produced) {
-            (Ok(EnqueueOutcome::Replayed { response }), _) => self.replay(tenant, &response).await,
-            (Ok(EnqueueOutcome::KeyReused), _) => Err(key_reused()),
-            (_, Err(ProduceError::Failed(e))) => Err(e),
-            (Err(e), _) => Err(e.into()),
-            (Ok(EnqueueOutcome::Committed { queued, suppressed }), Ok((q, s))) => {
-                self.wake_worker();
-                if (queued, suppressed) != (q, s) {
-                    tracing::warn!(
-                        queued,
-                        suppressed,
-                        prepared_queued = q,
-                        prepared_suppressed = s,
-                        "bulk: the store counted differently from the producer"
-                    );
+        let prepared = self.prepare_all(tenant, &recipe, count, recipient).await?;
+        let counted = (prepared.queued, prepared.suppressed);
+        let last = prepared.chunks.len() - 1;
+        let (mut queued, mut suppressed) = (0, 0);
+        for (k, chunk) in prepared.chunks.into_iter().enumerate() {
+            // The batch and the idempotency key go with the first chunk: from then on
+            // a retry with the key finds this batch (never a second copy of it); the
+            // audit entry goes with the last, when the batch is complete.
+            let first = k == 0;
+            let stored = self
+                .store
+                .enqueue(
+                    tenant,
+                    first.then_some(&batch),
+                    feed_of(vec![chunk]),
+                    idempotency
+                        .filter(|_| first)
+                        .map(|c| (c, response.as_str())),
+                    (k == last).then_some(&audit),
+                    now,
+                )
+                .await?;
+            match stored {
+                EnqueueOutcome::Replayed { response } if first => {
+                    return self.replay(tenant, &response).await
                 }
-                Ok(BulkOutcome {
-                    batch: batch.id,
-                    queued,
-                    suppressed,
-                })
+                EnqueueOutcome::KeyReused if first => return Err(key_reused()),
+                EnqueueOutcome::Committed {
+                    queued: q,
+                    suppressed: s,
+                } => (queued, suppressed) = (queued + q, suppressed + s),
+                other => {
+                    return Err(ServiceError::Internal(format!(
+                        "bulk chunk {k} ended as {other:?} after a complete feed"
+                    )))
+                }
             }
-            (Ok(other), _) => Err(ServiceError::Internal(format!(
-                "bulk enqueue ended as {other:?} after a complete feed"
-            ))),
         }
+        self.wake_worker();
+        if (queued, suppressed) != counted {
+            tracing::warn!(
+                queued,
+                suppressed,
+                prepared_queued = counted.0,
+                prepared_suppressed = counted.1,
+                "bulk: the store counted differently from the producer"
+            );
+        }
+        Ok(BulkOutcome {
+            batch: batch.id,
+            queued,
+            suppressed,
+        })
     }
 
-    /// Parses, validates and renders the recipients chunk by chunk into `feed`;
-    /// returns the counts (queued, suppressed). Returning early drops `feed`
-    /// without `Commit`, which rolls the transaction back.
-    async fn produce<F>(
+    /// Parses, validates and renders every recipient, chunk by chunk, without
+    /// writing anything. The first invalid recipient ends it (its error names
+    /// `recipients[i].…`).
+    async fn prepare_all<F>(
         &self,
         tenant: &TenantId,
         recipe: &Recipe<'_>,
         count: usize,
         mut recipient: F,
-        feed: mpsc::Sender<EnqueueFeed>,
-    ) -> Result<(u64, u64), ProduceError>
+    ) -> Result<Prepared, ServiceError>
     where
         F: FnMut(usize) -> Result<BulkRecipient, Invalid> + Send,
     {
-        let (mut queued, mut suppressed) = (0u64, 0u64);
+        let mut prepared = Prepared {
+            chunks: Vec::with_capacity(count.div_ceil(BULK_CHUNK)),
+            queued: 0,
+            suppressed: 0,
+        };
         let mut start = 0;
         while start < count {
             let end = (start + BULK_CHUNK).min(count);
-            let mut chunk = Vec::with_capacity(end - start);
-            for i in start..end {
-                let r = recipient(i).map_err(ServiceError::from)?;
-                if r.patient.is_none() && r.to.is_none() {
-                    return Err(ServiceError::from(Invalid::new(
-                        format!("recipients[{i}].patient_id"),
-                        "give patient_id or to (or both)",
-                    ))
-                    .into());
+            let chunk = parse_chunk(start..end, &mut recipient)?;
+            let messages = self.render_chunk(tenant, recipe, start, &chunk).await?;
+            for m in &messages {
+                match m.status {
+                    MessageStatus::Suppressed => prepared.suppressed += 1,
+                    _ => prepared.queued += 1,
                 }
-                chunk.push(r);
             }
-            let ids: Vec<PatientId> = chunk
-                .iter()
-                .filter_map(|r| r.patient.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let prefs = if ids.is_empty() {
-                BTreeMap::new()
-            } else {
-                self.store
-                    .patient_preferences_many(tenant, &ids)
-                    .await
-                    .map_err(ServiceError::from)?
-            };
-            let mut messages = Vec::with_capacity(chunk.len());
-            for (k, r) in chunk.iter().enumerate() {
-                let who = Recipient {
-                    patient: r.patient.as_ref(),
-                    prefs: r.patient.as_ref().and_then(|p| prefs.get(p)),
-                    to: r.to.as_ref(),
-                    language: r.language,
-                    variables: &r.variables,
-                };
-                let prepared = build(recipe, &who, &format!("recipients[{}].", start + k))?;
-                match prepared.message.status {
-                    MessageStatus::Suppressed => suppressed += 1,
-                    _ => queued += 1,
-                }
-                messages.push(prepared.message);
-            }
-            drop(chunk);
-            feed.send(EnqueueFeed::Chunk(messages))
-                .await
-                .map_err(|_| ProduceError::FeedClosed)?;
+            prepared.chunks.push(messages);
             start = end;
+            // Rendering is CPU work with no await when no patient is looked up:
+            // let other requests run between chunks.
+            tokio::task::yield_now().await;
         }
-        feed.send(EnqueueFeed::Commit)
-            .await
-            .map_err(|_| ProduceError::FeedClosed)?;
-        Ok((queued, suppressed))
+        Ok(prepared)
+    }
+
+    /// Renders one chunk (recipients `start..`), its patients' preferences read
+    /// in one query.
+    async fn render_chunk(
+        &self,
+        tenant: &TenantId,
+        recipe: &Recipe<'_>,
+        start: usize,
+        chunk: &[BulkRecipient],
+    ) -> Result<Vec<NewMessage>, ServiceError> {
+        let ids: Vec<PatientId> = chunk
+            .iter()
+            .filter_map(|r| r.patient.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let prefs = if ids.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.store.patient_preferences_many(tenant, &ids).await?
+        };
+        let mut messages = Vec::with_capacity(chunk.len());
+        for (k, r) in chunk.iter().enumerate() {
+            let who = Recipient {
+                patient: r.patient.as_ref(),
+                prefs: r.patient.as_ref().and_then(|p| prefs.get(p)),
+                to: r.to.as_ref(),
+                language: r.language,
+                variables: &r.variables,
+            };
+            let prepared = build(recipe, &who, &format!("recipients[{}].", start + k))?;
+            messages.push(prepared.message);
+        }
+        Ok(messages)
     }
 
     /// The first response of a replayed bulk request: rebuilt from the batch, since
@@ -261,4 +333,40 @@ impl Outbound {
             suppressed,
         })
     }
+}
+
+/// Parses recipients `range`; each needs a patient or an address.
+fn parse_chunk<F>(
+    range: std::ops::Range<usize>,
+    recipient: &mut F,
+) -> Result<Vec<BulkRecipient>, ServiceError>
+where
+    F: FnMut(usize) -> Result<BulkRecipient, Invalid>,
+{
+    let mut chunk = Vec::with_capacity(range.len());
+    for i in range {
+        let r = recipient(i)?;
+        if r.patient.is_none() && r.to.is_none() {
+            return Err(Invalid::new(
+                format!("recipients[{i}].patient_id"),
+                "give patient_id or to (or both)",
+            )
+            .into());
+        }
+        chunk.push(r);
+    }
+    Ok(chunk)
+}
+
+/// An enqueue feed of prepared chunks, then `Commit`, all buffered: the
+/// transaction never waits for a producer.
+fn feed_of(chunks: Vec<Vec<NewMessage>>) -> mpsc::Receiver<EnqueueFeed> {
+    let (tx, rx) = mpsc::channel(chunks.len() + 1);
+    for chunk in chunks {
+        tx.try_send(EnqueueFeed::Chunk(chunk))
+            .expect("the channel holds every chunk");
+    }
+    tx.try_send(EnqueueFeed::Commit)
+        .expect("the channel holds the commit");
+    rx
 }

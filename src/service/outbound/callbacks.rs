@@ -1,19 +1,24 @@
 //! Provider status callbacks (webhooks): authenticate, find the message, apply.
 //!
-//! Providers do not know tenants, so each callback first finds its message
-//! (`OutboundStore::callback_target`, by our id or the provider's), then is
-//! authenticated with *that message's tenant's* secrets: one clinic's credentials
-//! can never move another clinic's messages. A callback that fails the check
-//! changes nothing (403). The store applies the rest atomically: a replay (same
-//! bytes, same receipt) writes nothing, and `advance` keeps statuses from moving
-//! backwards when callbacks arrive out of order.
+//! **Verify before any lookup.** Every callback is first checked against the
+//! secrets its URL may speak for — a tenant's own URL (`/v1/webhooks/twilio/{tenant}`)
+//! only that tenant's, the shared URLs (`/v1/webhooks/twilio`) every configured
+//! tenant's (they live in the config, not the database) — so a forged callback costs
+//! a few HMACs, reads nothing and is refused (403) whatever ids it names. Only then is
+//! the message found (`OutboundStore::callback_target`, by our id or the provider's),
+//! and the proven secret must be *that message's tenant's*: one clinic's credentials
+//! can never move another clinic's messages. A message of another tenant is answered
+//! exactly like an unknown one (200, `ignored`), so ids cannot be enumerated. The
+//! store applies the rest atomically: a replay (same bytes, same receipt) writes
+//! nothing, and `advance` keeps statuses from moving backwards.
 
 use std::sync::Arc;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::routing::ProviderRouting;
+use super::routing::{ProviderRouting, TenantRoute};
+use crate::domain::ids::TenantId;
 use crate::provider::signature::{verify_meta, verify_twilio};
 use crate::provider::{twilio, unifonic, whatsapp_cloud, CallbackError, StatusUpdate};
 use crate::service::clock::Clock;
@@ -25,14 +30,27 @@ use crate::store::StoreError;
 /// Why a callback was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// Missing or wrong signature / token: 403, nothing changed.
+    /// Missing or wrong signature / token: 403, nothing read, nothing changed.
     #[error("bad signature")]
     BadSignature,
     /// Not what the provider sends: 400.
     #[error("malformed callback: {0}")]
     Malformed(String),
+    /// More status updates in one body than `[outbound] webhook_max_statuses`: 413.
+    #[error("more than {0} status updates in one callback")]
+    TooManyStatuses(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Whose secrets a callback URL speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The shared URLs of the public contract: any configured tenant's (or the
+    /// node default's) secret, the message's tenant's checked after the lookup.
+    AnyTenant,
+    /// A tenant's own URL: only this tenant's secrets, only this tenant's messages.
+    Tenant(TenantId),
 }
 
 /// What a callback request did, counted per status update it carried.
@@ -41,8 +59,15 @@ pub struct CallbackReport {
     pub applied: u32,
     pub stale: u32,
     pub replayed: u32,
-    /// About nothing we track (unknown message, inbound traffic, unnamed status).
+    /// About nothing we track (unknown message, another tenant's message, inbound
+    /// traffic, unnamed status).
     pub ignored: u32,
+}
+
+/// The routes whose secret a callback proved, and the tenant its URL named.
+struct Verified<'a> {
+    routes: Vec<&'a TenantRoute>,
+    scope: &'a Scope,
 }
 
 pub struct Callbacks {
@@ -51,6 +76,9 @@ pub struct Callbacks {
     clock: Arc<dyn Clock>,
     /// `[outbound] public_url`, without a trailing slash (empty: use the Host header).
     public_url: String,
+    /// `[outbound] webhook_max_statuses`: a bound on the lookups one signed body
+    /// can cause.
+    max_statuses: usize,
 }
 
 impl Callbacks {
@@ -59,12 +87,14 @@ impl Callbacks {
         routing: Arc<ProviderRouting>,
         clock: Arc<dyn Clock>,
         public_url: &str,
+        max_statuses: usize,
     ) -> Self {
         Self {
             store,
             routing,
             clock,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            max_statuses,
         }
     }
 
@@ -78,44 +108,32 @@ impl Callbacks {
         }
     }
 
-    /// `POST /v1/webhooks/twilio`: `url` is the full URL Twilio called (see
-    /// [`Self::public_url_of`]), `query` its query (carrying our `message_id`).
+    /// `POST /v1/webhooks/twilio[/{tenant}]`: `url` is the full URL Twilio called
+    /// (see [`Self::public_url_of`]), `query` its query (carrying our `message_id`).
     pub async fn twilio(
         &self,
+        scope: &Scope,
         url: &str,
         query: Option<&str>,
         body: &[u8],
         signature: Option<&str>,
     ) -> Result<CallbackReport, WebhookError> {
+        let signature = signature.ok_or(WebhookError::BadSignature)?;
         let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|e| WebhookError::Malformed(format!("not a form: {e}")))?;
-        let our_id = query.and_then(|q| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .ok()?
+        let verified = self.verify(scope, |route| {
+            route
+                .twilio_tokens(None)
                 .into_iter()
-                .find(|(k, _)| k == "message_id")
-                .and_then(|(_, v)| crate::domain::message::MessageId::parse(&v).ok())
-        });
-        let sid = form
-            .iter()
-            .find(|(k, _)| k == "MessageSid" || k == "SmsSid")
-            .map(|(_, v)| v.as_str());
-        let Some(target) = self.store.callback_target(our_id, sid).await? else {
-            return Ok(ignored());
-        };
-        let route = self.routing.route(&target.tenant);
-        let signature = signature.ok_or(WebhookError::BadSignature)?;
-        if !route
-            .twilio_tokens(target.provider.as_deref())
-            .into_iter()
-            .any(|token| verify_twilio(token, url, &form, signature))
-        {
-            return Err(WebhookError::BadSignature);
-        }
+                .any(|token| verify_twilio(token, url, &form, signature))
+        })?;
         let update = match twilio::parse_status_callback(&form, query) {
             Ok(u) => u,
             Err(CallbackError::Ignored(_)) => return Ok(ignored()),
             Err(CallbackError::Malformed(m)) => return Err(WebhookError::Malformed(m)),
+        };
+        let Some(target) = self.target_of(&verified, &update).await? else {
+            return Ok(ignored());
         };
         let receipt = receipt("twilio", &[query.unwrap_or("").as_bytes(), body]);
         let mut report = CallbackReport::default();
@@ -124,65 +142,49 @@ impl Callbacks {
         Ok(report)
     }
 
-    /// `POST /v1/webhooks/whatsapp`: `X-Hub-Signature-256` over the raw body, with
-    /// the app secret of each status's tenant. One bad status refuses the whole
-    /// body (403) before anything is applied.
+    /// `POST /v1/webhooks/whatsapp[/{tenant}]`: `X-Hub-Signature-256` over the raw
+    /// body. The signature is checked once, before the body is even parsed; each
+    /// status then counts only if its message belongs to a tenant whose app secret
+    /// signed the body (others are `ignored`, like unknown ids).
     pub async fn whatsapp(
         &self,
+        scope: &Scope,
         body: &[u8],
         signature: Option<&str>,
     ) -> Result<CallbackReport, WebhookError> {
         let signature = signature.ok_or(WebhookError::BadSignature)?;
+        let verified = self.verify(scope, |route| {
+            route
+                .whatsapp_app_secrets(None)
+                .into_iter()
+                .any(|secret| verify_meta(secret, body, signature))
+        })?;
         let updates = whatsapp_cloud::parse_status_webhook(body).map_err(|e| match e {
             CallbackError::Malformed(m) | CallbackError::Ignored(m) => WebhookError::Malformed(m),
         })?;
-        let mut found = Vec::new();
+        if updates.len() > self.max_statuses {
+            return Err(WebhookError::TooManyStatuses(self.max_statuses));
+        }
         let mut report = CallbackReport::default();
-        for update in updates {
-            match self
-                .store
-                .callback_target(update.message_id, Some(&update.provider_message_id))
-                .await?
-            {
-                Some(target) => {
-                    let route = self.routing.route(&target.tenant);
-                    if !route
-                        .whatsapp_app_secrets(target.provider.as_deref())
-                        .into_iter()
-                        .any(|secret| verify_meta(secret, body, signature))
-                    {
-                        return Err(WebhookError::BadSignature);
-                    }
-                    found.push((target, update));
-                }
-                None => report.ignored += 1,
-            }
-        }
-        if found.is_empty() {
-            // Nothing of ours: still only the signed are acknowledged.
-            let signed = self.routing.all().any(|r| {
-                r.whatsapp_app_secrets(None)
-                    .into_iter()
-                    .any(|s| verify_meta(s, body, signature))
-            });
-            if !signed {
-                return Err(WebhookError::BadSignature);
-            }
-        }
-        for (i, (target, update)) in found.iter().enumerate() {
+        for (i, update) in updates.iter().enumerate() {
+            let Some(target) = self.target_of(&verified, update).await? else {
+                report.ignored += 1;
+                continue;
+            };
             // One body may carry several statuses: the receipt names which one.
             let index = i.to_string();
             let receipt = receipt("whatsapp", &[index.as_bytes(), body]);
-            self.apply(target, "whatsapp", update, receipt, &mut report)
+            self.apply(&target, "whatsapp", update, receipt, &mut report)
                 .await?;
         }
         Ok(report)
     }
 
-    /// `GET /v1/webhooks/whatsapp`: Meta's registration handshake. Answers the
-    /// challenge when the verify token is one a tenant (or the node) configured.
+    /// `GET /v1/webhooks/whatsapp[/{tenant}]`: Meta's registration handshake.
+    /// Answers the challenge when the verify token is one the scope configured.
     pub fn whatsapp_verify(
         &self,
+        scope: &Scope,
         mode: Option<&str>,
         token: Option<&str>,
         challenge: Option<&str>,
@@ -190,55 +192,88 @@ impl Callbacks {
         let (Some("subscribe"), Some(token), Some(challenge)) = (mode, token, challenge) else {
             return Err(WebhookError::BadSignature);
         };
-        let known = self.routing.all().any(|r| {
-            r.config
+        self.verify(scope, |route| {
+            route
+                .config
                 .webhooks
                 .whatsapp_verify_token
                 .as_ref()
                 .is_some_and(|t| same_secret(t.expose(), token))
-        });
-        if known {
-            Ok(challenge.to_owned())
-        } else {
-            Err(WebhookError::BadSignature)
-        }
+        })?;
+        Ok(challenge.to_owned())
     }
 
-    /// `POST /v1/webhooks/unifonic?token=…`: Unifonic signs nothing, so the URL
-    /// carries the tenant's `unifonic_token`.
+    /// `POST /v1/webhooks/unifonic[/{tenant}]?token=…`: Unifonic signs nothing, so
+    /// the URL carries the tenant's `unifonic_token`.
     pub async fn unifonic(
         &self,
+        scope: &Scope,
         body: &[u8],
         token: Option<&str>,
     ) -> Result<CallbackReport, WebhookError> {
         let token = token.ok_or(WebhookError::BadSignature)?;
+        let verified = self.verify(scope, |route| {
+            route
+                .config
+                .webhooks
+                .unifonic_token
+                .as_ref()
+                .is_some_and(|t| same_secret(t.expose(), token))
+        })?;
         let update = match unifonic::parse_delivery_report(body) {
             Ok(u) => u,
             Err(CallbackError::Ignored(_)) => return Ok(ignored()),
             Err(CallbackError::Malformed(m)) => return Err(WebhookError::Malformed(m)),
         };
-        let Some(target) = self
-            .store
-            .callback_target(update.message_id, Some(&update.provider_message_id))
-            .await?
-        else {
+        let Some(target) = self.target_of(&verified, &update).await? else {
             return Ok(ignored());
         };
-        let route = self.routing.route(&target.tenant);
-        let ok = route
-            .config
-            .webhooks
-            .unifonic_token
-            .as_ref()
-            .is_some_and(|t| same_secret(t.expose(), token));
-        if !ok {
-            return Err(WebhookError::BadSignature);
-        }
         let receipt = receipt("unifonic", &[body]);
         let mut report = CallbackReport::default();
         self.apply(&target, "unifonic", &update, receipt, &mut report)
             .await?;
         Ok(report)
+    }
+
+    /// The routes of `scope` whose secret `proves` accepts; none: 403. Every
+    /// candidate is checked (no early exit), and nothing is read from the store.
+    fn verify<'a>(
+        &'a self,
+        scope: &'a Scope,
+        proves: impl Fn(&TenantRoute) -> bool,
+    ) -> Result<Verified<'a>, WebhookError> {
+        let candidates: Vec<&TenantRoute> = match scope {
+            Scope::AnyTenant => self.routing.all().collect(),
+            Scope::Tenant(tenant) => vec![self.routing.route(tenant)],
+        };
+        let routes: Vec<&TenantRoute> = candidates.into_iter().filter(|r| proves(r)).collect();
+        if routes.is_empty() {
+            return Err(WebhookError::BadSignature);
+        }
+        Ok(Verified { routes, scope })
+    }
+
+    /// The message `update` is about, if a verified secret belongs to its tenant
+    /// (`None` for an unknown message and for another tenant's alike).
+    async fn target_of(
+        &self,
+        verified: &Verified<'_>,
+        update: &StatusUpdate,
+    ) -> Result<Option<CallbackTarget>, StoreError> {
+        let target = self
+            .store
+            .callback_target(update.message_id, Some(&update.provider_message_id))
+            .await?;
+        Ok(target.filter(|t| self.proven_for(verified, &t.tenant)))
+    }
+
+    fn proven_for(&self, verified: &Verified<'_>, tenant: &TenantId) -> bool {
+        let own = self.routing.route(tenant);
+        let in_scope = match verified.scope {
+            Scope::AnyTenant => true,
+            Scope::Tenant(t) => t == tenant,
+        };
+        in_scope && verified.routes.iter().any(|r| std::ptr::eq(*r, own))
     }
 
     async fn apply(
