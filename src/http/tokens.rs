@@ -13,8 +13,8 @@ use super::extract::{ApiJson, ApiKey, FullAdmin};
 use super::AppState;
 use crate::domain::auth::Role;
 use crate::domain::ids::UserId;
-use crate::domain::Invalid;
 use crate::domain::user::check_profile;
+use crate::domain::Invalid;
 use crate::service::ServiceError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
