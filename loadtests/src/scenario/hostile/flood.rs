@@ -24,6 +24,12 @@ const FLOOD_IPS: usize = 4;
 /// Requests in flight at most: with the hub answering in a few ms, the rate is reached.
 const IN_FLIGHT: usize = 128;
 
+/// Least share of the flood the hub must refuse with 429 before checking the credential:
+/// failed authentications are throttled per client address (`rate_limits.failed_auth_*`,
+/// by default a burst of 20, then 30 a minute), so of ~24,000 bad requests from four
+/// addresses in a 12 s window only ~100 may still reach a credential check.
+const THROTTLED_SHARE_MIN: f64 = 0.9;
+
 /// A flood request not answered within this counts as `timeout`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -129,11 +135,10 @@ impl Plan {
                 "addresses": self.clients.len(),
                 "answers": statuses,
             }),
-            checks: vec![Check::zero(
-                "bad credentials answered 5xx",
-                server_errors,
-                String::new(),
-            )],
+            checks: vec![
+                Check::zero("bad credentials answered 5xx", server_errors, String::new()),
+                throttled_check(&statuses),
+            ],
         }
     }
 
@@ -196,4 +201,21 @@ mod tests {
         assert_eq!(kinds.len(), 3);
         assert_ne!(kinds[0], kinds[1]);
     }
+}
+
+/// The flood is throttled per address: most answers are 429, not a credential check each.
+fn throttled_check(statuses: &std::collections::BTreeMap<String, u64>) -> Check {
+    let total: u64 = statuses.values().sum();
+    let throttled: u64 = statuses
+        .iter()
+        .filter(|(kind, _)| kind.ends_with("http 429"))
+        .map(|(_, n)| n)
+        .sum();
+    let share = throttled as f64 / total.max(1) as f64;
+    Check::new(
+        "share of the flood refused with 429 (throttled per address)",
+        format!("{share:.3} ({throttled} of {total})"),
+        format!("≥ {THROTTLED_SHARE_MIN}"),
+        total > 0 && share >= THROTTLED_SHARE_MIN,
+    )
 }
