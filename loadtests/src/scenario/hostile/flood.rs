@@ -188,21 +188,6 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_keys_differ_and_jwts_are_well_formed() {
-        assert_ne!(random_hex(1), random_hex(2));
-        assert_eq!(random_hex(7).len(), 32);
-        assert_eq!(bad_jwt("bench", 3).split('.').count(), 3);
-        let kinds: Vec<&str> = (0..3).map(|i| Bad::of(i).label()).collect();
-        assert_eq!(kinds.len(), 3);
-        assert_ne!(kinds[0], kinds[1]);
-    }
-}
-
 /// The flood is throttled per address: most answers are 429, not a credential check each.
 fn throttled_check(statuses: &std::collections::BTreeMap<String, u64>) -> Check {
     let total: u64 = statuses.values().sum();
@@ -218,4 +203,19 @@ fn throttled_check(statuses: &std::collections::BTreeMap<String, u64>) -> Check 
         format!("≥ {THROTTLED_SHARE_MIN}"),
         total > 0 && share >= THROTTLED_SHARE_MIN,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_keys_differ_and_jwts_are_well_formed() {
+        assert_ne!(random_hex(1), random_hex(2));
+        assert_eq!(random_hex(7).len(), 32);
+        assert_eq!(bad_jwt("bench", 3).split('.').count(), 3);
+        let kinds: Vec<&str> = (0..3).map(|i| Bad::of(i).label()).collect();
+        assert_eq!(kinds.len(), 3);
+        assert_ne!(kinds[0], kinds[1]);
+    }
 }
