@@ -65,7 +65,8 @@ pub(super) struct EventQuery {
 }
 
 /// The event log, newest first (every event received, with what it caused). API key
-/// or `admin` token: the payloads name patients, so `front_desk` gets 403.
+/// or `admin` token: the payloads name patients, so `front_desk` gets 403, and every
+/// read is audited (`read.events`).
 #[utoipa::path(
     get, path = "/v1/events", tag = "clinic events",
     params(EventQuery),
@@ -87,7 +88,7 @@ async fn list_events(
         .map_err(|e| super::error::ApiError::bad_request(e.message).with_field("appointment_id"))?;
     let page = state
         .events
-        .list(&admin.tenant, appointment.as_ref(), page)
+        .list(&admin.tenant, appointment.as_ref(), page, &admin.actor)
         .await?;
     Ok(Json(EventPage {
         items: page

@@ -57,6 +57,14 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a refusal (503/429) may take to write before the socket is dropped.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
+/// Refusals of an address over its share answered politely at once (after reading
+/// the request head, so the client reads the answer to what it sent). Beyond these
+/// the answer is written without waiting. They hold no place under the global cap
+/// or in the reserve: a flood of refused sockets must not crowd out other clients
+/// and the probes (measured by `scripts/hostile`, slow-heads: refusals that held a
+/// place filled the cap). Keep cap + reserve + this below the open-file limit.
+const REFUSALS_IN_FLIGHT: usize = 64;
+
 /// Head timeout of a connection from the reserve: probes send their request at
 /// once, and a slow head must not hold a reserved place for long.
 const PROBE_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -106,6 +114,7 @@ pub async fn serve(
     // One allocation shared by every connection: an idle event stream holds this
     // pointer for its whole life, not its own copies (measured per connection).
     let full_answer = head::render_error(overloaded(), HeaderMap::new()).await;
+    let per_address_answer = head::render_error(too_many_from_address(), HeaderMap::new()).await;
     // Probes from the reserve are answered once, then the place is given back.
     let mut probe_http = http.clone();
     probe_http.keep_alive(false);
@@ -118,6 +127,8 @@ pub async fn serve(
         gate: Gate::new(limits.gate.clone()),
         limits,
         full_answer,
+        per_address_answer,
+        refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT)),
     });
     tokio::pin!(shutdown);
     loop {
@@ -140,6 +151,9 @@ pub async fn serve(
             // write the answer, then it is closed (no task, no wait).
             Err(Refusal::Full) => {
                 let _ = stream.try_write(&shared.full_answer);
+            }
+            Err(Refusal::PerAddress(None)) => {
+                let _ = stream.try_write(&shared.per_address_answer);
             }
             admitted => {
                 connections.spawn(connection(stream, peer, admitted, shared.clone()));
@@ -166,6 +180,11 @@ struct Shared {
     /// The 503 `overloaded` answer, rendered once: written without waiting when
     /// cap and reserve are full.
     full_answer: bytes::Bytes,
+    /// The 429 `too_many_connections` answer, written without waiting when every
+    /// refusal slot is taken.
+    per_address_answer: bytes::Bytes,
+    /// Slots for refusals answered after their head ([`REFUSALS_IN_FLIGHT`]).
+    refusals: Arc<tokio::sync::Semaphore>,
 }
 
 /// Frames are small and already batched per flush: `TCP_NODELAY` sends them now.
@@ -196,10 +215,10 @@ struct Admitted {
 enum Refusal {
     /// Cap and reserve are full: answered at once, holding nothing.
     Full,
-    /// The address has its share: answered after its request head (or a second),
-    /// so an HTTP client reads the answer to the request it sent. Holds a place
-    /// under the global cap meanwhile, so refusals too are bounded.
-    PerAddress(Permit),
+    /// The address has its share: with a refusal slot, answered after its request
+    /// head (or a second), so an HTTP client reads the answer to the request it
+    /// sent; without one, answered at once. Holds no place under the global cap.
+    PerAddress(Option<tokio::sync::OwnedSemaphorePermit>),
 }
 
 fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
@@ -214,7 +233,11 @@ fn admit(shared: &Shared, peer: SocketAddr) -> Result<Admitted, Refusal> {
     } else {
         match shared.gate.claim_ip(peer.ip().to_canonical()) {
             Some(slot) => Some(slot),
-            None => return Err(Refusal::PerAddress(permit)),
+            None => {
+                drop(permit);
+                let slot = shared.refusals.clone().try_acquire_owned().ok();
+                return Err(Refusal::PerAddress(slot));
+            }
         }
     };
     Ok(Admitted {
@@ -238,8 +261,8 @@ async fn connection(
         mut slot,
     } = match admitted {
         Ok(a) => a,
-        Err(Refusal::Full) => return,
-        Err(Refusal::PerAddress(_permit)) => {
+        Err(Refusal::Full) | Err(Refusal::PerAddress(None)) => return,
+        Err(Refusal::PerAddress(Some(_slot))) => {
             let _ = head::read(&mut stream, REFUSAL_WRITE).await;
             return refuse(stream, too_many_from_address()).await;
         }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use super::clock::Clock;
 use super::directory::Directory;
+use super::outbound::audit::{self, Actor};
 use super::ServiceError;
 use crate::config::events::EventsBook;
 use crate::domain::clinic_event::ClinicEvent;
@@ -134,13 +135,29 @@ impl ClinicEvents {
         )))
     }
 
-    /// The event log, newest first.
+    /// The event log, newest first. Its payloads name patients (names, phones), so the
+    /// read is audited as `read.events` like every read of patient data, and fails
+    /// closed: no audit entry, no answer.
     pub async fn list(
         &self,
         tenant: &TenantId,
         appointment: Option<&AppointmentId>,
         page: PageRequest,
+        actor: &Actor,
     ) -> Result<Page<EventRecord>, ServiceError> {
-        Ok(self.store.list_events(tenant, appointment, page).await?)
+        let page = self.store.list_events(tenant, appointment, page).await?;
+        let detail = serde_json::json!({
+            "appointment_id": appointment.map(|a| a.as_str()),
+            "rows": page.items.len(),
+        });
+        let entry = audit::entry(
+            actor,
+            "read.events",
+            "events".into(),
+            detail,
+            self.clock.now(),
+        );
+        self.store.record_audit(tenant, &entry).await?;
+        Ok(page)
     }
 }

@@ -4,7 +4,7 @@
 //! transaction). Real hub, real HTTP, the configured backend.
 //!
 //! The bound asserted here is generous: 2 s, on a debug build (unoptimised SQLite:
-//! one 500-message chunk transaction takes 100–300 ms) on a shared 2-core machine,
+//! a 500-message chunk transaction took 100–300 ms; chunks are 100 now) on a shared 2-core machine,
 //! with other tests running beside it. Measured there: worst 625 ms and 712 ms (load
 //! average 12). Before the fix the publishes waited past the 3 s acquire timeout
 //! (503), which any bound below 3 s catches. The 100 ms target is measured by the

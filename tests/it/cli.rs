@@ -156,6 +156,9 @@ fn serve_beyond_loopback_on_an_empty_database_makes_no_credentials() {
     let mut child = tidings(&db)
         .env("TIDINGS_LISTEN", "0.0.0.0:0")
         .env("TIDINGS_LOG_LEVEL", "warn")
+        // Beyond loopback the default `log` provider needs an explicit yes (tested in
+        // logs.rs); this test is about credentials.
+        .env("TIDINGS_OUTBOUND__ALLOW_LOG_PROVIDER", "true")
         .env_remove("TIDINGS_DEV_API_KEY")
         .env_remove("TIDINGS_DEV_JWT_SECRET")
         .arg("serve")

@@ -527,6 +527,20 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
     assert_eq!(viewed[0]["target"], "patient:p-read");
     assert_eq!(viewed[0]["actor"], "user:desk-7");
 
+    // The clinic-event log names patients too: its reads are audited.
+    let (s, _) = call(
+        &app,
+        &app.api_key,
+        Method::GET,
+        "/v1/events?appointment_id=apt-9",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = audit(&app, "action=read.events").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0]["actor"].as_str().unwrap().starts_with("api_key:"));
+    assert_eq!(listed[0]["detail"]["appointment_id"], "apt-9");
+
     // Another tenant's message is a 404 and no read happened.
     let (s, _) = call(
         &app,
