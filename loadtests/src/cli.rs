@@ -353,6 +353,12 @@ pub(crate) struct HostileArgs {
     #[arg(long, env = VICTIM_JWT_SECRET_ENV, hide_env_values = true)]
     pub(crate) victim_jwt_secret: Option<String>,
 
+    /// The victim's publish p99 must stay under this, ms. The default is issue 11's
+    /// target ("another tenant's publish p99 stays under 50 ms"); scripts/hostile sets
+    /// what the hub reliably meets today (see its comment).
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) victim_p99_ms: f64,
+
     /// The victim's publish rate, notifications per second.
     #[arg(long, default_value_t = 50.0)]
     pub(crate) victim_rate: f64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use super::{kinds, Check, VICTIM_P99_LIMIT_MS, VICTIM_SENT_SHARE};
+use super::{kinds, Check, VICTIM_SENT_SHARE};
 use crate::cli::HostileArgs;
 use crate::fleet::{Fleet, FleetSpec, Transport};
 use crate::publisher::{PublishReport, PublishedStep, Publisher, PublisherSettings, Rate};
@@ -42,6 +42,7 @@ pub(super) struct Victim {
     connections: u64,
     rate: f64,
     window: Duration,
+    p99_limit_ms: f64,
 }
 
 /// The victim's window, judged.
@@ -53,6 +54,7 @@ pub(super) struct VictimResult {
     deliver_latency: LatencySummary,
     disconnects: u64,
     disconnect_reasons: std::collections::BTreeMap<String, u64>,
+    p99_limit_ms: f64,
 }
 
 impl Victim {
@@ -124,6 +126,7 @@ impl Victim {
             connections: connect.connected,
             rate: args.victim_rate,
             window: Duration::from_secs(args.window),
+            p99_limit_ms: args.victim_p99_ms,
         })
     }
 
@@ -153,6 +156,7 @@ impl Victim {
             deliver_latency,
             disconnects: report.disconnects,
             disconnect_reasons: report.disconnect_reasons,
+            p99_limit_ms: self.p99_limit_ms,
         })
     }
 }
@@ -182,7 +186,7 @@ impl VictimResult {
             Check::at_most(
                 "victim publish p99, ms",
                 p.request_latency.p99_us as f64 / 1000.0,
-                VICTIM_P99_LIMIT_MS,
+                self.p99_limit_ms,
                 1,
             ),
             Check::zero(
