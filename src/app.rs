@@ -180,6 +180,7 @@ impl App {
                     page: config.hub.replay_page,
                     max: config.hub.max_replay,
                 },
+                config.hub.replay_concurrency(),
             )),
             directory,
             store,

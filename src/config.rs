@@ -63,10 +63,24 @@ pub struct HubSection {
     /// Notifications read from the store per replay page (the next page is read when
     /// the previous one has been written).
     pub replay_page: u32,
+    /// Replay pages read and encoded at once on this node; 0: one per core the process
+    /// may run on. See [`HubSection::replay_concurrency`].
+    pub replay_concurrency: usize,
     /// Client frames (mark_read, mark_all_read, ping) per second per connection.
     pub client_frames_per_sec: u32,
     /// Client frames a connection may send at once above the rate.
     pub client_frames_burst: u32,
+}
+
+impl HubSection {
+    /// `replay_concurrency`, with 0 read as the cores this process may run on (its CPU
+    /// affinity, so a hub pinned to one core replays one page at a time).
+    pub fn replay_concurrency(&self) -> usize {
+        match self.replay_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 /// Connection-level limits of the HTTP server (src/http/serve.rs).
