@@ -52,6 +52,9 @@ pub struct App {
     retention: retention::RetentionSettings,
     /// The outbound queue worker, started by `run_until_stopped`.
     dispatcher: Arc<Dispatcher>,
+    /// The store, for the node's background tasks (retention) and the tests' set-up;
+    /// the HTTP handlers reach it only through the services (and `/readyz` its health).
+    store: Arc<dyn Store>,
     pub created_dev_credentials: Option<DevCredentials>,
 }
 
@@ -114,7 +117,7 @@ impl App {
             },
             bus,
         );
-        let directory = Arc::new(Directory::new(store.clone()));
+        let directory = Arc::new(Directory::new(store.clone(), clock.clone()));
         let outbound_store: Arc<dyn OutboundStore> = store.clone();
         let routing = Arc::new(
             ProviderRouting::build(&config.outbound)
@@ -147,6 +150,7 @@ impl App {
                 max_batch_rows: config.publish.max_batch_rows,
                 queue: config.publish.queue,
             },
+            clock.clone(),
         );
         let events_book = crate::config::events::load(&config.events)?;
         let events = Arc::new(
@@ -169,9 +173,10 @@ impl App {
                     max_token_ttl: Duration::from_secs(config.auth.max_token_ttl_secs),
                 },
                 RateLimits::new(&config.rate_limits),
+                clock.clone(),
             )),
             publisher,
-            inbox: Arc::new(Inbox::new(store.clone(), hub.clone())),
+            inbox: Arc::new(Inbox::new(store.clone(), hub.clone(), clock.clone())),
             realtime: Arc::new(Realtime::new(
                 store.clone(),
                 hub.clone(),
@@ -181,9 +186,10 @@ impl App {
                     max: config.hub.max_replay,
                 },
                 config.hub.replay_concurrency(),
+                clock.clone(),
             )),
             directory,
-            store,
+            health: store.clone(),
             hub,
             metrics,
             settings: RealtimeSettings {
@@ -223,6 +229,7 @@ impl App {
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: config.retention.settings(),
             dispatcher,
+            store,
             created_dev_credentials,
         })
     }
@@ -247,7 +254,7 @@ impl App {
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.state.store
+        &self.store
     }
 
     /// Serves until `shutdown` resolves, then: `/readyz` turns 503, every live
@@ -260,7 +267,7 @@ impl App {
         let stopping = self.state.stopping.clone();
         let hub = self.state.hub.clone();
         let retention = tokio::spawn(retention::run(
-            self.state.store.clone(),
+            self.store.clone(),
             self.state.clock.clone(),
             self.retention.clone(),
             stopping.clone(),

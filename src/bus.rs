@@ -14,7 +14,7 @@ use std::sync::Weak;
 use async_trait::async_trait;
 
 use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
-use crate::hub::Frame;
+use crate::wire::Frame;
 
 /// One event for one user.
 #[derive(Debug, Clone)]

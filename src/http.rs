@@ -50,7 +50,7 @@ use crate::service::directory::Directory;
 use crate::service::inbox::Inbox;
 use crate::service::publish::Publisher;
 use crate::service::realtime::Realtime;
-use crate::store::Store;
+use crate::store::Health;
 
 /// Timings of the live transports.
 #[derive(Debug, Clone)]
@@ -72,7 +72,8 @@ pub struct AppState {
     pub events: Arc<crate::service::events::ClinicEvents>,
     pub directory: Arc<Directory>,
     pub realtime: Arc<Realtime>,
-    pub store: Arc<dyn Store>,
+    /// The store's health check (`/readyz`); handlers reach data only through services.
+    pub health: Arc<dyn Health>,
     pub hub: Arc<Hub>,
     pub metrics: PrometheusHandle,
     pub settings: RealtimeSettings,

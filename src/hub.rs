@@ -5,9 +5,7 @@
 //! the hub is at-most-once (a full queue drops the connection), durability and
 //! catch-up come from the store.
 
-pub mod frame;
 pub mod registry;
 pub mod session;
 
-pub use frame::{Frame, FrameKind};
 pub use registry::{Hub, HubConfig, RegisterError, Registration};

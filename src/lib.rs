@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - [`domain`]: validated types and rules, no IO (ids, notifications, preferences).
-//! - [`store`]: the persistence port and its backends (SQLite now; PostgreSQL next).
-//! - [`bus`]: the cross-node port (in-process now; Redis next).
+//! - [`store`]: the persistence ports and their backends: SQLite (one node, embedded)
+//!   and PostgreSQL (many nodes).
+//! - [`bus`]: the cross-node port: in-process (one node) and Redis (single or Cluster).
+//! - [`wire`]: the JSON shapes of the public contract, and the encoded server
+//!   [`wire::Frame`] that both the hub and the bus carry.
 //! - [`hub`]: this node's connections by user, and the per-connection session.
 //! - [`provider`]: the outbound port (SMS, WhatsApp, email providers), signatures and
 //!   status callbacks; the only module that knows reqwest and lettre.

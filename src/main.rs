@@ -186,7 +186,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let store = store::open(&config.store_options()).await?;
             let tenant = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
             let overlap = overlap_secs.unwrap_or(config.auth.max_token_ttl_secs);
-            let r = auth::rotate_secret(store.as_ref(), &tenant, Duration::from_secs(overlap))
+            let now = chrono::Utc::now();
+            let r = auth::rotate_secret(store.as_ref(), &tenant, Duration::from_secs(overlap), now)
                 .await
                 .map_err(|e| match e {
                     tidings::service::ServiceError::NotFound => {

@@ -28,6 +28,10 @@ pub enum ServiceError {
     NotFound,
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// The credential was a token past its `exp`: the client should get a new one
+    /// (the API's `token_expired` code), unlike other refusals.
+    #[error("unauthorized: token expired")]
+    TokenExpired,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("conflict: {message}")]

@@ -5,7 +5,10 @@
 //! same in a list, a WebSocket frame and an SSE event.
 
 pub mod events;
+pub mod frame;
 pub mod outbound;
+
+pub use frame::{Frame, FrameKind};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

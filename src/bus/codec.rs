@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::{Delivery, Envelope};
 use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
 use crate::domain::notification::UnreadCount;
-use crate::hub::{Frame, FrameKind};
+use crate::wire::{Frame, FrameKind};
 
 #[derive(Serialize, Deserialize)]
 struct WireEnvelope<'a> {

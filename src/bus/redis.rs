@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{self, Decoded};
 use super::{Bus, BusError, BusSink, Delivery, Envelope};
 use crate::domain::ids::{NodeId, NotificationId, TenantId, UserId};
-use crate::hub::FrameKind;
+use crate::wire::FrameKind;
 
 /// Envelopes naming more distinct users than this go on the tenant channel.
 const TENANT_CHANNEL_MIN_USERS: usize = 16;

@@ -65,12 +65,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
             }
             ServiceError::Unauthorized(why) => {
-                let code = if why == "token expired" {
-                    "token_expired"
-                } else {
-                    "unauthorized"
-                };
-                ApiError::new(StatusCode::UNAUTHORIZED, code, why)
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
+            }
+            ServiceError::TokenExpired => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "token expired")
             }
             ServiceError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
             ServiceError::Conflict { code, message } => {

@@ -43,7 +43,7 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let db_ok = state.store.ping().await.is_ok();
+    let db_ok = state.health.ping().await.is_ok();
     let bus = state.hub.bus();
     let bus_ok = bus.is_healthy();
     let ready = db_ok && bus_ok && !state.stopping.is_cancelled();

@@ -24,9 +24,9 @@ use super::AppState;
 use crate::domain::auth::UserPrincipal;
 use crate::domain::ids::NotificationId;
 use crate::hub::session::{CloseReason, Output, Session};
-use crate::hub::Frame;
 use crate::service::frames;
 use crate::service::realtime::ConnectError;
+use crate::wire::Frame;
 
 /// Frames written before one flush: batches syscalls under load, bounded latency when idle.
 const WRITE_BATCH: usize = 64;
@@ -454,7 +454,7 @@ fn closing_event(reason: CloseReason) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::FrameKind;
+    use crate::wire::FrameKind;
     use proptest::prelude::*;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::Utc;
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -86,7 +86,7 @@ async fn put_user(
         role: body.role.parse::<Role>().map_err(ServiceError::from)?,
         name: body.name,
         locale: body.locale,
-        updated_at: Utc::now(),
+        updated_at: state.clock.now(),
     };
     let saved = state.directory.put(&admin.tenant, user).await?;
     Ok(Json(saved.into()))

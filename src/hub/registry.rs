@@ -6,9 +6,9 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 use tokio::sync::{mpsc, Notify};
 
-use super::frame::Frame;
 use crate::bus::{Bus, BusError, BusSink, Delivery, Envelope};
 use crate::domain::ids::{ConnectionId, NodeId, NotificationId, TenantId, UserId};
+use crate::wire::Frame;
 
 /// Why a session must stop or act, set by the hub and read by the session.
 pub(crate) mod flags {

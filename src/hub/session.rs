@@ -11,10 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::{Instant, Sleep};
 
-use super::frame::{Frame, FrameKind};
 use super::registry::{flags, Registration};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::UnreadCount;
+use crate::wire::{Frame, FrameKind};
 
 /// Reads missed notifications from the store; implemented by the service layer.
 #[async_trait]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::Clock;
 use super::ratelimit::RateLimits;
 use super::ServiceError;
 use crate::domain::auth::{Principal, Role, UserPrincipal};
@@ -146,7 +147,10 @@ impl Refusal {
 
 impl From<Refusal> for ServiceError {
     fn from(r: Refusal) -> Self {
-        ServiceError::Unauthorized(r.message())
+        match r {
+            Refusal::Expired => ServiceError::TokenExpired,
+            r => ServiceError::Unauthorized(r.message()),
+        }
     }
 }
 
@@ -234,6 +238,7 @@ pub struct Authenticator {
     tenants: DashMap<TenantId, Cached<Option<Arc<TenantKeys>>>>,
     /// Request quotas and failed-authentication throttling (the HTTP edge asks).
     pub limits: RateLimits,
+    clock: Arc<dyn Clock>,
 }
 
 pub struct MintedToken {
@@ -255,6 +260,7 @@ impl Authenticator {
         hub: Arc<Hub>,
         settings: AuthSettings,
         limits: RateLimits,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
@@ -263,6 +269,7 @@ impl Authenticator {
             keys: DashMap::new(),
             tenants: DashMap::new(),
             limits,
+            clock,
         }
     }
 
@@ -345,7 +352,7 @@ impl Authenticator {
         };
         // A stamp older than the longest token life cannot refuse a token that
         // passes the lifetime checks, so only younger ones are kept.
-        let since = (Utc::now().timestamp() - self.max_ttl_secs() - LEEWAY_SECS) * 1000;
+        let since = (self.clock.now().timestamp() - self.max_ttl_secs() - LEEWAY_SECS) * 1000;
         let revoked = self
             .store
             .token_revocations(tenant, since)
@@ -370,7 +377,7 @@ impl Authenticator {
             .map_err(|_| BAD)?;
         let tenant: TenantOnly = serde_json::from_slice(&payload).map_err(|_| BAD)?;
         let tenant = TenantId::parse(&tenant.tenant).map_err(|_| BAD)?;
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = self.clock.now().timestamp_millis();
         let mut keys = self.tenant_keys(&tenant, false).await?.ok_or(BAD)?;
         if keys.candidates(kid.as_deref(), now_ms).is_empty() {
             // Perhaps a rotation through another node this cache has not seen yet.
@@ -437,7 +444,7 @@ impl Authenticator {
             .ok_or_else(|| ServiceError::Internal("tenant of a valid key has no secret".into()))?;
         // Not before the user's revocation stamp (the next whole second after a
         // revocation), so a token minted just after a revocation is accepted.
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let iat = keys
             .revoked
             .get(user)
@@ -473,7 +480,7 @@ impl Authenticator {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<(chrono::DateTime<Utc>, usize), ServiceError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         // `iat` has whole seconds: the stamp is the next second, so a token minted
         // earlier in this same second is refused too.
         let not_before = now.timestamp() + 1;
@@ -495,7 +502,7 @@ impl Authenticator {
         tenant: &TenantId,
         overlap: Duration,
     ) -> Result<RotatedSecret, ServiceError> {
-        let rotated = rotate_secret(self.store.as_ref(), tenant, overlap).await?;
+        let rotated = rotate_secret(self.store.as_ref(), tenant, overlap, self.clock.now()).await?;
         self.tenants.remove(tenant);
         Ok(rotated)
     }
@@ -515,7 +522,7 @@ impl Authenticator {
                 () = stopping.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let since = Utc::now().timestamp_millis() - window;
+            let since = self.clock.now().timestamp_millis() - window;
             match self.store.recent_token_revocations(since).await {
                 Ok(rows) => seen = self.apply_revocations(rows, &seen),
                 Err(e) => tracing::warn!(error = %e, "polling token revocations failed; retrying"),
@@ -586,6 +593,7 @@ pub async fn rotate_secret(
     store: &dyn Store,
     tenant: &TenantId,
     overlap: Duration,
+    now: DateTime<Utc>,
 ) -> Result<RotatedSecret, ServiceError> {
     let next = SigningSecret {
         kid: generate_kid(),
@@ -593,7 +601,7 @@ pub async fn rotate_secret(
     };
     let overlap = chrono::Duration::from_std(overlap)
         .map_err(|_| Invalid::new("overlap_secs", "too large"))?;
-    let until = Utc::now() + overlap;
+    let until = now + overlap;
     store
         .rotate_jwt_secret(tenant, &next, until.timestamp_millis())
         .await?;

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::Utc;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::commit_isolated;
+use super::clock::Clock;
 use super::ServiceError;
 use crate::domain::auth::{Role, UserPrincipal};
 use crate::domain::ids::{TenantId, UserId};
@@ -24,6 +24,7 @@ pub struct Directory {
     seen: DashMap<(TenantId, UserId), Claimed>,
     /// Claims to write, batched by [`write_claims`].
     claims: mpsc::Sender<ClaimNote>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Claims queued at most (connects beyond wait for room).
@@ -83,13 +84,14 @@ async fn write_claims(store: Arc<dyn Store>, mut queue: mpsc::Receiver<ClaimNote
 
 impl Directory {
     /// Creates the directory and starts its claims writer (on the current runtime).
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let (claims, queue) = mpsc::channel(CLAIMS_QUEUE);
         tokio::spawn(write_claims(store.clone(), queue));
         Self {
             store,
             seen: DashMap::new(),
             claims,
+            clock,
         }
     }
 
@@ -135,7 +137,7 @@ impl Directory {
             role: p.role,
             name: p.name.clone(),
             locale: p.locale.clone(),
-            updated_at: Utc::now(),
+            updated_at: self.clock.now(),
         };
         let (written, done) = oneshot::channel();
         let note = ClaimNote {

@@ -2,8 +2,8 @@
 
 use crate::domain::ids::{ConnectionId, NotificationId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
-use crate::hub::{Frame, FrameKind};
 use crate::wire::{ErrorFrameWire, HelloWire, NotificationWire, ReadWire, UnreadWire};
+use crate::wire::{Frame, FrameKind};
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail (no maps with non-string keys).

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
+use super::clock::Clock;
 use super::{frames, ServiceError};
 use crate::bus::Delivery;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
@@ -20,11 +19,12 @@ pub const MAX_READ_IDS: usize = 1000;
 pub struct Inbox {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Inbox {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        Self { store, hub }
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, hub, clock }
     }
 
     pub async fn list(
@@ -54,7 +54,7 @@ impl Inbox {
     ) -> Result<UnreadCount, ServiceError> {
         let out = self
             .store
-            .mark_read(tenant, user, &[id], Utc::now())
+            .mark_read(tenant, user, &[id], self.clock.now())
             .await?;
         if out.changed.is_empty() && !self.store.owns(tenant, user, id).await? {
             return Err(ServiceError::NotFound);
@@ -73,7 +73,10 @@ impl Inbox {
         if ids.len() > MAX_READ_IDS {
             return Err(Invalid::new("ids", format!("at most {MAX_READ_IDS} ids")).into());
         }
-        let out = self.store.mark_read(tenant, user, ids, Utc::now()).await?;
+        let out = self
+            .store
+            .mark_read(tenant, user, ids, self.clock.now())
+            .await?;
         self.announce(tenant, user, &out, false).await;
         Ok(out.count)
     }
@@ -83,7 +86,10 @@ impl Inbox {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<UnreadCount, ServiceError> {
-        let out = self.store.mark_all_read(tenant, user, Utc::now()).await?;
+        let out = self
+            .store
+            .mark_all_read(tenant, user, self.clock.now())
+            .await?;
         self.announce(tenant, user, &out, true).await;
         Ok(out.count)
     }
@@ -94,7 +100,10 @@ impl Inbox {
         user: &UserId,
         id: NotificationId,
     ) -> Result<UnreadCount, ServiceError> {
-        let count = self.store.archive(tenant, user, id, Utc::now()).await?;
+        let count = self
+            .store
+            .archive(tenant, user, id, self.clock.now())
+            .await?;
         self.hub
             .publish(
                 tenant.clone(),

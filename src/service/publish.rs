@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::commit_isolated;
+use super::clock::Clock;
 use super::directory::Directory;
 use super::{frames, ServiceError};
 use crate::bus::Delivery;
@@ -56,6 +56,7 @@ pub struct Publisher {
     jobs: mpsc::Sender<Job>,
     directory: Arc<Directory>,
     latency: metrics::Histogram,
+    clock: Arc<dyn Clock>,
 }
 
 impl Publisher {
@@ -64,6 +65,7 @@ impl Publisher {
         hub: Arc<Hub>,
         directory: Arc<Directory>,
         config: PublishConfig,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         // Bounded: if fan-out falls behind, the writer waits instead of buffering without limit.
@@ -74,6 +76,7 @@ impl Publisher {
             jobs,
             directory,
             latency: metrics::histogram!("tidings_publish_seconds"),
+            clock,
         })
     }
 
@@ -109,7 +112,7 @@ impl Publisher {
             recipients,
             content,
             idempotency,
-            now: Utc::now(),
+            now: self.clock.now(),
         };
         self.jobs
             .send(Job {

@@ -6,14 +6,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
+use super::clock::Clock;
 use super::directory::Directory;
 use super::{frames, ServiceError};
 use crate::domain::auth::UserPrincipal;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::UnreadCount;
 use crate::hub::session::{CatchUp, ReplayLimits, Session};
-use crate::hub::{Frame, Hub, RegisterError};
+use crate::hub::{Hub, RegisterError};
 use crate::store::Store;
+use crate::wire::Frame;
 
 pub struct Realtime {
     store: Arc<dyn Store>,
@@ -21,6 +23,7 @@ pub struct Realtime {
     directory: Arc<Directory>,
     catch_up: Arc<StoreCatchUp>,
     replay: ReplayLimits,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why a live connection could not be opened.
@@ -86,6 +89,7 @@ impl Realtime {
         directory: Arc<Directory>,
         replay: ReplayLimits,
         replay_concurrency: usize,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let catch_up = Arc::new(StoreCatchUp {
             store: store.clone(),
@@ -97,6 +101,7 @@ impl Realtime {
             directory,
             catch_up,
             replay,
+            clock,
         }
     }
 
@@ -124,7 +129,7 @@ impl Realtime {
                 RegisterError::Bus(e) => ServiceError::Unavailable(e.to_string()).into(),
             })?;
         let expires_in = Duration::from_secs(
-            u64::try_from(user.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
+            u64::try_from(user.expires_at - self.clock.now().timestamp()).unwrap_or(0),
         );
         let (uid, cid) = (reg.user.clone(), reg.id);
         Session::start(
