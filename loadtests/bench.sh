@@ -24,6 +24,10 @@ export TIDINGS_LOAD_API_KEY=bench-key-0123456789 TIDINGS_LOAD_JWT_SECRET=bench-s
 # defaults, config/tidings.toml [rate_limits], suit a clinic, not a benchmark).
 export TIDINGS_RATE_LIMITS__PER_KEY_PER_SEC=1000000 TIDINGS_RATE_LIMITS__PER_KEY_BURST=1000000
 export TIDINGS_RATE_LIMITS__PER_TENANT_PER_SEC=1000000 TIDINGS_RATE_LIMITS__PER_TENANT_BURST=1000000
+# The tool's thousands of sockets come from one or two loopback addresses: the
+# per-address connection cap (512 by default, a defence measured by scripts/hostile)
+# would refuse them, so it is lifted here like the request quotas above.
+export TIDINGS_SERVER__MAX_CONNECTIONS_PER_IP=1000000
 
 start_hub() {
   BENCH=$(mktemp -d)
