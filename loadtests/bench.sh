@@ -3,7 +3,7 @@
 # each against a fresh hub with a fresh SQLite database, hub pinned to core 0 and the
 # load tool to core 1. Writes one JSON per run into OUT (default loadtests/out/DATE).
 #
-#   loadtests/bench.sh [scenario ...]      scenarios: steady2k steady10k sweep idle-ws idle-sse storm burst
+#   loadtests/bench.sh [scenario ...]      scenarios: steady2k steady10k ladder16 sweep idle-ws idle-sse storm burst
 #   HUB=/path/to/tidings LABEL=base- OUT=dir loadtests/bench.sh ...   the same with another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +57,9 @@ want_s() { [ ${#SELECTED[@]} -eq 0 ] || want "$1"; }
 want_s steady2k && run steady2k steady --users 1000 --conns-per-user 2 --rate 2000 --duration "$DURATION" --grace 5
 # 10,000/s with requests taking up to ~10 ms each needs ~100 in flight (Little's law): 128.
 want_s steady10k && run steady10k steady --users 1000 --conns-per-user 2 --rate 10000 --publish-concurrency 128 --duration "$DURATION" --grace 5
+# The rates a clinic backend really produces, with the handful of requests in flight a
+# Celery or gunicorn pool keeps open (issue 13): CPU per delivery and p99 at each step.
+want_s ladder16 && run ladder16 steady --users 1000 --conns-per-user 2 --sweep 100,500,2000 --sweep-all --publish-concurrency 16 --duration 15 --grace 5
 want_s sweep && run sweep steady --users 1000 --conns-per-user 2 --sweep 10000,11000,12000,13000,14000,16000 --publish-concurrency 256 --duration 10 --grace 5
 want_s idle-ws && run idle-ws idle --users 18000 --conns-per-user 1 --transport ws --procs 4 --source-ips 127.0.0.1,127.0.0.2
 want_s idle-sse && run idle-sse idle --users 18000 --conns-per-user 1 --transport sse --procs 4 --source-ips 127.0.0.1,127.0.0.2
