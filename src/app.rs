@@ -206,6 +206,7 @@ impl App {
                     .bulk_limits(BulkLimits::new(
                         config.outbound.bulk_concurrency,
                         config.outbound.bulk_concurrency_per_tenant,
+                        config.outbound.bulk_waiting_per_tenant,
                     )),
             ),
             clock,

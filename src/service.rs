@@ -45,6 +45,12 @@ pub enum ServiceError {
     },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A bounded queue for this work is full: retry after the given seconds (429).
+    #[error("busy: {message}")]
+    Busy {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -48,6 +48,9 @@ pub struct OutboundSection {
     pub bulk_concurrency: usize,
     /// Bulk sends of one tenant writing at once; the tenant's others wait their turn.
     pub bulk_concurrency_per_tenant: usize,
+    /// Bulk sends of one tenant waiting for a turn (each holds its request body);
+    /// more are refused with 429.
+    pub bulk_waiting_per_tenant: usize,
     pub retry: RetrySection,
     /// The node's providers, used by every tenant without its own section.
     #[serde(default)]
@@ -177,6 +180,9 @@ impl OutboundSection {
                 "bulk_concurrency_per_tenant",
                 "must be 1..outbound.bulk_concurrency",
             );
+        }
+        if self.bulk_waiting_per_tenant > 1_000 {
+            return bad("bulk_waiting_per_tenant", "must be 0..1000");
         }
         if !(self.public_url.is_empty()
             || self.public_url.starts_with("http://")

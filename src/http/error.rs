@@ -67,6 +67,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized(why) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
             }
+            ServiceError::Busy {
+                message,
+                retry_after_secs,
+            } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
             ServiceError::TokenExpired => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "token expired")
             }

@@ -41,7 +41,8 @@ fn bulk_body() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_bulks_of_one_tenant_do_not_hold_up_another_tenants_publishes() {
-    let app = spawn_app().await;
+    // All eight wait for their turn (by default four of a tenant may wait; more get 429).
+    let app = spawn_app_with(|c| c.outbound.bulk_waiting_per_tenant = BULKS).await;
     let (s, b) = app.post_key("/v1/templates", template()).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let tenant_b = TenantId::parse("clinic-b").unwrap();

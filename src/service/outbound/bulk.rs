@@ -19,9 +19,13 @@
 //!
 //! Fairness between bulks: at most `[outbound] bulk_concurrency` run at once on a
 //! node, and at most `bulk_concurrency_per_tenant` of one tenant; the others wait
-//! their turn (FIFO). This also bounds the rendered messages held in memory.
+//! their turn (FIFO). This also bounds the rendered messages held in memory. At most
+//! `bulk_waiting_per_tenant` of a tenant wait (each holds its request body, up to
+//! 10,000 recipients); beyond that a bulk is refused at once with 429 and `Retry-After`,
+//! so a tenant cannot pile up request bodies in the node's memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -78,46 +82,91 @@ pub struct BulkOutcome {
 pub struct BulkLimits {
     node: Arc<Semaphore>,
     per_tenant: usize,
-    /// One semaphore per tenant that ever sent a bulk on this node (bounded by the
+    /// Bulks of one tenant that may wait for a turn; more are refused.
+    waiting_per_tenant: usize,
+    /// One queue per tenant that ever sent a bulk on this node (bounded by the
     /// number of tenants). A std mutex: held only to look one up, never across `.await`.
-    tenants: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
+    tenants: Mutex<HashMap<TenantId, Arc<TenantQueue>>>,
 }
 
+/// A tenant's running bulks (the semaphore) and how many wait for a turn.
+struct TenantQueue {
+    turns: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// Takes a waiting place back however the wait ends (turn, error, cancelled request).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Seconds a refused bulk is told to wait: about one chunked bulk's time.
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
+
 impl BulkLimits {
-    pub fn new(node: usize, per_tenant: usize) -> Self {
+    pub fn new(node: usize, per_tenant: usize, waiting_per_tenant: usize) -> Self {
         Self {
             node: Arc::new(Semaphore::new(node.max(1))),
             per_tenant: per_tenant.max(1),
+            waiting_per_tenant,
             tenants: Mutex::new(HashMap::new()),
         }
     }
 
     /// Waits for the tenant's turn, then the node's: the tenant's permit first, so
     /// a tenant's queued bulks never sit on node permits other tenants could use.
-    async fn enter(&self, tenant: &TenantId) -> [OwnedSemaphorePermit; 2] {
-        let own = {
+    /// Refused when the tenant already has `waiting_per_tenant` bulks waiting.
+    async fn enter(&self, tenant: &TenantId) -> Result<[OwnedSemaphorePermit; 2], ServiceError> {
+        let queue = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants
                 .entry(tenant.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
+                .or_insert_with(|| {
+                    Arc::new(TenantQueue {
+                        turns: Arc::new(Semaphore::new(self.per_tenant)),
+                        waiting: AtomicUsize::new(0),
+                    })
+                })
                 .clone()
         };
         // These semaphores are never closed, so acquiring cannot fail.
-        let own = own.acquire_owned().await.expect("bulk semaphore open");
+        let own = match queue.turns.clone().try_acquire_owned() {
+            Ok(own) => own,
+            Err(_) => {
+                if queue.waiting.fetch_add(1, Ordering::AcqRel) >= self.waiting_per_tenant {
+                    queue.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(ServiceError::Busy {
+                        message: "too many bulk sends of this tenant are waiting; retry later",
+                        retry_after_secs: BUSY_RETRY_AFTER_SECS,
+                    });
+                }
+                let _waiting = Waiting(&queue.waiting);
+                queue
+                    .turns
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("bulk semaphore open")
+            }
+        };
         let node = self
             .node
             .clone()
             .acquire_owned()
             .await
             .expect("bulk semaphore open");
-        [own, node]
+        Ok([own, node])
     }
 }
 
 impl Default for BulkLimits {
     /// The embedded defaults of config/tidings.toml.
     fn default() -> Self {
-        Self::new(2, 1)
+        Self::new(2, 1, 4)
     }
 }
 
@@ -155,7 +204,7 @@ impl Outbound {
         }
         // Held until the write is done: bounds both the rendered messages in memory
         // and the transactions queued on the shared write side.
-        let _turn = self.bulk.enter(tenant).await;
+        let _turn = self.bulk.enter(tenant).await?;
         let template = self
             .sendable_template(tenant, &req.template, req.channel)
             .await?;
@@ -371,4 +420,49 @@ fn feed_of(chunks: Vec<Vec<NewMessage>>) -> mpsc::Receiver<EnqueueFeed> {
     tx.try_send(EnqueueFeed::Commit)
         .expect("the channel holds the commit");
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tenant's bulks beyond its running and waiting places are refused at once
+    /// (before, they all waited, each holding its request body: unbounded memory).
+    #[tokio::test]
+    async fn a_tenant_waits_in_a_bounded_queue() {
+        let limits = Arc::new(BulkLimits::new(2, 1, 1));
+        let a = TenantId::parse("clinic-a").unwrap();
+        let running = limits.enter(&a).await.unwrap();
+        let waiter = {
+            let (limits, a) = (limits.clone(), a.clone());
+            tokio::spawn(async move { limits.enter(&a).await.map(|_| ()) })
+        };
+        // The waiter holds the one waiting place once it is parked on the semaphore.
+        while limits.tenants.lock().unwrap()[&a]
+            .waiting
+            .load(Ordering::Acquire)
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+        match limits.enter(&a).await {
+            Err(ServiceError::Busy {
+                retry_after_secs, ..
+            }) => assert_eq!(retry_after_secs, BUSY_RETRY_AFTER_SECS),
+            other => panic!("expected Busy, got {:?}", other.map(|_| ())),
+        }
+        // Another tenant is not affected by this tenant's queue.
+        let b = TenantId::parse("clinic-b").unwrap();
+        drop(limits.enter(&b).await.unwrap());
+        // The turn passes on; the waiting place is given back.
+        drop(running);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(
+            limits.tenants.lock().unwrap()[&a]
+                .waiting
+                .load(Ordering::Acquire),
+            0
+        );
+        drop(limits.enter(&a).await.unwrap());
+    }
 }
