@@ -2,6 +2,10 @@
 //! from it. The service layer embeds [`ProvidersConfig`] (per tenant) in its own
 //! configuration; this module only knows how to turn it into running adapters.
 //!
+//! **The registry of kinds.** [`ProviderConfig`] (a `kind` → its config type) and
+//! [`WEBHOOKS`] (a URL `{kind}` → its status webhook) are the only places that list
+//! the kinds; everything else asks a kind's [`KindConfig`] or [`Webhook`].
+//!
 //! ```toml
 //! [providers.twilio]
 //! kind = "twilio"
@@ -31,7 +35,9 @@ use serde::Deserialize;
 
 use super::breaker::BreakerConfig;
 use super::failover::FailoverChain;
-use super::{log, smtp, twilio, unifonic, whatsapp_cloud, Provider, ProviderError};
+use super::{
+    log, smtp, twilio, unifonic, whatsapp_cloud, KindConfig, Provider, ProviderError, Webhook,
+};
 use crate::domain::template::Channel;
 
 /// A credential. Never printed: `Debug` shows `***`.
@@ -64,6 +70,66 @@ pub enum ProviderConfig {
     Unifonic(unifonic::UnifonicConfig),
     WhatsappCloud(whatsapp_cloud::WhatsappCloudConfig),
     Smtp(smtp::SmtpConfig),
+}
+
+impl ProviderConfig {
+    /// The kind's own view of its configuration: the one `match` on kinds.
+    pub fn kind(&self) -> &dyn KindConfig {
+        match self {
+            ProviderConfig::Log => &log::LogConfig,
+            ProviderConfig::Twilio(c) => c,
+            ProviderConfig::Unifonic(c) => c,
+            ProviderConfig::WhatsappCloud(c) => c,
+            ProviderConfig::Smtp(c) => c,
+        }
+    }
+}
+
+/// The status webhooks, by the `{kind}` of `/v1/webhooks/{kind}`.
+pub static WEBHOOKS: &[&dyn Webhook] = &[
+    &twilio::TwilioWebhook,
+    &whatsapp_cloud::WhatsappWebhook,
+    &unifonic::UnifonicWebhook,
+];
+
+/// The webhook of a URL's `{kind}`.
+pub fn webhook(kind: &str) -> Option<&'static dyn Webhook> {
+    WEBHOOKS.iter().copied().find(|w| w.kind() == kind)
+}
+
+/// Secrets for the webhooks whose providers sign nothing or need a handshake
+/// (`[outbound.default.webhooks]`, `[outbound.tenants.<id>.webhooks]`). Twilio's
+/// auth token and WhatsApp's app secret come from the providers themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    /// Unifonic signs nothing: its delivery-report URL carries this token
+    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
+    /// tenant are refused (403).
+    #[serde(default)]
+    pub unifonic_token: Option<Secret>,
+    /// What Meta sends as `hub.verify_token` when the webhook is registered
+    /// (`GET /v1/webhooks/whatsapp`).
+    #[serde(default)]
+    pub whatsapp_verify_token: Option<Secret>,
+}
+
+/// Where one tenant's (or the node's) webhook secrets live: its providers'
+/// settings and its `webhooks` table.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSources<'a> {
+    pub providers: &'a BTreeMap<String, ProviderConfig>,
+    pub webhooks: &'a WebhookSecrets,
+}
+
+impl<'a> WebhookSources<'a> {
+    /// Every provider's settings of the kind `pick` recognises.
+    pub fn each<T: 'a>(
+        self,
+        pick: impl Fn(&'a ProviderConfig) -> Option<T> + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
+        self.providers.values().filter_map(pick)
+    }
 }
 
 /// The failover order of provider names per channel.
@@ -159,15 +225,7 @@ impl Providers {
 
 /// Builds one provider from its configuration.
 pub fn build_one(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    Ok(match cfg {
-        ProviderConfig::Log => Arc::new(log::LogProvider::new(name)),
-        ProviderConfig::Twilio(c) => Arc::new(twilio::Twilio::new(name, c.clone())?),
-        ProviderConfig::Unifonic(c) => Arc::new(unifonic::Unifonic::new(name, c.clone())?),
-        ProviderConfig::WhatsappCloud(c) => {
-            Arc::new(whatsapp_cloud::WhatsappCloud::new(name, c.clone())?)
-        }
-        ProviderConfig::Smtp(c) => Arc::new(smtp::Smtp::new(name, c.clone())?),
-    })
+    cfg.kind().build(name)
 }
 
 pub(crate) fn default_timeout_ms() -> u64 {
@@ -177,6 +235,7 @@ pub(crate) fn default_timeout_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn default_is_the_log_provider_everywhere() {
@@ -184,6 +243,25 @@ mod tests {
         for c in Channel::FALLBACK_ORDER {
             assert_eq!(p.chain(c).names(), vec!["log"]);
         }
+    }
+
+    #[test]
+    fn every_webhook_kind_is_listed_once() {
+        let mut kinds: Vec<&str> = WEBHOOKS.iter().map(|w| w.kind()).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, vec!["twilio", "unifonic", "whatsapp"]);
+        assert!(webhook("twilio").is_some());
+        assert!(webhook("nope").is_none());
+    }
+
+    #[test]
+    fn timeouts_come_from_each_kind() {
+        assert_eq!(ProviderConfig::Log.kind().timeout(), Duration::ZERO);
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "kind": "unifonic", "app_sid": "s", "sender_id": "C", "timeout_ms": 2500
+        }))
+        .unwrap();
+        assert_eq!(cfg.kind().timeout(), Duration::from_millis(2500));
     }
 
     #[test]

@@ -23,15 +23,18 @@
 //! rare duplicate over a reminder that silently never went out. A failure to
 //! *connect* is always `Transient`: the request never left.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{default_timeout_ms, Secret};
+use super::config::{default_timeout_ms, ProviderConfig, Secret, WebhookSources};
 use super::limit::{Limiter, RateLimit};
+use super::signature::verify_twilio;
 use super::transport;
 use super::{
-    CallbackError, OutboundMessage, Provider, ProviderAccepted, ProviderError, StatusUpdate,
+    receipt, CallbackError, CallbackRequest, KindConfig, OutboundMessage, Provider,
+    ProviderAccepted, ProviderError, StatusUpdate, Webhook,
 };
 use crate::domain::contact::Address;
 use crate::domain::message::{MessageId, MessageStatus, Money};
@@ -190,23 +193,72 @@ impl Provider for Twilio {
                 self.config.account_sid
             ),
         );
-        let response = self
+        let request = self
             .http
             .post(url)
             .basic_auth(
                 &self.config.account_sid,
                 Some(self.config.auth_token.expose()),
             )
-            .form(&form)
-            .send()
+            .form(&form);
+        transport::send_and_classify(request, self.config.status_callback.is_some(), classify)
             .await
-            .map_err(|e| transport::send_failure(&e, self.config.status_callback.is_some()))?;
-        let status = response.status().as_u16();
-        let retry_after = transport::retry_after(response.headers());
-        let body = response.text().await.map_err(|e| {
-            transport::body_failure(&e, status, self.config.status_callback.is_some())
-        })?;
-        classify(status, &body, retry_after)
+    }
+}
+
+impl KindConfig for TwilioConfig {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Twilio::new(name, self.clone())?))
+    }
+}
+
+/// `POST /v1/webhooks/twilio`: `X-Twilio-Signature` over the URL Twilio called and
+/// the form fields, proven by any of the tenant's Twilio auth tokens.
+pub struct TwilioWebhook;
+
+impl TwilioWebhook {
+    fn form(request: &CallbackRequest<'_>) -> Result<Vec<(String, String)>, CallbackError> {
+        serde_urlencoded::from_bytes(request.body)
+            .map_err(|e| CallbackError::Malformed(format!("not a form: {e}")))
+    }
+}
+
+impl Webhook for TwilioWebhook {
+    fn kind(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn secrets<'a>(&self, section: WebhookSources<'a>) -> Vec<&'a str> {
+        section
+            .each(|p| match p {
+                ProviderConfig::Twilio(c) => Some(c.auth_token.expose()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn verify(&self, request: &CallbackRequest<'_>, secret: &str) -> Result<bool, CallbackError> {
+        let Some(signature) = request.header("x-twilio-signature") else {
+            return Ok(false);
+        };
+        let form = Self::form(request)?;
+        Ok(verify_twilio(secret, request.url, &form, signature))
+    }
+
+    fn parse(&self, request: &CallbackRequest<'_>) -> Result<Vec<StatusUpdate>, CallbackError> {
+        parse_status_callback(&Self::form(request)?, request.query).map(|u| vec![u])
+    }
+
+    /// The query carries our message id, which the form does not.
+    fn receipt(&self, request: &CallbackRequest<'_>, _index: usize) -> String {
+        receipt(
+            self.kind(),
+            &[request.query.unwrap_or("").as_bytes(), request.body],
+        )
     }
 }
 
