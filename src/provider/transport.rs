@@ -96,11 +96,7 @@ fn send_failure(err: &reqwest::Error, unknown_after_send: bool) -> ProviderError
 /// After a 2xx the provider has taken the message, so whatever the provider, the
 /// outcome is `Unknown` (a retry would certainly duplicate it); otherwise as
 /// [`send_failure`].
-fn body_failure(
-    err: &reqwest::Error,
-    status: u16,
-    unknown_after_send: bool,
-) -> ProviderError {
+fn body_failure(err: &reqwest::Error, status: u16, unknown_after_send: bool) -> ProviderError {
     if (200..300).contains(&status) {
         ProviderError::Unknown {
             code: "bad_response".to_owned(),

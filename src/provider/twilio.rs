@@ -201,8 +201,7 @@ impl Provider for Twilio {
                 Some(self.config.auth_token.expose()),
             )
             .form(&form);
-        transport::send_and_classify(request, self.config.status_callback.is_some(), classify)
-            .await
+        transport::send_and_classify(request, self.config.status_callback.is_some(), classify).await
     }
 }
 

@@ -701,7 +701,15 @@ async fn webhook_routes_dispatch_on_the_kind() {
     let (s, b) = twilio_at(&ob, "/v1/webhooks/twilio", stranger, &no_sid, AUTH_TOKEN).await;
     assert_error(s, &b, 400, "bad_request");
 
-    let (s, api) = split(ob.app.http.get(ob.app.url("/openapi.json")).send().await.unwrap()).await;
+    let (s, api) = split(
+        ob.app
+            .http
+            .get(ob.app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let paths = &api["paths"];
     for p in ["/v1/webhooks/{kind}", "/v1/webhooks/{kind}/{tenant}"] {
