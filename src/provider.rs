@@ -9,17 +9,26 @@
 //! - [`failover`]: an ordered chain of providers per channel, with a
 //!   [`breaker`] (circuit breaker) per provider.
 //! - [`signature`]: webhook signature checks (Twilio, Meta).
-//! - [`config`]: the configuration shape, and **the registry of kinds**: each
-//!   kind's config type ([`KindConfig`]: timeout, how to build the adapter) and its
-//!   status webhook ([`Webhook`]: which secrets prove it, verify, parse).
+//! - [`config`]: the configuration shape, building providers and chains from it.
+//!
+//! # The registry of kinds
+//! The module list below, [`ProviderConfig`] (a `kind` → its config type, which
+//! says its timeout and builds its adapter: [`KindConfig`]), [`WEBHOOKS`] (a URL
+//! `{kind}` → its status webhook: [`Webhook`]) and [`WebhookSecrets`] (secrets that
+//! are not a provider's own settings) are the only places that list the kinds.
+//! Adding a provider touches its adapter, this registry and the docs.
 //!
 //! **Only `provider/` knows reqwest and lettre.** The trait speaks domain types
 //! ([`OutboundMessage`] in, [`ProviderAccepted`] or [`ProviderError`] out), so the
 //! queue worker, the store and the HTTP layer never see a vendor type.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use self::config::Secret;
 use sha2::{Digest, Sha256};
 
 use crate::domain::contact::Address;
@@ -38,6 +47,77 @@ pub mod unifonic;
 pub mod whatsapp_cloud;
 
 mod transport;
+
+/// One provider instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    Log,
+    Twilio(twilio::TwilioConfig),
+    Unifonic(unifonic::UnifonicConfig),
+    WhatsappCloud(whatsapp_cloud::WhatsappCloudConfig),
+    Smtp(smtp::SmtpConfig),
+}
+
+impl ProviderConfig {
+    /// The kind's own view of its configuration: the one `match` on kinds.
+    pub fn kind(&self) -> &dyn KindConfig {
+        match self {
+            ProviderConfig::Log => &log::LogConfig,
+            ProviderConfig::Twilio(c) => c,
+            ProviderConfig::Unifonic(c) => c,
+            ProviderConfig::WhatsappCloud(c) => c,
+            ProviderConfig::Smtp(c) => c,
+        }
+    }
+}
+
+/// The status webhooks, by the `{kind}` of `/v1/webhooks/{kind}`.
+pub static WEBHOOKS: &[&dyn Webhook] = &[
+    &twilio::TwilioWebhook,
+    &whatsapp_cloud::WhatsappWebhook,
+    &unifonic::UnifonicWebhook,
+];
+
+/// The webhook of a URL's `{kind}`.
+pub fn webhook(kind: &str) -> Option<&'static dyn Webhook> {
+    WEBHOOKS.iter().copied().find(|w| w.kind() == kind)
+}
+
+/// Secrets for the webhooks whose providers sign nothing or need a handshake
+/// (`[outbound.default.webhooks]`, `[outbound.tenants.<id>.webhooks]`). Twilio's
+/// auth token and WhatsApp's app secret come from the providers themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    /// Unifonic signs nothing: its delivery-report URL carries this token
+    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
+    /// tenant are refused (403).
+    #[serde(default)]
+    pub unifonic_token: Option<Secret>,
+    /// What Meta sends as `hub.verify_token` when the webhook is registered
+    /// (`GET /v1/webhooks/whatsapp`).
+    #[serde(default)]
+    pub whatsapp_verify_token: Option<Secret>,
+}
+
+/// Where one tenant's (or the node's) webhook secrets live: its providers'
+/// settings and its `webhooks` table.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSources<'a> {
+    pub providers: &'a BTreeMap<String, ProviderConfig>,
+    pub webhooks: &'a WebhookSecrets,
+}
+
+impl<'a> WebhookSources<'a> {
+    /// Every provider's settings of the kind `pick` recognises.
+    pub fn each<T: 'a>(
+        self,
+        pick: impl Fn(&'a ProviderConfig) -> Option<T> + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
+        self.providers.values().filter_map(pick)
+    }
+}
 
 /// One message, rendered and addressed, ready for a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +280,7 @@ pub trait Webhook: Send + Sync + 'static {
 
     /// The secrets of one tenant's section (`providers` and `[…webhooks]`) that
     /// may prove this kind's callbacks.
-    fn secrets<'a>(&self, section: config::WebhookSources<'a>) -> Vec<&'a str>;
+    fn secrets<'a>(&self, section: WebhookSources<'a>) -> Vec<&'a str>;
 
     /// Whether `request` is proven by `secret` (constant-time). `Ok(false)` for a
     /// missing or wrong signature; `Err` only for a body the signature covers but

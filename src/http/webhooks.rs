@@ -160,7 +160,7 @@ async fn callback_in(
 ///   `unifonic_token` (`?token=…`).
 #[utoipa::path(post, path = "/v1/webhooks/{kind}", tag = "webhooks",
     request_body(content = String, description = "the provider's own callback body, byte for byte (form or JSON, per kind)"),
-    params(("kind" = WebhookKind, Path, description = "the provider kind"),
+    params(("kind" = String, Path, description = "a provider kind with a status webhook (the registry `provider::WEBHOOKS`; docs/API.md describes each)"),
         ("message_id" = Option<String>, Query, description = "twilio: our message id, added to the StatusCallback URL"),
         ("token" = Option<String>, Query, description = "unifonic: the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
     responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
@@ -182,7 +182,7 @@ async fn callback(
 /// only that tenant's messages change.
 #[utoipa::path(post, path = "/v1/webhooks/{kind}/{tenant}", tag = "webhooks",
     request_body(content = String, description = "the provider's own callback body, byte for byte (form or JSON, per kind)"),
-    params(("kind" = WebhookKind, Path, description = "the provider kind"),
+    params(("kind" = String, Path, description = "a provider kind with a status webhook (the registry `provider::WEBHOOKS`; docs/API.md describes each)"),
         ("tenant" = String, Path, description = "the tenant id this URL was given for"),
         ("message_id" = Option<String>, Query, description = "twilio: our message id, added to the StatusCallback URL"),
         ("token" = Option<String>, Query, description = "unifonic: the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
@@ -200,16 +200,6 @@ async fn callback_tenant(
 ) -> ApiResult<Json<CallbackResult>> {
     let scope = tenant_scope(&tenant)?;
     callback_in(&state, &kind, scope, &uri, &headers, &body).await
-}
-
-/// The provider kinds with a status webhook (`provider::config::WEBHOOKS`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents the path parameter only
-#[schema(rename_all = "snake_case")]
-enum WebhookKind {
-    Twilio,
-    Whatsapp,
-    Unifonic,
 }
 
 /// Meta's handshake is not a status callback: only `whatsapp` has one; any other

@@ -2,9 +2,8 @@
 //! from it. The service layer embeds [`ProvidersConfig`] (per tenant) in its own
 //! configuration; this module only knows how to turn it into running adapters.
 //!
-//! **The registry of kinds.** [`ProviderConfig`] (a `kind` → its config type) and
-//! [`WEBHOOKS`] (a URL `{kind}` → its status webhook) are the only places that list
-//! the kinds; everything else asks a kind's [`KindConfig`] or [`Webhook`].
+//! The registry of kinds ([`ProviderConfig`], [`WEBHOOKS`], [`WebhookSecrets`]) lives
+//! in `provider.rs`, next to the adapters' module list, and is re-exported here.
 //!
 //! ```toml
 //! [providers.twilio]
@@ -35,9 +34,8 @@ use serde::Deserialize;
 
 use super::breaker::BreakerConfig;
 use super::failover::FailoverChain;
-use super::{
-    log, smtp, twilio, unifonic, whatsapp_cloud, KindConfig, Provider, ProviderError, Webhook,
-};
+use super::{log, Provider, ProviderError};
+pub use super::{webhook, ProviderConfig, WebhookSecrets, WebhookSources, WEBHOOKS};
 use crate::domain::template::Channel;
 
 /// A credential. Never printed: `Debug` shows `***`.
@@ -58,77 +56,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
-    }
-}
-
-/// One provider instance.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ProviderConfig {
-    Log,
-    Twilio(twilio::TwilioConfig),
-    Unifonic(unifonic::UnifonicConfig),
-    WhatsappCloud(whatsapp_cloud::WhatsappCloudConfig),
-    Smtp(smtp::SmtpConfig),
-}
-
-impl ProviderConfig {
-    /// The kind's own view of its configuration: the one `match` on kinds.
-    pub fn kind(&self) -> &dyn KindConfig {
-        match self {
-            ProviderConfig::Log => &log::LogConfig,
-            ProviderConfig::Twilio(c) => c,
-            ProviderConfig::Unifonic(c) => c,
-            ProviderConfig::WhatsappCloud(c) => c,
-            ProviderConfig::Smtp(c) => c,
-        }
-    }
-}
-
-/// The status webhooks, by the `{kind}` of `/v1/webhooks/{kind}`.
-pub static WEBHOOKS: &[&dyn Webhook] = &[
-    &twilio::TwilioWebhook,
-    &whatsapp_cloud::WhatsappWebhook,
-    &unifonic::UnifonicWebhook,
-];
-
-/// The webhook of a URL's `{kind}`.
-pub fn webhook(kind: &str) -> Option<&'static dyn Webhook> {
-    WEBHOOKS.iter().copied().find(|w| w.kind() == kind)
-}
-
-/// Secrets for the webhooks whose providers sign nothing or need a handshake
-/// (`[outbound.default.webhooks]`, `[outbound.tenants.<id>.webhooks]`). Twilio's
-/// auth token and WhatsApp's app secret come from the providers themselves.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSecrets {
-    /// Unifonic signs nothing: its delivery-report URL carries this token
-    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
-    /// tenant are refused (403).
-    #[serde(default)]
-    pub unifonic_token: Option<Secret>,
-    /// What Meta sends as `hub.verify_token` when the webhook is registered
-    /// (`GET /v1/webhooks/whatsapp`).
-    #[serde(default)]
-    pub whatsapp_verify_token: Option<Secret>,
-}
-
-/// Where one tenant's (or the node's) webhook secrets live: its providers'
-/// settings and its `webhooks` table.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookSources<'a> {
-    pub providers: &'a BTreeMap<String, ProviderConfig>,
-    pub webhooks: &'a WebhookSecrets,
-}
-
-impl<'a> WebhookSources<'a> {
-    /// Every provider's settings of the kind `pick` recognises.
-    pub fn each<T: 'a>(
-        self,
-        pick: impl Fn(&'a ProviderConfig) -> Option<T> + 'a,
-    ) -> impl Iterator<Item = T> + 'a {
-        self.providers.values().filter_map(pick)
     }
 }
 

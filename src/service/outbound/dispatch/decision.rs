@@ -346,6 +346,17 @@ mod tests {
         }
     }
 
+    /// A case: its name, the stored provider and failures, what the chain
+    /// answered, whether a provider was just given up on, what must come out.
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        u32,
+        ChainOutcome,
+        Option<GaveUp>,
+        Expect,
+    );
+
     /// What a finished step must say.
     struct Expect {
         status: MessageStatus,
@@ -387,7 +398,7 @@ mod tests {
             retry_in: Duration::from_millis(10),
         };
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<&str>, u32, ChainOutcome, Option<GaveUp>, Expect)> = vec![
+        let table: Vec<Row> = vec![
             ("accepted", Some("twilio"), 1, attempted("twilio", accepted()), None,
              Expect { status: MessageStatus::Sent, due_at: None, provider: Some("twilio"), attempted: true,
                       failures: 1, events: &["sent"], last_error: None }),
