@@ -1,4 +1,7 @@
 //! Provider status callbacks (webhooks): authenticate, find the message, apply.
+//! One [`Callbacks::handle`] for every kind: what proves a kind's callback and what
+//! it says belong to its adapter (`provider::Webhook`, found by kind in the
+//! registry); the order and the tenant rules below belong here, once.
 //!
 //! **Verify before any lookup.** Every callback is first checked against the
 //! secrets its URL may speak for — a tenant's own URL (`/v1/webhooks/twilio/{tenant}`)
