@@ -366,6 +366,27 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_is_proven_by_the_urls_token_only() {
+        let request = |query| CallbackRequest {
+            url: "http://h/v1/webhooks/unifonic",
+            query,
+            headers: &[],
+            body: b"MessageID=1&DLR=Delivered",
+        };
+        assert_eq!(
+            UnifonicWebhook.verify(&request(Some("token=s3cret")), "s3cret"),
+            Ok(true)
+        );
+        assert_eq!(
+            UnifonicWebhook.verify(&request(Some("token=guess")), "s3cret"),
+            Ok(false)
+        );
+        assert_eq!(UnifonicWebhook.verify(&request(None), "s3cret"), Ok(false));
+        let updates = UnifonicWebhook.parse(&request(None)).unwrap();
+        assert_eq!(updates[0].provider_message_id, "1");
+    }
+
+    #[test]
     fn parses_delivery_reports_as_form_or_json() {
         let form = b"MessageID=42000348806924&DLR=Delivered&Recipient=966501234567&TimeCreated=2026-01-01+10%3A00%3A00&SCTS=2026-01-01+10%3A00%3A05&DLRTimestamp=2026-01-01+10%3A00%3A06&Comments=";
         let u = parse_delivery_report(form).unwrap();
