@@ -9,13 +9,27 @@
 //! - [`failover`]: an ordered chain of providers per channel, with a
 //!   [`breaker`] (circuit breaker) per provider.
 //! - [`signature`]: webhook signature checks (Twilio, Meta).
-//! - [`config`]: the configuration shape, and building providers from it.
+//! - [`config`]: the configuration shape, building providers and chains from it.
+//!
+//! # The registry of kinds
+//! The module list below, [`ProviderConfig`] (a `kind` → its config type, which
+//! says its timeout and builds its adapter: [`KindConfig`]), [`WEBHOOKS`] (a URL
+//! `{kind}` → its status webhook: [`Webhook`]) and [`WebhookSecrets`] (secrets that
+//! are not a provider's own settings) are the only places that list the kinds.
+//! Adding a provider touches its adapter, this registry and the docs.
 //!
 //! **Only `provider/` knows reqwest and lettre.** The trait speaks domain types
 //! ([`OutboundMessage`] in, [`ProviderAccepted`] or [`ProviderError`] out), so the
 //! queue worker, the store and the HTTP layer never see a vendor type.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Deserialize;
+
+use self::config::Secret;
+use sha2::{Digest, Sha256};
 
 use crate::domain::contact::Address;
 use crate::domain::message::{MessageId, MessageStatus, Money};
@@ -33,6 +47,77 @@ pub mod unifonic;
 pub mod whatsapp_cloud;
 
 mod transport;
+
+/// One provider instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    Log,
+    Twilio(twilio::TwilioConfig),
+    Unifonic(unifonic::UnifonicConfig),
+    WhatsappCloud(whatsapp_cloud::WhatsappCloudConfig),
+    Smtp(smtp::SmtpConfig),
+}
+
+impl ProviderConfig {
+    /// The kind's own view of its configuration: the one `match` on kinds.
+    pub fn kind(&self) -> &dyn KindConfig {
+        match self {
+            ProviderConfig::Log => &log::LogConfig,
+            ProviderConfig::Twilio(c) => c,
+            ProviderConfig::Unifonic(c) => c,
+            ProviderConfig::WhatsappCloud(c) => c,
+            ProviderConfig::Smtp(c) => c,
+        }
+    }
+}
+
+/// The status webhooks, by the `{kind}` of `/v1/webhooks/{kind}`.
+pub static WEBHOOKS: &[&dyn Webhook] = &[
+    &twilio::TwilioWebhook,
+    &whatsapp_cloud::WhatsappWebhook,
+    &unifonic::UnifonicWebhook,
+];
+
+/// The webhook of a URL's `{kind}`.
+pub fn webhook(kind: &str) -> Option<&'static dyn Webhook> {
+    WEBHOOKS.iter().copied().find(|w| w.kind() == kind)
+}
+
+/// Secrets for the webhooks whose providers sign nothing or need a handshake
+/// (`[outbound.default.webhooks]`, `[outbound.tenants.<id>.webhooks]`). Twilio's
+/// auth token and WhatsApp's app secret come from the providers themselves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    /// Unifonic signs nothing: its delivery-report URL carries this token
+    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
+    /// tenant are refused (403).
+    #[serde(default)]
+    pub unifonic_token: Option<Secret>,
+    /// What Meta sends as `hub.verify_token` when the webhook is registered
+    /// (`GET /v1/webhooks/whatsapp`).
+    #[serde(default)]
+    pub whatsapp_verify_token: Option<Secret>,
+}
+
+/// Where one tenant's (or the node's) webhook secrets live: its providers'
+/// settings and its `webhooks` table.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSources<'a> {
+    pub providers: &'a BTreeMap<String, ProviderConfig>,
+    pub webhooks: &'a WebhookSecrets,
+}
+
+impl<'a> WebhookSources<'a> {
+    /// Every provider's settings of the kind `pick` recognises.
+    pub fn each<T: 'a>(
+        self,
+        pick: impl Fn(&'a ProviderConfig) -> Option<T> + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
+        self.providers.values().filter_map(pick)
+    }
+}
 
 /// One message, rendered and addressed, ready for a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +226,86 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Sends one message. Waits for the provider's rate limit first.
     async fn send(&self, msg: &OutboundMessage) -> Result<ProviderAccepted, ProviderError>;
+}
+
+/// What every provider kind's configuration type says about itself, so that no
+/// code outside the registry (`config::ProviderConfig::kind`) matches on kinds.
+pub trait KindConfig {
+    /// The longest one send may take: a claim's lease must outlast it.
+    fn timeout(&self) -> Duration;
+
+    /// The running adapter, named `name`. Errors name the key at fault.
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError>;
+}
+
+/// A status callback as it arrived, transport-free: the exact bytes and URL the
+/// provider signed.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackRequest<'a> {
+    /// The full URL the provider called, as it signed it (`[outbound] public_url`
+    /// + path + query: behind a proxy the Host header is the proxy's).
+    pub url: &'a str,
+    /// The URL's query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The request headers, lowercase names.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+impl<'a> CallbackRequest<'a> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The first value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(self.query?)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A provider kind's status webhook (`POST /v1/webhooks/{kind}[/{tenant}]`): the
+/// adapter owns what proves a callback and what it says; the callbacks service
+/// owns the order (verify against every candidate secret, *then* look up) and
+/// the tenant checks.
+pub trait Webhook: Send + Sync + 'static {
+    /// The `{kind}` of the URL, also the provider label of metrics and events.
+    fn kind(&self) -> &'static str;
+
+    /// The secrets of one tenant's section (`providers` and `[…webhooks]`) that
+    /// may prove this kind's callbacks.
+    fn secrets<'a>(&self, section: WebhookSources<'a>) -> Vec<&'a str>;
+
+    /// Whether `request` is proven by `secret` (constant-time). `Ok(false)` for a
+    /// missing or wrong signature; `Err` only for a body the signature covers but
+    /// that is not what the provider sends. Reads nothing else.
+    fn verify(&self, request: &CallbackRequest<'_>, secret: &str) -> Result<bool, CallbackError>;
+
+    /// The status updates a verified callback carries, in order.
+    fn parse(&self, request: &CallbackRequest<'_>) -> Result<Vec<StatusUpdate>, CallbackError>;
+
+    /// What identifies update `index` of `request`, so that a replay of the same
+    /// callback writes nothing. Default: the body (one update per callback).
+    fn receipt(&self, request: &CallbackRequest<'_>, _index: usize) -> String {
+        receipt(self.kind(), &[request.body])
+    }
+}
+
+/// SHA-256 of the kind and a callback's identifying bytes (hex).
+pub fn receipt(kind: &str, parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    for p in parts {
+        h.update([0u8]);
+        h.update(p);
+    }
+    hex::encode(h.finalize())
 }
 
 /// A provider's status callback, parsed: which message, and what happened to it.

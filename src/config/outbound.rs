@@ -15,7 +15,8 @@ use super::ConfigError;
 use crate::domain::ids::TenantId;
 use crate::domain::message::RetryPolicy;
 use crate::provider::breaker::BreakerConfig;
-use crate::provider::config::{ProviderConfig, ProvidersConfig, Routes, Secret};
+pub use crate::provider::config::WebhookSecrets;
+use crate::provider::config::{ProviderConfig, ProvidersConfig, Routes, WebhookSources};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,23 +92,15 @@ pub struct TenantProviders {
     pub webhooks: WebhookSecrets,
 }
 
-/// Secrets for the webhooks whose providers sign nothing or need a handshake.
-/// (Twilio's auth token and WhatsApp's app secret come from the providers above.)
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSecrets {
-    /// Unifonic signs nothing: its delivery-report URL carries this token
-    /// (`/v1/webhooks/unifonic?token=…`). Without it, Unifonic reports for this
-    /// tenant are refused (403).
-    #[serde(default)]
-    pub unifonic_token: Option<Secret>,
-    /// What Meta sends as `hub.verify_token` when the webhook is registered
-    /// (`GET /v1/webhooks/whatsapp`).
-    #[serde(default)]
-    pub whatsapp_verify_token: Option<Secret>,
-}
-
 impl TenantProviders {
+    /// Where this section's webhook secrets live (each kind's webhook picks its own).
+    pub fn webhook_sources(&self) -> WebhookSources<'_> {
+        WebhookSources {
+            providers: &self.providers,
+            webhooks: &self.webhooks,
+        }
+    }
+
     pub fn providers_config(&self) -> ProvidersConfig {
         ProvidersConfig {
             providers: self.providers.clone(),
@@ -143,16 +136,6 @@ impl RetrySection {
 /// How much longer than a provider's timeout a lease must be: time to claim, to wait
 /// for the provider's rate limit, and to record the outcome.
 const LEASE_MARGIN_MS: u64 = 5_000;
-
-fn provider_timeout_ms(provider: &ProviderConfig) -> u64 {
-    match provider {
-        ProviderConfig::Log => 0,
-        ProviderConfig::Twilio(c) => c.timeout_ms,
-        ProviderConfig::Unifonic(c) => c.timeout_ms,
-        ProviderConfig::WhatsappCloud(c) => c.timeout_ms,
-        ProviderConfig::Smtp(c) => c.timeout_ms,
-    }
-}
 
 impl OutboundSection {
     /// `development`: [`super::Config::is_development`].
@@ -226,7 +209,7 @@ impl OutboundSection {
         // send it a second time.
         for (section, tenant) in self.sections() {
             for (name, provider) in &tenant.providers {
-                let timeout_ms = provider_timeout_ms(provider);
+                let timeout_ms = provider.kind().timeout().as_millis() as u64;
                 if self.lease_secs.saturating_mul(1000) < timeout_ms.saturating_add(LEASE_MARGIN_MS)
                 {
                     return Err(ConfigError(format!(
@@ -360,11 +343,11 @@ mod tests {
             vec!["twilio", "unifonic"]
         );
         assert_eq!(routing.chain(&b, Channel::Sms).names(), vec!["log"]);
-        assert_eq!(
-            routing.route(&a).twilio_tokens(Some("twilio")),
-            vec!["tok-a"]
-        );
-        assert!(routing.route(&b).twilio_tokens(None).is_empty());
+        let twilio = crate::provider::config::webhook("twilio").unwrap();
+        let unifonic = crate::provider::config::webhook("unifonic").unwrap();
+        assert_eq!(routing.route(&a).webhook_secrets(twilio), vec!["tok-a"]);
+        assert_eq!(routing.route(&a).webhook_secrets(unifonic), vec!["u-token"]);
+        assert!(routing.route(&b).webhook_secrets(twilio).is_empty());
     }
 
     #[test]

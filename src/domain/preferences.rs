@@ -1,12 +1,63 @@
-//! Staff in-app preferences: muted categories and quiet hours.
+//! Preferences, pure (every time is passed in):
 //!
-//! Both only decide whether a notification is *pushed* live; it is always stored
-//! and always counted as unread.
+//! - Staff in-app preferences: muted categories and quiet hours. Both only decide
+//!   whether a notification is *pushed* live; it is always stored and always
+//!   counted as unread.
+//! - A patient's channel for one message ([`PatientPreferences::route`]): the
+//!   channel it goes by, or the one it is recorded on when it must not be sent.
 
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 
+use super::contact::Address;
+use super::message::{PatientPreferences, Suppression};
+use super::template::{Channel, MessageKind};
 use super::Invalid;
+
+/// Where one message to a patient goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelRoute {
+    /// Send it on `channel` to `to`.
+    Send { channel: Channel, to: Address },
+    /// Record it as suppressed, on the channel it would have used (so staff see
+    /// "SMS, suppressed: SMS turned off"), with that channel's address if any.
+    Suppress {
+        channel: Channel,
+        to: Option<Address>,
+        why: Suppression,
+    },
+}
+
+impl PatientPreferences {
+    /// [`PatientPreferences::choose_channel`], plus the channel a suppressed
+    /// message is recorded on: the refused channel itself when that was the
+    /// reason; for a kind turned off, the channel it would have used had the kind
+    /// been on; failing all, the requested, then the preferred channel, then SMS.
+    pub fn route(&self, requested: Option<Channel>, kind: MessageKind) -> ChannelRoute {
+        let why = match self.choose_channel(requested, kind) {
+            Ok((channel, to)) => return ChannelRoute::Send { channel, to },
+            Err(why) => why,
+        };
+        let channel = match why {
+            Suppression::ChannelDisabled(c) | Suppression::NoAddress(c) => c,
+            Suppression::KindDisabled(_) | Suppression::NoUsableChannel => {
+                let mut all_kinds = self.clone();
+                all_kinds.kinds.set(kind, true);
+                all_kinds
+                    .choose_channel(requested, kind)
+                    .map(|(c, _)| c)
+                    .unwrap_or_else(|_| {
+                        requested.or(self.preferred_channel).unwrap_or(Channel::Sms)
+                    })
+            }
+        };
+        ChannelRoute::Suppress {
+            channel,
+            to: self.address_for(channel),
+            why,
+        }
+    }
+}
 
 const MAX_MUTED: usize = 100;
 
@@ -134,9 +185,60 @@ mod tests {
     #[test]
     fn muted_categories_silence_only_their_category() {
         let p = StaffPreferences::new(vec!["appointment.completed".into()], None).unwrap();
-        let now = Utc::now();
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
         assert!(p.silences(Some("appointment.completed"), now));
         assert!(!p.silences(Some("appointment.booked"), now));
         assert!(!p.silences(None, now));
+    }
+
+    #[test]
+    fn a_suppressed_message_is_recorded_on_the_channel_it_would_have_used() {
+        use crate::domain::contact::{EmailAddress, PhoneNumber};
+        let phone = PhoneNumber::parse("+966501234567").unwrap();
+        let email = EmailAddress::parse("p@clinic.example").unwrap();
+        let reminder = MessageKind::AppointmentReminder;
+        let prefs = PatientPreferences {
+            phone: Some(phone.clone()),
+            email: Some(email.clone()),
+            preferred_channel: Some(Channel::Email),
+            ..Default::default()
+        };
+        let mut kind_off = prefs.clone();
+        kind_off.kinds.set(reminder, false);
+        let mut sms_off = prefs.clone();
+        sms_off.channels.sms = false;
+        let mut all_off = kind_off.clone();
+        all_off.channels = crate::domain::message::ChannelSwitches {
+            sms: false,
+            whatsapp: false,
+            email: false,
+        };
+        let nobody = PatientPreferences::default();
+        let (sms, mail) = (Address::Phone(phone), Address::Email(email));
+        let suppress = |channel, to: Option<&Address>, why| ChannelRoute::Suppress {
+            channel,
+            to: to.cloned(),
+            why,
+        };
+        #[rustfmt::skip]
+        let table = [
+            ("preferred channel", &prefs, None,
+             ChannelRoute::Send { channel: Channel::Email, to: mail.clone() }),
+            ("requested channel", &prefs, Some(Channel::Sms),
+             ChannelRoute::Send { channel: Channel::Sms, to: sms.clone() }),
+            ("requested channel off: that channel", &sms_off, Some(Channel::Sms),
+             suppress(Channel::Sms, Some(&sms), Suppression::ChannelDisabled(Channel::Sms))),
+            ("no address: that channel, no address", &nobody, Some(Channel::Whatsapp),
+             suppress(Channel::Whatsapp, None, Suppression::NoAddress(Channel::Whatsapp))),
+            ("kind off: the channel it would have used", &kind_off, None,
+             suppress(Channel::Email, Some(&mail), Suppression::KindDisabled(reminder))),
+            ("kind off, every channel off: the preferred one", &all_off, None,
+             suppress(Channel::Email, Some(&mail), Suppression::KindDisabled(reminder))),
+            ("nothing usable, nothing preferred: SMS", &nobody, None,
+             suppress(Channel::Sms, None, Suppression::NoUsableChannel)),
+        ];
+        for (name, prefs, requested, want) in table {
+            assert_eq!(prefs.route(requested, reminder), want, "{name}");
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! Provider status webhooks. Each provider has two URLs: the shared one of the
-//! public contract (`POST /v1/webhooks/twilio`, `GET|POST /v1/webhooks/whatsapp`,
-//! `POST /v1/webhooks/unifonic`) and a tenant's own (`…/twilio/{tenant}`, …), which
-//! is checked with that tenant's secrets only. No API key: each provider proves
+//! Provider status webhooks: one generic handler per URL shape,
+//! `POST /v1/webhooks/{kind}` (the shared URL of the public contract) and
+//! `POST /v1/webhooks/{kind}/{tenant}` (a tenant's own, checked with that tenant's
+//! secrets only), dispatching on the kind through the registry
+//! (`provider::config::WEBHOOKS`); Meta's GET handshake apart. No API key: each provider proves
 //! itself with its signature (Twilio, Meta) or the URL's token (Unifonic), checked
 //! in `service::outbound::callbacks` *before* anything is read from the store.
 //! The body is read raw: signatures cover the exact bytes received.
@@ -9,8 +10,8 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, OriginalUri, Path, Query, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -22,17 +23,14 @@ use super::error::{ApiError, ApiResult};
 use super::extract::read_body;
 use super::AppState;
 use crate::domain::ids::TenantId;
+use crate::provider::CallbackRequest;
 use crate::service::outbound::callbacks::{CallbackReport, Scope, WebhookError};
 use crate::service::ServiceError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(twilio))
-        .routes(routes!(twilio_tenant))
-        .routes(routes!(whatsapp_verify, whatsapp))
-        .routes(routes!(whatsapp_verify_tenant, whatsapp_tenant))
-        .routes(routes!(unifonic))
-        .routes(routes!(unifonic_tenant))
+        .routes(routes!(handshake, callback))
+        .routes(routes!(handshake_tenant, callback_tenant))
 }
 
 /// What a callback did, per status update it carried.
@@ -69,6 +67,9 @@ impl From<WebhookError> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
+            WebhookError::UnknownKind => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            }
             WebhookError::Store(e) => ServiceError::from(e).into(),
         }
     }
@@ -101,136 +102,124 @@ fn tenant_scope(tenant: &str) -> Result<Scope, ApiError> {
         .map_err(|_| bad_signature())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The request as the provider signed it: the public URL, query, headers, body.
+fn callback_request<'a>(
+    state: &AppState,
+    uri: &'a Uri,
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+    url: &'a mut String,
+) -> CallbackRequest<'a> {
+    let host = headers.iter().find(|(k, _)| *k == "host").map(|(_, v)| *v);
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    *url = state.outbound_callbacks.public_url_of(host, path_and_query);
+    CallbackRequest {
+        url,
+        query: uri.query(),
+        headers,
+        body,
+    }
 }
 
-async fn twilio_in(
+async fn callback_in(
     state: &AppState,
+    kind: &str,
     scope: Scope,
-    uri: &axum::http::Uri,
-    query: Option<&str>,
+    uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Json<CallbackResult>> {
-    let callbacks = &state.outbound_callbacks;
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/v1/webhooks/twilio");
-    let url = callbacks.public_url_of(header_str(headers, "host"), path_and_query);
-    let signature = header_str(headers, "x-twilio-signature");
-    let report = callbacks
-        .twilio(&scope, &url, query, body, signature)
-        .await?;
-    Ok(Json(report.into()))
-}
-
-/// Twilio message status callback (form-encoded; `X-Twilio-Signature` over
-/// `[outbound] public_url` + path + query and the sorted form fields). Checked
-/// against every configured tenant's Twilio auth token before any lookup; the
-/// message's own tenant's token must be the one that matches.
-#[utoipa::path(post, path = "/v1/webhooks/twilio", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "Twilio's status callback fields (MessageSid, MessageStatus, ErrorCode, Price, PriceUnit, …)"),
-    params(("message_id" = Option<String>, Query, description = "our message id, added to the StatusCallback URL")),
-    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
-        (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "bad signature: nothing read, nothing changed"),
-        (status = 413, body = super::error::ErrorBody)))]
-async fn twilio(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    WebhookBody(body): WebhookBody,
-) -> ApiResult<Json<CallbackResult>> {
-    twilio_in(
-        &state,
-        Scope::AnyTenant,
-        &uri,
-        query.as_deref(),
-        &headers,
-        &body,
-    )
-    .await
-}
-
-/// A tenant's own Twilio status callback URL: checked with that tenant's auth
-/// token only; only that tenant's messages change.
-#[utoipa::path(post, path = "/v1/webhooks/twilio/{tenant}", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "Twilio's status callback fields"),
-    params(("tenant" = String, Path, description = "the tenant id this URL was given for"),
-        ("message_id" = Option<String>, Query, description = "our message id, added to the StatusCallback URL")),
-    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
-        (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "bad signature: nothing read, nothing changed"),
-        (status = 413, body = super::error::ErrorBody)))]
-async fn twilio_tenant(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    WebhookBody(body): WebhookBody,
-) -> ApiResult<Json<CallbackResult>> {
-    let scope = tenant_scope(&tenant)?;
-    twilio_in(&state, scope, &uri, query.as_deref(), &headers, &body).await
-}
-
-async fn whatsapp_in(
-    state: &AppState,
-    scope: Scope,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> ApiResult<Json<CallbackResult>> {
+    // Values that are not visible ASCII cannot be a signature or a host.
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let mut url = String::new();
+    let request = callback_request(state, uri, &headers, body, &mut url);
     let report = state
         .outbound_callbacks
-        .whatsapp(&scope, body, header_str(headers, "x-hub-signature-256"))
+        .handle(kind, &scope, &request)
         .await?;
     Ok(Json(report.into()))
 }
 
-/// WhatsApp Cloud API webhook (JSON; `X-Hub-Signature-256` = HMAC-SHA256 of the
-/// raw body with an app secret). Checked against every configured app secret
-/// before the body is parsed; each status counts only for a message of a tenant
-/// whose secret signed it. At most `[outbound] webhook_max_statuses` statuses.
-#[utoipa::path(post, path = "/v1/webhooks/whatsapp", tag = "webhooks",
-    request_body(content = serde_json::Value, description = "Meta's webhook body (entry[].changes[].value.statuses[])"),
-    responses((status = 200, body = CallbackResult), (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "bad signature: nothing read, nothing changed"),
+/// A provider's status callback, one generic route for every kind of
+/// `provider::config::WEBHOOKS`. Each kind proves itself its own way, checked
+/// against every configured tenant's secrets before any lookup; the message's
+/// own tenant's secret must be one that matches:
+///
+/// - `twilio`: form-encoded; `X-Twilio-Signature` over `[outbound] public_url` +
+///   path + query and the sorted form fields (HMAC-SHA1 with an auth token);
+///   `?message_id=` (added to the StatusCallback URL) names our message.
+/// - `whatsapp`: Meta's JSON (`entry[].changes[].value.statuses[]`);
+///   `X-Hub-Signature-256` = HMAC-SHA256 of the raw body with an app secret,
+///   checked before the body is parsed. At most `[outbound] webhook_max_statuses`
+///   statuses (413 beyond).
+/// - `unifonic`: a delivery report (form or JSON: MessageID, DLR or Status,
+///   Comments). Unifonic signs nothing: the URL carries a tenant's
+///   `unifonic_token` (`?token=…`).
+#[utoipa::path(post, path = "/v1/webhooks/{kind}", tag = "webhooks",
+    request_body(content = String, description = "the provider's own callback body, byte for byte (form or JSON, per kind)"),
+    params(("kind" = String, Path, description = "a provider kind with a status webhook (the registry `provider::WEBHOOKS`; docs/API.md describes each)"),
+        ("message_id" = Option<String>, Query, description = "twilio: our message id, added to the StatusCallback URL"),
+        ("token" = Option<String>, Query, description = "unifonic: the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
+    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody, description = "bad signature or token: nothing read, nothing changed"),
+        (status = 404, body = super::error::ErrorBody, description = "no provider kind of that name"),
         (status = 413, body = super::error::ErrorBody, description = "body over the limit, or too many statuses")))]
-async fn whatsapp(
+async fn callback(
     State(state): State<AppState>,
+    Path(kind): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     WebhookBody(body): WebhookBody,
 ) -> ApiResult<Json<CallbackResult>> {
-    whatsapp_in(&state, Scope::AnyTenant, &headers, &body).await
+    callback_in(&state, &kind, Scope::AnyTenant, &uri, &headers, &body).await
 }
 
-/// A tenant's own WhatsApp Cloud webhook URL: that tenant's app secrets only.
-#[utoipa::path(post, path = "/v1/webhooks/whatsapp/{tenant}", tag = "webhooks",
-    request_body(content = serde_json::Value, description = "Meta's webhook body (entry[].changes[].value.statuses[])"),
-    params(("tenant" = String, Path, description = "the tenant id this URL was given for")),
-    responses((status = 200, body = CallbackResult), (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "bad signature: nothing read, nothing changed"),
+/// A tenant's own status callback URL: checked with that tenant's secrets only;
+/// only that tenant's messages change.
+#[utoipa::path(post, path = "/v1/webhooks/{kind}/{tenant}", tag = "webhooks",
+    request_body(content = String, description = "the provider's own callback body, byte for byte (form or JSON, per kind)"),
+    params(("kind" = String, Path, description = "a provider kind with a status webhook (the registry `provider::WEBHOOKS`; docs/API.md describes each)"),
+        ("tenant" = String, Path, description = "the tenant id this URL was given for"),
+        ("message_id" = Option<String>, Query, description = "twilio: our message id, added to the StatusCallback URL"),
+        ("token" = Option<String>, Query, description = "unifonic: the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
+    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody, description = "bad signature or token: nothing read, nothing changed"),
+        (status = 404, body = super::error::ErrorBody, description = "no provider kind of that name"),
         (status = 413, body = super::error::ErrorBody, description = "body over the limit, or too many statuses")))]
-async fn whatsapp_tenant(
+async fn callback_tenant(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Path((kind, tenant)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     WebhookBody(body): WebhookBody,
 ) -> ApiResult<Json<CallbackResult>> {
     let scope = tenant_scope(&tenant)?;
-    whatsapp_in(&state, scope, &headers, &body).await
+    callback_in(&state, &kind, scope, &uri, &headers, &body).await
 }
 
-fn whatsapp_verify_in(
+/// Meta's handshake is not a status callback: only `whatsapp` has one; any other
+/// kind answers as a URL without a GET.
+fn handshake_in(
     state: &AppState,
+    kind: &str,
     scope: Scope,
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
+    if kind != "whatsapp" {
+        return Err(match crate::provider::config::webhook(kind) {
+            Some(_) => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            ),
+            None => WebhookError::UnknownKind.into(),
+        });
+    }
     let get = |k: &str| q.get(k).map(String::as_str);
     let challenge = state.outbound_callbacks.whatsapp_verify(
         &scope,
@@ -241,80 +230,36 @@ fn whatsapp_verify_in(
     Ok(([(header::CONTENT_TYPE, "text/plain")], challenge).into_response())
 }
 
-/// Meta's webhook verification handshake: answers `hub.challenge` when
-/// `hub.mode=subscribe` and `hub.verify_token` is a configured
-/// `whatsapp_verify_token`; 403 otherwise.
-#[utoipa::path(get, path = "/v1/webhooks/whatsapp", tag = "webhooks",
-    params(("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
+/// Meta's webhook verification handshake (`kind` = `whatsapp` only): answers
+/// `hub.challenge` when `hub.mode=subscribe` and `hub.verify_token` is a
+/// configured `whatsapp_verify_token`; 403 otherwise.
+#[utoipa::path(get, path = "/v1/webhooks/{kind}", tag = "webhooks",
+    params(("kind" = String, Path, description = "`whatsapp`"),
+        ("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
     responses((status = 200, content_type = "text/plain", description = "the challenge, echoed"),
-        (status = 403, body = super::error::ErrorBody)))]
-async fn whatsapp_verify(
+        (status = 403, body = super::error::ErrorBody),
+        (status = 405, body = super::error::ErrorBody, description = "a kind without a handshake")))]
+async fn handshake(
     State(state): State<AppState>,
+    Path(kind): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    whatsapp_verify_in(&state, Scope::AnyTenant, &q)
+    handshake_in(&state, &kind, Scope::AnyTenant, &q)
 }
 
 /// Meta's handshake on a tenant's own URL: that tenant's `whatsapp_verify_token` only.
-#[utoipa::path(get, path = "/v1/webhooks/whatsapp/{tenant}", tag = "webhooks",
-    params(("tenant" = String, Path, description = "the tenant id this URL was given for"),
+#[utoipa::path(get, path = "/v1/webhooks/{kind}/{tenant}", tag = "webhooks",
+    params(("kind" = String, Path, description = "`whatsapp`"),
+        ("tenant" = String, Path, description = "the tenant id this URL was given for"),
         ("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
     responses((status = 200, content_type = "text/plain", description = "the challenge, echoed"),
-        (status = 403, body = super::error::ErrorBody)))]
-async fn whatsapp_verify_tenant(
+        (status = 403, body = super::error::ErrorBody),
+        (status = 405, body = super::error::ErrorBody, description = "a kind without a handshake")))]
+async fn handshake_tenant(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Path((kind, tenant)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    whatsapp_verify_in(&state, tenant_scope(&tenant)?, &q)
-}
-
-async fn unifonic_in(
-    state: &AppState,
-    scope: Scope,
-    q: &HashMap<String, String>,
-    body: &[u8],
-) -> ApiResult<Json<CallbackResult>> {
-    let report = state
-        .outbound_callbacks
-        .unifonic(&scope, body, q.get("token").map(String::as_str))
-        .await?;
-    Ok(Json(report.into()))
-}
-
-/// Unifonic delivery report (form or JSON). Unifonic signs nothing: the URL
-/// carries a tenant's `unifonic_token` (`?token=…`), checked against every
-/// configured tenant's before any lookup.
-#[utoipa::path(post, path = "/v1/webhooks/unifonic", tag = "webhooks",
-    request_body(content = String, description = "MessageID, DLR or Status, Comments (form or JSON)"),
-    params(("token" = String, Query, description = "the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
-    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
-        (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "missing or wrong token: nothing read, nothing changed"),
-        (status = 413, body = super::error::ErrorBody)))]
-async fn unifonic(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-    WebhookBody(body): WebhookBody,
-) -> ApiResult<Json<CallbackResult>> {
-    unifonic_in(&state, Scope::AnyTenant, &q, &body).await
-}
-
-/// A tenant's own Unifonic delivery-report URL: that tenant's token only.
-#[utoipa::path(post, path = "/v1/webhooks/unifonic/{tenant}", tag = "webhooks",
-    request_body(content = String, description = "MessageID, DLR or Status, Comments (form or JSON)"),
-    params(("tenant" = String, Path, description = "the tenant id this URL was given for"),
-        ("token" = String, Query, description = "the tenant's [outbound.tenants.<id>.webhooks] unifonic_token")),
-    responses((status = 200, body = CallbackResult, description = "unknown ids and other tenants' ids count as `ignored`"),
-        (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "missing or wrong token: nothing read, nothing changed"),
-        (status = 413, body = super::error::ErrorBody)))]
-async fn unifonic_tenant(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    WebhookBody(body): WebhookBody,
-) -> ApiResult<Json<CallbackResult>> {
     let scope = tenant_scope(&tenant)?;
-    unifonic_in(&state, scope, &q, &body).await
+    handshake_in(&state, &kind, scope, &q)
 }

@@ -2,6 +2,9 @@
 //! from it. The service layer embeds [`ProvidersConfig`] (per tenant) in its own
 //! configuration; this module only knows how to turn it into running adapters.
 //!
+//! The registry of kinds ([`ProviderConfig`], [`WEBHOOKS`], [`WebhookSecrets`]) lives
+//! in `provider.rs`, next to the adapters' module list, and is re-exported here.
+//!
 //! ```toml
 //! [providers.twilio]
 //! kind = "twilio"
@@ -31,7 +34,8 @@ use serde::Deserialize;
 
 use super::breaker::BreakerConfig;
 use super::failover::FailoverChain;
-use super::{log, smtp, twilio, unifonic, whatsapp_cloud, Provider, ProviderError};
+use super::{log, Provider, ProviderError};
+pub use super::{webhook, ProviderConfig, WebhookSecrets, WebhookSources, WEBHOOKS};
 use crate::domain::template::Channel;
 
 /// A credential. Never printed: `Debug` shows `***`.
@@ -53,17 +57,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
-}
-
-/// One provider instance.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ProviderConfig {
-    Log,
-    Twilio(twilio::TwilioConfig),
-    Unifonic(unifonic::UnifonicConfig),
-    WhatsappCloud(whatsapp_cloud::WhatsappCloudConfig),
-    Smtp(smtp::SmtpConfig),
 }
 
 /// The failover order of provider names per channel.
@@ -159,15 +152,7 @@ impl Providers {
 
 /// Builds one provider from its configuration.
 pub fn build_one(name: &str, cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    Ok(match cfg {
-        ProviderConfig::Log => Arc::new(log::LogProvider::new(name)),
-        ProviderConfig::Twilio(c) => Arc::new(twilio::Twilio::new(name, c.clone())?),
-        ProviderConfig::Unifonic(c) => Arc::new(unifonic::Unifonic::new(name, c.clone())?),
-        ProviderConfig::WhatsappCloud(c) => {
-            Arc::new(whatsapp_cloud::WhatsappCloud::new(name, c.clone())?)
-        }
-        ProviderConfig::Smtp(c) => Arc::new(smtp::Smtp::new(name, c.clone())?),
-    })
+    cfg.kind().build(name)
 }
 
 pub(crate) fn default_timeout_ms() -> u64 {
@@ -177,6 +162,7 @@ pub(crate) fn default_timeout_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn default_is_the_log_provider_everywhere() {
@@ -184,6 +170,34 @@ mod tests {
         for c in Channel::FALLBACK_ORDER {
             assert_eq!(p.chain(c).names(), vec!["log"]);
         }
+    }
+
+    #[test]
+    fn every_webhook_kind_is_listed_once() {
+        let mut kinds: Vec<&str> = WEBHOOKS.iter().map(|w| w.kind()).collect();
+        kinds.sort_unstable();
+        let listed = kinds.len();
+        kinds.dedup();
+        assert_eq!(
+            kinds.len(),
+            listed,
+            "a URL kind names one webhook: {kinds:?}"
+        );
+        for kind in kinds {
+            assert_eq!(webhook(kind).map(|w| w.kind()), Some(kind));
+        }
+        assert!(webhook("twilio").is_some());
+        assert!(webhook("nope").is_none());
+    }
+
+    #[test]
+    fn timeouts_come_from_each_kind() {
+        assert_eq!(ProviderConfig::Log.kind().timeout(), Duration::ZERO);
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "kind": "unifonic", "app_sid": "s", "sender_id": "C", "timeout_ms": 2500
+        }))
+        .unwrap();
+        assert_eq!(cfg.kind().timeout(), Duration::from_millis(2500));
     }
 
     #[test]

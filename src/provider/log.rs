@@ -8,9 +8,26 @@
 //! development the hub refuses to start with it unless `[outbound]
 //! allow_log_provider = true` (config/outbound.rs).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::domain::template::Channel;
 
-use super::{OutboundMessage, Provider, ProviderAccepted, ProviderError};
+use super::{KindConfig, OutboundMessage, Provider, ProviderAccepted, ProviderError};
+
+/// `kind = "log"` has no settings.
+pub struct LogConfig;
+
+impl KindConfig for LogConfig {
+    /// It answers at once: nothing for a lease to outlast.
+    fn timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(LogProvider::new(name)))
+    }
+}
 
 pub struct LogProvider {
     name: String,

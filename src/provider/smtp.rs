@@ -12,6 +12,7 @@
 //! DATA may duplicate an email: there is no callback that could settle it, and a
 //! second copy carries the same Message-ID, which many mail stores collapse).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 
 use super::config::{default_timeout_ms, Secret};
 use super::limit::{Limiter, RateLimit};
-use super::{OutboundMessage, Provider, ProviderAccepted, ProviderError};
+use super::{KindConfig, OutboundMessage, Provider, ProviderAccepted, ProviderError};
 use crate::domain::contact::Address;
 use crate::domain::template::Channel;
 
@@ -55,6 +56,16 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
     #[serde(default)]
     pub rate_limit: RateLimit,
+}
+
+impl KindConfig for SmtpConfig {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Smtp::new(name, self.clone())?))
+    }
 }
 
 pub struct Smtp {

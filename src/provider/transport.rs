@@ -1,9 +1,37 @@
 //! What the HTTP adapters share: building a reqwest client with the provider's
-//! timeout, joining base URLs, Retry-After, and classifying transport failures.
+//! timeout, joining base URLs, Retry-After, and [`send_and_classify`] — the one
+//! path from a built request to an outcome (transport failures classified here,
+//! the answer by the adapter's own table).
 
 use std::time::Duration;
 
-use super::ProviderError;
+use super::{ProviderAccepted, ProviderError};
+
+/// An adapter's classification of an answer: status, body, Retry-After.
+pub(crate) type Classify =
+    fn(u16, &str, Option<Duration>) -> Result<ProviderAccepted, ProviderError>;
+
+/// Sends a built request and classifies what comes back: no response at all
+/// ([`send_failure`]), an unreadable body ([`body_failure`]), or an answer, which
+/// goes to the adapter's `classify`. `unknown_after_send`: whether the provider's
+/// callbacks carry our id, so a send that may have happened can wait for them.
+pub(crate) async fn send_and_classify(
+    request: reqwest::RequestBuilder,
+    unknown_after_send: bool,
+    classify: Classify,
+) -> Result<ProviderAccepted, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| send_failure(&e, unknown_after_send))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let body = response
+        .text()
+        .await
+        .map_err(|e| body_failure(&e, status, unknown_after_send))?;
+    classify(status, &body, retry_after)
+}
 
 /// A client for one provider: its own timeout and connection pool, rustls.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
@@ -22,7 +50,7 @@ pub(crate) fn join(base: &str, path: &str) -> String {
 
 /// A Retry-After header in seconds (the HTTP-date form is not used by these
 /// providers and is ignored).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -41,7 +69,7 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 ///   mid-request): the provider may have acted on it. With `unknown_after_send`
 ///   (providers whose callbacks carry our id) this is `Unknown`; otherwise
 ///   `Transient`, accepting a possible duplicate (documented per provider).
-pub(crate) fn send_failure(err: &reqwest::Error, unknown_after_send: bool) -> ProviderError {
+fn send_failure(err: &reqwest::Error, unknown_after_send: bool) -> ProviderError {
     let code = if err.is_connect() {
         "connect"
     } else if err.is_timeout() {
@@ -68,11 +96,7 @@ pub(crate) fn send_failure(err: &reqwest::Error, unknown_after_send: bool) -> Pr
 /// After a 2xx the provider has taken the message, so whatever the provider, the
 /// outcome is `Unknown` (a retry would certainly duplicate it); otherwise as
 /// [`send_failure`].
-pub(crate) fn body_failure(
-    err: &reqwest::Error,
-    status: u16,
-    unknown_after_send: bool,
-) -> ProviderError {
+fn body_failure(err: &reqwest::Error, status: u16, unknown_after_send: bool) -> ProviderError {
     if (200..300).contains(&status) {
         ProviderError::Unknown {
             code: "bad_response".to_owned(),

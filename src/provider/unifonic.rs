@@ -11,15 +11,18 @@
 //! delivery reports carry only its own MessageID, so nothing could settle an
 //! unknown outcome. Unifonic is typically the second provider of an SMS chain.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{default_timeout_ms, Secret};
+use super::config::{default_timeout_ms, Secret, WebhookSources};
 use super::limit::{Limiter, RateLimit};
+use super::signature::same_secret;
 use super::transport;
 use super::{
-    CallbackError, OutboundMessage, Provider, ProviderAccepted, ProviderError, StatusUpdate,
+    CallbackError, CallbackRequest, KindConfig, OutboundMessage, Provider, ProviderAccepted,
+    ProviderError, StatusUpdate, Webhook,
 };
 use crate::domain::contact::Address;
 use crate::domain::message::{MessageStatus, Money};
@@ -93,21 +96,51 @@ impl Provider for Unifonic {
             ("CorrelationID", msg.id.to_string()),
         ];
         self.limiter.acquire().await;
-        let response = self
+        let request = self
             .http
             .post(transport::join(&self.config.base_url, "/rest/SMS/messages"))
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| transport::send_failure(&e, false))?;
-        let status = response.status().as_u16();
-        let retry_after = transport::retry_after(response.headers());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| transport::body_failure(&e, status, false))?;
-        classify(status, &body, retry_after)
+            .form(&form);
+        transport::send_and_classify(request, false, classify).await
+    }
+}
+
+impl KindConfig for UnifonicConfig {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(Unifonic::new(name, self.clone())?))
+    }
+}
+
+/// `POST /v1/webhooks/unifonic?token=…`: Unifonic signs nothing, so the URL
+/// carries the tenant's `[…webhooks] unifonic_token`.
+pub struct UnifonicWebhook;
+
+impl Webhook for UnifonicWebhook {
+    fn kind(&self) -> &'static str {
+        "unifonic"
+    }
+
+    fn secrets<'a>(&self, section: WebhookSources<'a>) -> Vec<&'a str> {
+        section
+            .webhooks
+            .unifonic_token
+            .iter()
+            .map(|t| t.expose())
+            .collect()
+    }
+
+    fn verify(&self, request: &CallbackRequest<'_>, secret: &str) -> Result<bool, CallbackError> {
+        Ok(request
+            .query_param("token")
+            .is_some_and(|token| same_secret(secret, &token)))
+    }
+
+    fn parse(&self, request: &CallbackRequest<'_>) -> Result<Vec<StatusUpdate>, CallbackError> {
+        parse_delivery_report(request.body).map(|u| vec![u])
     }
 }
 
@@ -330,6 +363,27 @@ mod tests {
             classify(200, "<html>", None),
             Err(ProviderError::Unknown { .. })
         ));
+    }
+
+    #[test]
+    fn the_webhook_is_proven_by_the_urls_token_only() {
+        let request = |query| CallbackRequest {
+            url: "http://h/v1/webhooks/unifonic",
+            query,
+            headers: &[],
+            body: b"MessageID=1&DLR=Delivered",
+        };
+        assert_eq!(
+            UnifonicWebhook.verify(&request(Some("token=s3cret")), "s3cret"),
+            Ok(true)
+        );
+        assert_eq!(
+            UnifonicWebhook.verify(&request(Some("token=guess")), "s3cret"),
+            Ok(false)
+        );
+        assert_eq!(UnifonicWebhook.verify(&request(None), "s3cret"), Ok(false));
+        let updates = UnifonicWebhook.parse(&request(None)).unwrap();
+        assert_eq!(updates[0].provider_message_id, "1");
     }
 
     #[test]

@@ -13,16 +13,19 @@
 //! Status webhooks echo `biz_opaque_callback_data`, so a timeout after sending is
 //! `Unknown` (settled by the webhook), as for Twilio.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::config::{default_timeout_ms, Secret};
+use super::config::{default_timeout_ms, ProviderConfig, Secret, WebhookSources};
 use super::limit::{Limiter, RateLimit};
+use super::signature::verify_meta;
 use super::transport;
 use super::{
-    CallbackError, OutboundMessage, Provider, ProviderAccepted, ProviderError, StatusUpdate,
+    receipt, CallbackError, CallbackRequest, KindConfig, OutboundMessage, Provider,
+    ProviderAccepted, ProviderError, StatusUpdate, Webhook,
 };
 use crate::domain::contact::Address;
 use crate::domain::message::{MessageId, MessageStatus};
@@ -141,21 +144,58 @@ impl Provider for WhatsappCloud {
                 self.config.api_version, self.config.phone_number_id
             ),
         );
-        let response = self
+        let request = self
             .http
             .post(url)
             .bearer_auth(self.config.access_token.expose())
-            .json(&payload)
-            .send()
-            .await
-            .map_err(|e| transport::send_failure(&e, true))?;
-        let status = response.status().as_u16();
-        let retry_after = transport::retry_after(response.headers());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| transport::body_failure(&e, status, true))?;
-        classify(status, &body, retry_after)
+            .json(&payload);
+        transport::send_and_classify(request, true, classify).await
+    }
+}
+
+impl KindConfig for WhatsappCloudConfig {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(WhatsappCloud::new(name, self.clone())?))
+    }
+}
+
+/// `POST /v1/webhooks/whatsapp`: `X-Hub-Signature-256` over the raw body, proven
+/// by any of the tenant's WhatsApp Cloud app secrets. (Meta's GET handshake is
+/// not a status callback: `service::outbound::callbacks` answers it.)
+pub struct WhatsappWebhook;
+
+impl Webhook for WhatsappWebhook {
+    fn kind(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn secrets<'a>(&self, section: WebhookSources<'a>) -> Vec<&'a str> {
+        section
+            .each(|p| match p {
+                ProviderConfig::WhatsappCloud(c) => c.app_secret.as_ref().map(|s| s.expose()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The signature is over the raw bytes: checked before the body is parsed.
+    fn verify(&self, request: &CallbackRequest<'_>, secret: &str) -> Result<bool, CallbackError> {
+        Ok(request
+            .header("x-hub-signature-256")
+            .is_some_and(|signature| verify_meta(secret, request.body, signature)))
+    }
+
+    fn parse(&self, request: &CallbackRequest<'_>) -> Result<Vec<StatusUpdate>, CallbackError> {
+        parse_status_webhook(request.body)
+    }
+
+    /// One body may carry several statuses: the receipt names which one.
+    fn receipt(&self, request: &CallbackRequest<'_>, index: usize) -> String {
+        receipt(self.kind(), &[index.to_string().as_bytes(), request.body])
     }
 }
 
@@ -280,7 +320,7 @@ pub fn classify(
 }
 
 #[derive(Deserialize)]
-struct Webhook {
+struct WebhookBody {
     #[serde(default)]
     entry: Vec<Entry>,
 }
@@ -324,7 +364,7 @@ struct WaError {
 /// A webhook with no statuses (an inbound message) gives an empty list. WhatsApp
 /// reports pricing categories, not amounts, so `price` is `None`.
 pub fn parse_status_webhook(body: &[u8]) -> Result<Vec<StatusUpdate>, CallbackError> {
-    let hook: Webhook = serde_json::from_slice(body)
+    let hook: WebhookBody = serde_json::from_slice(body)
         .map_err(|e| CallbackError::Malformed(format!("not a WhatsApp webhook: {e}")))?;
     let mut out = Vec::new();
     for status in hook

@@ -675,3 +675,46 @@ async fn oversized_webhooks_get_the_contracts_json_413_and_statuses_are_capped()
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["ignored"], 1_000);
 }
+
+/// One generic route per URL shape: an unknown kind is a 404 like any unknown
+/// URL, a GET is only Meta's handshake (405 for other kinds), a malformed
+/// callback is a 400 only once it is proven, and the OpenAPI document
+/// describes the generic paths.
+#[tokio::test]
+async fn webhook_routes_dispatch_on_the_kind() {
+    let (_fake, ob, _id) = two_clinics().await;
+    let form_ct = [("content-type", "application/x-www-form-urlencoded")];
+    for at in ["/v1/webhooks/nope", "/v1/webhooks/nope/clinic-a"] {
+        let (s, b) = post_raw(&ob, at, &form_ct, "a=1".into()).await;
+        assert_error(s, &b, 404, "not_found");
+    }
+    let get = |at: &str| ob.app.http.get(ob.app.url(at)).send();
+    let (s, b) = split(get("/v1/webhooks/twilio").await.unwrap()).await;
+    assert_error(s, &b, 405, "method_not_allowed");
+    let (s, b) = split(get("/v1/webhooks/nope/clinic-a").await.unwrap()).await;
+    assert_error(s, &b, 404, "not_found");
+    // A callback without a MessageSid: unproven, a 403; proven, a 400.
+    let no_sid = [("MessageStatus", "delivered")];
+    let stranger = MessageId::new_random();
+    let (s, b) = twilio_at(&ob, "/v1/webhooks/twilio", stranger, &no_sid, "guess").await;
+    assert_error(s, &b, 403, "bad_signature");
+    let (s, b) = twilio_at(&ob, "/v1/webhooks/twilio", stranger, &no_sid, AUTH_TOKEN).await;
+    assert_error(s, &b, 400, "bad_request");
+
+    let (s, api) = split(
+        ob.app
+            .http
+            .get(ob.app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = &api["paths"];
+    for p in ["/v1/webhooks/{kind}", "/v1/webhooks/{kind}/{tenant}"] {
+        assert!(paths[p]["post"].is_object(), "{p}: {}", paths[p]);
+        assert!(paths[p]["get"].is_object(), "{p}: {}", paths[p]);
+    }
+    assert!(paths["/v1/webhooks/twilio"].is_null());
+}

@@ -1,4 +1,7 @@
 //! Provider status callbacks (webhooks): authenticate, find the message, apply.
+//! One [`Callbacks::handle`] for every kind: what proves a kind's callback and what
+//! it says belong to its adapter (`provider::Webhook`, found by kind in the
+//! registry); the order and the tenant rules below belong here, once.
 //!
 //! **Verify before any lookup.** Every callback is first checked against the
 //! secrets its URL may speak for — a tenant's own URL (`/v1/webhooks/twilio/{tenant}`)
@@ -15,12 +18,11 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::routing::{ProviderRouting, TenantRoute};
 use crate::domain::ids::TenantId;
-use crate::provider::signature::{verify_meta, verify_twilio};
-use crate::provider::{twilio, unifonic, whatsapp_cloud, CallbackError, StatusUpdate};
+use crate::provider::signature::same_secret;
+use crate::provider::{self, CallbackError, CallbackRequest, StatusUpdate, Webhook};
 use crate::service::clock::Clock;
 use crate::store::outbound::{
     CallbackOutcome, CallbackTarget, CallbackUpdate, MessageEvent, OutboundStore,
@@ -39,6 +41,9 @@ pub enum WebhookError {
     /// More status updates in one body than `[outbound] webhook_max_statuses`: 413.
     #[error("more than {0} status updates in one callback")]
     TooManyStatuses(usize),
+    /// No provider kind of that name: 404, like any unknown URL.
+    #[error("no webhook of that kind")]
+    UnknownKind,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,60 +113,24 @@ impl Callbacks {
         }
     }
 
-    /// `POST /v1/webhooks/twilio[/{tenant}]`: `url` is the full URL Twilio called
-    /// (see [`Self::public_url_of`]), `query` its query (carrying our `message_id`).
-    pub async fn twilio(
+    /// `POST /v1/webhooks/{kind}[/{tenant}]`: the kind's webhook verifies the
+    /// request against every candidate secret of `scope` (before anything is read),
+    /// then parses it; each status update counts only for a message of a tenant
+    /// whose secret proved it (others are `ignored`, like unknown ids). At most
+    /// `webhook_max_statuses` updates per request.
+    pub async fn handle(
         &self,
+        kind: &str,
         scope: &Scope,
-        url: &str,
-        query: Option<&str>,
-        body: &[u8],
-        signature: Option<&str>,
+        request: &CallbackRequest<'_>,
     ) -> Result<CallbackReport, WebhookError> {
-        let signature = signature.ok_or(WebhookError::BadSignature)?;
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|e| WebhookError::Malformed(format!("not a form: {e}")))?;
-        let verified = self.verify(scope, |route| {
-            route
-                .twilio_tokens(None)
-                .into_iter()
-                .any(|token| verify_twilio(token, url, &form, signature))
-        })?;
-        let update = match twilio::parse_status_callback(&form, query) {
-            Ok(u) => u,
+        let webhook = provider::config::webhook(kind).ok_or(WebhookError::UnknownKind)?;
+        let verified = self.verify_with(scope, webhook, request)?;
+        let updates = match webhook.parse(request) {
+            Ok(updates) => updates,
             Err(CallbackError::Ignored(_)) => return Ok(ignored()),
             Err(CallbackError::Malformed(m)) => return Err(WebhookError::Malformed(m)),
         };
-        let Some(target) = self.target_of(&verified, &update).await? else {
-            return Ok(ignored());
-        };
-        let receipt = receipt("twilio", &[query.unwrap_or("").as_bytes(), body]);
-        let mut report = CallbackReport::default();
-        self.apply(&target, "twilio", &update, receipt, &mut report)
-            .await?;
-        Ok(report)
-    }
-
-    /// `POST /v1/webhooks/whatsapp[/{tenant}]`: `X-Hub-Signature-256` over the raw
-    /// body. The signature is checked once, before the body is even parsed; each
-    /// status then counts only if its message belongs to a tenant whose app secret
-    /// signed the body (others are `ignored`, like unknown ids).
-    pub async fn whatsapp(
-        &self,
-        scope: &Scope,
-        body: &[u8],
-        signature: Option<&str>,
-    ) -> Result<CallbackReport, WebhookError> {
-        let signature = signature.ok_or(WebhookError::BadSignature)?;
-        let verified = self.verify(scope, |route| {
-            route
-                .whatsapp_app_secrets(None)
-                .into_iter()
-                .any(|secret| verify_meta(secret, body, signature))
-        })?;
-        let updates = whatsapp_cloud::parse_status_webhook(body).map_err(|e| match e {
-            CallbackError::Malformed(m) | CallbackError::Ignored(m) => WebhookError::Malformed(m),
-        })?;
         if updates.len() > self.max_statuses {
             return Err(WebhookError::TooManyStatuses(self.max_statuses));
         }
@@ -171,13 +140,36 @@ impl Callbacks {
                 report.ignored += 1;
                 continue;
             };
-            // One body may carry several statuses: the receipt names which one.
-            let index = i.to_string();
-            let receipt = receipt("whatsapp", &[index.as_bytes(), body]);
-            self.apply(&target, "whatsapp", update, receipt, &mut report)
+            let receipt = webhook.receipt(request, i);
+            self.apply(&target, webhook.kind(), update, receipt, &mut report)
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The routes of `scope` with a secret of `webhook`'s kind that proves
+    /// `request`. A body the signature covers but that is malformed is a 400.
+    fn verify_with<'a>(
+        &'a self,
+        scope: &'a Scope,
+        webhook: &dyn Webhook,
+        request: &CallbackRequest<'_>,
+    ) -> Result<Verified<'a>, WebhookError> {
+        let mut malformed = None;
+        let verified = self.verify(scope, |route| {
+            route.webhook_secrets(webhook).into_iter().any(|secret| {
+                webhook.verify(request, secret).unwrap_or_else(|e| {
+                    malformed = Some(e);
+                    false
+                })
+            })
+        });
+        match (verified, malformed) {
+            (_, Some(CallbackError::Malformed(m) | CallbackError::Ignored(m))) => {
+                Err(WebhookError::Malformed(m))
+            }
+            (verified, None) => verified,
+        }
     }
 
     /// `GET /v1/webhooks/whatsapp[/{tenant}]`: Meta's registration handshake.
@@ -203,44 +195,12 @@ impl Callbacks {
         Ok(challenge.to_owned())
     }
 
-    /// `POST /v1/webhooks/unifonic[/{tenant}]?token=…`: Unifonic signs nothing, so
-    /// the URL carries the tenant's `unifonic_token`.
-    pub async fn unifonic(
-        &self,
-        scope: &Scope,
-        body: &[u8],
-        token: Option<&str>,
-    ) -> Result<CallbackReport, WebhookError> {
-        let token = token.ok_or(WebhookError::BadSignature)?;
-        let verified = self.verify(scope, |route| {
-            route
-                .config
-                .webhooks
-                .unifonic_token
-                .as_ref()
-                .is_some_and(|t| same_secret(t.expose(), token))
-        })?;
-        let update = match unifonic::parse_delivery_report(body) {
-            Ok(u) => u,
-            Err(CallbackError::Ignored(_)) => return Ok(ignored()),
-            Err(CallbackError::Malformed(m)) => return Err(WebhookError::Malformed(m)),
-        };
-        let Some(target) = self.target_of(&verified, &update).await? else {
-            return Ok(ignored());
-        };
-        let receipt = receipt("unifonic", &[body]);
-        let mut report = CallbackReport::default();
-        self.apply(&target, "unifonic", &update, receipt, &mut report)
-            .await?;
-        Ok(report)
-    }
-
     /// The routes of `scope` whose secret `proves` accepts; none: 403. Every
     /// candidate is checked (no early exit), and nothing is read from the store.
     fn verify<'a>(
         &'a self,
         scope: &'a Scope,
-        proves: impl Fn(&TenantRoute) -> bool,
+        mut proves: impl FnMut(&TenantRoute) -> bool,
     ) -> Result<Verified<'a>, WebhookError> {
         let candidates: Vec<&TenantRoute> = match scope {
             Scope::AnyTenant => self.routing.all().collect(),
@@ -350,25 +310,4 @@ fn ignored() -> CallbackReport {
         ignored: 1,
         ..CallbackReport::default()
     }
-}
-
-/// SHA-256 of the provider name and the callback's bytes (hex).
-fn receipt(provider: &str, parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    h.update(provider.as_bytes());
-    for p in parts {
-        h.update([0u8]);
-        h.update(p);
-    }
-    hex::encode(h.finalize())
-}
-
-/// Compares two secrets without leaking where they differ (both hashed first,
-/// then compared in full).
-fn same_secret(a: &str, b: &str) -> bool {
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }

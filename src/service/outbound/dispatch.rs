@@ -2,7 +2,8 @@
 //! with a lease (so N nodes share one queue and a dead node's messages come back
 //! after the lease), sends each through its tenant's failover chain with bounded
 //! concurrency, and turns the outcome into the message's next state through the
-//! retry policy, in one `finish_attempt` guarded by the lease token.
+//! retry policy, in one `finish_attempt` guarded by the lease token. The worker
+//! does the IO; what each answer means is the pure [`decision`] (this table).
 //!
 //! | provider answer | message becomes | events |
 //! |---|---|---|
@@ -21,18 +22,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::routing::ProviderRouting;
-use crate::domain::message::{MessageStatus, RetryDecision, RetryPolicy, Suppression};
-use crate::provider::failover::{ChainOutcome, Failover};
+use crate::domain::message::{MessageStatus, RetryPolicy, Suppression};
+use crate::provider::failover::ChainOutcome;
 use crate::provider::{OutboundMessage, ProviderAccepted, ProviderError, WhatsappTemplate};
 use crate::service::clock::Clock;
-use crate::store::outbound::{AttemptUpdate, ClaimedMessage, MessageEvent, OutboundStore};
+use crate::store::outbound::{AttemptUpdate, ClaimedMessage, OutboundStore};
+use decision::{next_step, Attempt, Step};
+
+mod decision;
 
 /// The worker's pace (from `[outbound]`).
 #[derive(Debug, Clone)]
@@ -195,169 +197,49 @@ impl Dispatcher {
         }
     }
 
+    /// Does the IO of one attempt (preferences, template, the chain's sends) and
+    /// lets [`decision`] say what each answer means.
     async fn decide(
         &self,
         message: &crate::store::outbound::MessageRecord,
         previous_status: MessageStatus,
     ) -> Result<AttemptUpdate, crate::store::StoreError> {
         let policy = &self.settings.retry;
-        let mut state = Attempt {
-            provider: message.provider.clone(),
-            failures: message.failures,
-            events: Vec::new(),
-            now: self.clock.now(),
-        };
+        let mut attempt =
+            Attempt::new(message.provider.clone(), message.failures, self.clock.now());
         let mut exhausted = false; // retries on the stored provider are used up
         if previous_status == MessageStatus::Sending {
-            // Its worker died mid-send, or the unknown-outcome wait ran out: the send
-            // may or may not have happened. Count it as one transient failure.
-            state.failures += 1;
-            state.event(
-                "retry",
-                json!({
-                    "reason": "reclaimed",
-                    "provider": state.provider,
-                    "failures": state.failures,
-                }),
-            );
-            exhausted = policy.next(state.failures, state.now, None) == RetryDecision::GiveUp;
+            exhausted = attempt.reclaimed(policy);
         } else if let Some(suppression) = self.suppressed_now(message).await? {
-            state.event(
-                "suppressed",
-                json!({
-                    "reason": suppression.code(),
-                    "message": suppression.to_string(),
-                    "at": "send",
-                }),
-            );
-            return Ok(state.into_update(MessageStatus::Suppressed, None, false, None));
+            return Ok(attempt.suppressed(suppression));
         }
         let Some(outbound) = self.outbound_message(message).await? else {
-            state.event("failed", json!({"reason": "no_address"}));
-            return Ok(state.into_update(
-                MessageStatus::Failed,
-                None,
-                false,
-                Some("no_address: the message has no address".into()),
-            ));
+            return Ok(attempt.no_address());
         };
         let chain = self.routing.chain(&message.tenant, message.channel);
         let mut outcome = chain
-            .send(&outbound, state.provider.as_deref(), exhausted)
+            .send(&outbound, attempt.provider.as_deref(), exhausted)
             .await;
+        let mut gave_up = None;
         loop {
-            state.now = self.clock.now();
-            let (provider, failovers, result) = match outcome {
-                ChainOutcome::Exhausted => {
-                    state.event(
-                        "failed",
-                        json!({"reason": "retries_exhausted", "provider": state.provider}),
-                    );
-                    let last = message.last_error.clone();
-                    return Ok(state.into_update(MessageStatus::Failed, None, false, last));
-                }
-                ChainOutcome::AllOpen {
-                    failovers,
-                    retry_in,
-                } => {
-                    state.failovers(&failovers);
-                    let at = state.now + chrono_duration(retry_in.max(Duration::from_secs(1)));
-                    state.event(
-                        "retry",
-                        json!({"reason": "circuit_open", "retry_at": at.to_rfc3339()}),
-                    );
-                    return Ok(state.into_update(MessageStatus::Queued, Some(at), false, None));
-                }
-                ChainOutcome::Attempted {
+            count_call(&outcome);
+            let step = next_step(
+                attempt,
+                outcome,
+                policy,
+                gave_up,
+                message.last_error.as_deref(),
+                self.clock.now(),
+            );
+            match step {
+                Step::Finish(update) => return Ok(update),
+                Step::NextProvider {
+                    attempt: next,
                     provider,
-                    failovers,
-                    result,
-                } => (provider, failovers, result),
-            };
-            state.failovers(&failovers);
-            if state.provider.as_deref() != Some(provider.as_str()) {
-                // Retries count per provider: a new provider starts afresh.
-                state.failures = 0;
-                state.provider = Some(provider.clone());
-            }
-            metrics::counter!(
-                "tidings_outbound_provider_calls_total",
-                "provider" => provider.clone(),
-                "result" => result_label(&result)
-            )
-            .increment(1);
-            let error = match result {
-                Ok(accepted) => return Ok(state.sent(accepted)),
-                Err(e) => e,
-            };
-            let detail = |extra: serde_json::Value| {
-                let mut d = json!({
-                    "provider": provider,
-                    "code": error.code(),
-                    "error": error.to_string(),
-                });
-                if let (Some(d), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
-                    d.extend(extra.clone());
-                }
-                d
-            };
-            let last_error = Some(format!("{}: {}", error.code(), error));
-            match &error {
-                ProviderError::Rejected { .. } => {
-                    state.event("bounced", detail(json!({})));
-                    return Ok(state.into_update(MessageStatus::Bounced, None, true, last_error));
-                }
-                ProviderError::Unknown { .. } => {
-                    let until = policy.unknown_outcome_deadline(state.now);
-                    state.event("unknown", detail(json!({"wait_until": until.to_rfc3339()})));
-                    return Ok(state.into_update(
-                        MessageStatus::Sending,
-                        Some(until),
-                        true,
-                        last_error,
-                    ));
-                }
-                ProviderError::Transient { .. } | ProviderError::Misconfigured { .. } => {
-                    let retry_after = match &error {
-                        ProviderError::Transient { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    state.failures += 1;
-                    match policy.next(state.failures, state.now, retry_after) {
-                        RetryDecision::RetryAt(at) => {
-                            state.event(
-                                "retry",
-                                detail(json!({
-                                    "failures": state.failures,
-                                    "retry_at": at.to_rfc3339(),
-                                    "retry_after_secs": retry_after.map(|d| d.as_secs()),
-                                })),
-                            );
-                            return Ok(state.into_update(
-                                MessageStatus::Queued,
-                                Some(at),
-                                true,
-                                last_error,
-                            ));
-                        }
-                        RetryDecision::GiveUp => {
-                            // Retries on this provider are used up: the next provider
-                            // of the chain takes it now, or the chain says Exhausted.
-                            outcome = chain.send(&outbound, Some(&provider), true).await;
-                            if matches!(outcome, ChainOutcome::Exhausted) {
-                                state.event(
-                                    "failed",
-                                    detail(json!({"reason": "retries_exhausted"})),
-                                );
-                                return Ok(state.into_update(
-                                    MessageStatus::Failed,
-                                    None,
-                                    true,
-                                    last_error,
-                                ));
-                            }
-                        }
-                    }
+                    gave_up: why,
+                } => {
+                    outcome = chain.send(&outbound, Some(&provider), true).await;
+                    (attempt, gave_up) = (next, Some(why));
                 }
             }
         }
@@ -432,66 +314,18 @@ impl Dispatcher {
     }
 }
 
-/// What one attempt has learned so far.
-struct Attempt {
-    provider: Option<String>,
-    failures: u32,
-    events: Vec<MessageEvent>,
-    now: DateTime<Utc>,
-}
-
-impl Attempt {
-    fn event(&mut self, event: &str, detail: serde_json::Value) {
-        self.events.push(MessageEvent {
-            event: event.to_owned(),
-            at: self.now,
-            detail: detail.to_string(),
-        });
-    }
-
-    fn failovers(&mut self, failovers: &[Failover]) {
-        for f in failovers {
-            self.event(
-                "failover",
-                json!({"from": f.from, "to": f.to, "reason": f.reason.as_str()}),
-            );
-        }
-    }
-
-    fn sent(mut self, accepted: ProviderAccepted) -> AttemptUpdate {
-        self.event(
-            "sent",
-            json!({
-                "provider": self.provider,
-                "provider_message_id": accepted.provider_message_id,
-                "price": accepted.price.as_ref().map(|p| p.to_string()),
-                "response": accepted.raw,
-            }),
-        );
-        let mut update = self.into_update(MessageStatus::Sent, None, true, None);
-        update.provider_message_id = Some(accepted.provider_message_id);
-        update.price = accepted.price;
-        update
-    }
-
-    fn into_update(
-        self,
-        status: MessageStatus,
-        due_at: Option<DateTime<Utc>>,
-        attempted: bool,
-        last_error: Option<String>,
-    ) -> AttemptUpdate {
-        AttemptUpdate {
-            status,
-            due_at,
-            provider: self.provider,
-            provider_message_id: None,
-            price: None,
-            attempted,
-            failures: self.failures,
-            last_error,
-            events: self.events,
-        }
+/// Counts a provider call by its result (nothing was called for the others).
+fn count_call(outcome: &ChainOutcome) {
+    if let ChainOutcome::Attempted {
+        provider, result, ..
+    } = outcome
+    {
+        metrics::counter!(
+            "tidings_outbound_provider_calls_total",
+            "provider" => provider.clone(),
+            "result" => result_label(result)
+        )
+        .increment(1);
     }
 }
 

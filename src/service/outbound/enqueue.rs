@@ -2,7 +2,7 @@
 //! send and the clinic-events rules share.
 //!
 //! preferences (stored, or an ad-hoc address) → channel
-//! ([`PatientPreferences::choose_channel`]) → template (by name, active, for that
+//! ([`PatientPreferences::route`]) → template (by name, active, for that
 //! channel) → render in the patient's (or the requested) language → a
 //! [`NewMessage`] that is either `queued` or `suppressed` with the reason →
 //! committed before the caller hears back.
@@ -19,6 +19,7 @@ use super::Outbound;
 use crate::domain::contact::{Address, EmailAddress, PhoneNumber};
 use crate::domain::ids::{BatchId, PatientId, TenantId};
 use crate::domain::message::{KindSwitches, MessageId, MessageStatus, PatientPreferences};
+use crate::domain::preferences::ChannelRoute;
 use crate::domain::template::{Channel, Language, MessageKind, Rendered, TEMPLATE_TEXT_MAX_LEN};
 use crate::domain::Invalid;
 use crate::service::ServiceError;
@@ -265,34 +266,14 @@ pub(crate) fn build(
         }
     };
     let id = MessageId::new_random();
-    let (channel, to, status, suppression) = match prefs.choose_channel(requested, recipe.kind) {
-        Ok((channel, to)) => (channel, Some(to), MessageStatus::Queued, None),
-        Err(why) => {
-            let channel = match why {
-                crate::domain::message::Suppression::ChannelDisabled(c)
-                | crate::domain::message::Suppression::NoAddress(c) => c,
-                _ => {
-                    // Record the channel it would have used, had the kind been on.
-                    let mut all_kinds = prefs.clone();
-                    all_kinds.kinds.set(recipe.kind, true);
-                    all_kinds
-                        .choose_channel(requested, recipe.kind)
-                        .map(|(c, _)| c)
-                        .unwrap_or_else(|_| {
-                            requested
-                                .or(prefs.preferred_channel)
-                                .unwrap_or(Channel::Sms)
-                        })
-                }
-            };
-            let to = prefs.address_for(channel);
-            (
-                channel,
-                to,
-                MessageStatus::Suppressed,
-                Some((why.code().to_owned(), why.to_string())),
-            )
-        }
+    let (channel, to, status, suppression) = match prefs.route(requested, recipe.kind) {
+        ChannelRoute::Send { channel, to } => (channel, Some(to), MessageStatus::Queued, None),
+        ChannelRoute::Suppress { channel, to, why } => (
+            channel,
+            to,
+            MessageStatus::Suppressed,
+            Some((why.code().to_owned(), why.to_string())),
+        ),
     };
     // A subject only means something by email; free text going by email needs one.
     let subject = match channel {
@@ -523,6 +504,13 @@ mod tests {
     use crate::domain::ids::TemplateId;
     use crate::domain::template::{Template, TemplateDraft};
 
+    /// A fixed time: nothing here depends on when the test runs.
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     fn template(channel: &str) -> StoredTemplate {
         let t = Template::create(TemplateDraft {
             name: "reminder".into(),
@@ -539,8 +527,8 @@ mod tests {
         StoredTemplate {
             id: TemplateId::new_random(),
             template: t,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: t0(),
+            updated_at: t0(),
         }
     }
 
@@ -550,7 +538,7 @@ mod tests {
             text: None,
             channel: None,
             kind: t.template.kind,
-            send_at: Utc::now(),
+            send_at: t0(),
             group_key: None,
             batch: None,
         }

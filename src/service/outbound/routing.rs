@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use crate::config::outbound::{OutboundSection, TenantProviders};
 use crate::domain::ids::TenantId;
 use crate::domain::template::Channel;
-use crate::provider::config::{ProviderConfig, Providers};
+use crate::provider::config::Providers;
 use crate::provider::failover::FailoverChain;
+use crate::provider::Webhook;
 
 /// One tenant's running providers and their configuration (for webhook secrets).
 pub struct TenantRoute {
@@ -63,36 +64,9 @@ impl ProviderRouting {
 }
 
 impl TenantRoute {
-    /// The Twilio auth tokens of this tenant, the message's own provider first: a
-    /// callback is signed with the token of the account that sent the message.
-    pub fn twilio_tokens<'a>(&'a self, provider: Option<&'a str>) -> Vec<&'a str> {
-        self.ordered(provider)
-            .filter_map(|p| match p {
-                ProviderConfig::Twilio(c) => Some(c.auth_token.expose()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The WhatsApp Cloud app secrets of this tenant, the message's own provider first.
-    pub fn whatsapp_app_secrets<'a>(&'a self, provider: Option<&'a str>) -> Vec<&'a str> {
-        self.ordered(provider)
-            .filter_map(|p| match p {
-                ProviderConfig::WhatsappCloud(c) => c.app_secret.as_ref().map(|s| s.expose()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn ordered<'a>(&'a self, first: Option<&'a str>) -> impl Iterator<Item = &'a ProviderConfig> {
-        let own = first.and_then(|name| self.config.providers.get(name));
-        own.into_iter().chain(
-            self.config
-                .providers
-                .iter()
-                .filter(move |(name, _)| Some(name.as_str()) != first)
-                .map(|(_, p)| p),
-        )
+    /// This tenant's secrets that may prove a callback of `webhook`'s kind.
+    pub fn webhook_secrets(&self, webhook: &dyn Webhook) -> Vec<&str> {
+        webhook.secrets(self.config.webhook_sources())
     }
 }
 
