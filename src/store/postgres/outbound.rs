@@ -13,15 +13,16 @@ use crate::domain::ids::{BatchId, PatientId, TemplateId, TenantId};
 use crate::domain::message::{MessageId, PatientPreferences};
 use crate::domain::template::Template;
 use crate::store::outbound::{
-    AttemptUpdate, AuditEntry, AuditFilter, AuditRecord, BatchStatus, CallbackOutcome,
-    CallbackTarget, CallbackUpdate, ClaimedMessage, EnqueueFeed, EnqueueOutcome, ErasureAudit,
-    ErasureCounts, MessageEvent, MessageFilter, MessageRecord, MessageStats, NewBatch,
-    OutboundStore, PhiScope, RedactionCounts, StoredTemplate, TemplateFilter, TemplateVersion,
+    AttemptUpdate, AuditEntry, AuditFilter, AuditRecord, AuditStore, BatchStatus, CallbackOutcome,
+    CallbackStore, CallbackTarget, CallbackUpdate, ClaimedMessage, EnqueueFeed, EnqueueOutcome,
+    ErasureAudit, ErasureCounts, MessageEvent, MessageFilter, MessageRecord, MessageStats,
+    MessageStore, NewBatch, PatientStore, PhiScope, QueueStore, RedactionCounts, StoredTemplate,
+    TemplateFilter, TemplateStore, TemplateVersion,
 };
 use crate::store::{IdempotencyClaim, Page, PageRequest, StoreError};
 
 #[async_trait]
-impl OutboundStore for PostgresStore {
+impl TemplateStore for PostgresStore {
     async fn create_template(
         &self,
         tenant: &TenantId,
@@ -102,7 +103,10 @@ impl OutboundStore for PostgresStore {
     ) -> Result<Vec<TemplateVersion>, StoreError> {
         templates::template_versions(self, tenant, id).await
     }
+}
 
+#[async_trait]
+impl PatientStore for PostgresStore {
     async fn patient_preferences(
         &self,
         tenant: &TenantId,
@@ -131,6 +135,30 @@ impl OutboundStore for PostgresStore {
     }
 
     #[allow(clippy::too_many_arguments)]
+
+    async fn redact_phi(
+        &self,
+        scope: &PhiScope,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RedactionCounts, StoreError> {
+        phi::redact_phi(self, scope, cutoff, limit, now).await
+    }
+
+    async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient: &PatientId,
+        audit: ErasureAudit<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ErasureCounts>, StoreError> {
+        phi::erase_patient(self, tenant, patient, audit, now).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for PostgresStore {
     async fn enqueue(
         &self,
         tenant: &TenantId,
@@ -162,7 +190,10 @@ impl OutboundStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         queue::finish_attempt(self, tenant, id, lease_token, update, now).await
     }
+}
 
+#[async_trait]
+impl MessageStore for PostgresStore {
     async fn get_message(
         &self,
         tenant: &TenantId,
@@ -218,24 +249,6 @@ impl OutboundStore for PostgresStore {
         messages::retry_message(self, tenant, id, audit, now).await
     }
 
-    async fn callback_target(
-        &self,
-        message_id: Option<MessageId>,
-        provider_message_id: Option<&str>,
-    ) -> Result<Option<CallbackTarget>, StoreError> {
-        callbacks::callback_target(self, message_id, provider_message_id).await
-    }
-
-    async fn apply_callback(
-        &self,
-        tenant: &TenantId,
-        id: MessageId,
-        update: &CallbackUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<CallbackOutcome, StoreError> {
-        callbacks::apply_callback(self, tenant, id, update, now).await
-    }
-
     async fn batch_status(
         &self,
         tenant: &TenantId,
@@ -264,27 +277,31 @@ impl OutboundStore for PostgresStore {
     ) -> Result<u64, StoreError> {
         messages::count_messages(self, tenant, filter).await
     }
+}
 
-    async fn redact_phi(
+#[async_trait]
+impl CallbackStore for PostgresStore {
+    async fn callback_target(
         &self,
-        scope: &PhiScope,
-        cutoff: DateTime<Utc>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<RedactionCounts, StoreError> {
-        phi::redact_phi(self, scope, cutoff, limit, now).await
+        message_id: Option<MessageId>,
+        provider_message_id: Option<&str>,
+    ) -> Result<Option<CallbackTarget>, StoreError> {
+        callbacks::callback_target(self, message_id, provider_message_id).await
     }
 
-    async fn erase_patient(
+    async fn apply_callback(
         &self,
         tenant: &TenantId,
-        patient: &PatientId,
-        audit: ErasureAudit<'_>,
+        id: MessageId,
+        update: &CallbackUpdate,
         now: DateTime<Utc>,
-    ) -> Result<Option<ErasureCounts>, StoreError> {
-        phi::erase_patient(self, tenant, patient, audit, now).await
+    ) -> Result<CallbackOutcome, StoreError> {
+        callbacks::apply_callback(self, tenant, id, update, now).await
     }
+}
 
+#[async_trait]
+impl AuditStore for PostgresStore {
     async fn record_audit(&self, tenant: &TenantId, entry: &AuditEntry) -> Result<(), StoreError> {
         audit::record(self, tenant, entry).await
     }
