@@ -32,6 +32,10 @@ pub(crate) fn prefs_from_columns(
 }
 
 /// Stored times are unix milliseconds on both backends.
+/// Parameters per `IN (…)` list: SQLite's limit on bound parameters is 32766; chunks
+/// stay far below it.
+pub(crate) const IN_CHUNK: usize = 500;
+
 pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
     chrono::Utc

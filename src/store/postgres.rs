@@ -10,18 +10,29 @@
 //! (`tests/it/store_conformance.rs`). The one thing PostgreSQL does differently is
 //! how notification ids stay in commit order: see `notifications.rs`.
 
-mod audit;
-mod callbacks;
-mod directory;
 mod events;
-mod messages;
 mod notifications;
-mod outbound;
-mod patients;
 mod phi;
-mod preferences;
 mod queue;
+
+// The parts both backends share are written once in `store/sql/` and compiled into
+// each backend as a module of its own, where `super::` is this file: they see this
+// backend through the names under "What the shared modules see" below.
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/callbacks.rs"]
+mod callbacks;
+#[path = "sql/directory.rs"]
+mod directory;
+#[path = "sql/messages.rs"]
+mod messages;
+#[path = "sql/patients.rs"]
+mod patients;
+#[path = "sql/preferences.rs"]
+mod preferences;
+#[path = "sql/templates.rs"]
 mod templates;
+#[path = "sql/tenants.rs"]
 mod tenants;
 
 use std::str::FromStr;
@@ -119,6 +130,29 @@ impl Health for PostgresStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+}
+
+// --- What the shared modules (`store/sql/`) see -------------------------------------
+
+type Backend = PostgresStore;
+type Db = Postgres;
+type Conn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+/// A text parameter becomes `json` (kept byte for byte) or `jsonb` only by a cast.
+const JSON: &str = "::json";
+const JSONB: &str = "::jsonb";
+/// A checked-then-written row is locked: writers on other connections and nodes wait.
+const FOR_UPDATE: &str = " FOR UPDATE";
+
+impl PostgresStore {
+    /// One pool serves reads and writes.
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 }
 

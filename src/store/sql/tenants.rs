@@ -1,8 +1,12 @@
+//! Tenants, their API keys and JWT signing secrets, and per-user token revocations.
+//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
+//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::Row;
 
-use super::{map_err, millis, PostgresStore};
+use super::{map_err, millis, Backend};
 use crate::domain::ids::{TenantId, UserId};
 use crate::store::{
     ApiKeyRecord, SecretColumns, SigningSecret, StoreError, TenantSecrets, TenantStore,
@@ -14,7 +18,7 @@ fn now_millis() -> i64 {
 }
 
 #[async_trait]
-impl TenantStore for PostgresStore {
+impl TenantStore for Backend {
     async fn create_tenant(
         &self,
         tenant: &TenantId,
@@ -28,7 +32,7 @@ impl TenantStore for PostgresStore {
         .bind(name)
         .bind(jwt_secret)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -48,7 +52,7 @@ impl TenantStore for PostgresStore {
         .bind(name)
         .bind(jwt_secret)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -57,7 +61,7 @@ impl TenantStore for PostgresStore {
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
             .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(map_err)?;
         Ok(row.is_some())
@@ -66,7 +70,7 @@ impl TenantStore for PostgresStore {
     async fn jwt_secret(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT jwt_secret FROM tenants WHERE id = $1")
             .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(map_err)
     }
@@ -85,7 +89,7 @@ impl TenantStore for PostgresStore {
         .bind(tenant.as_str())
         .bind(key_hash)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -95,7 +99,7 @@ impl TenantStore for PostgresStore {
         let row =
             sqlx::query("SELECT tenant_id, prefix, revoked_at FROM api_keys WHERE key_hash = $1")
                 .bind(key_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await
                 .map_err(map_err)?;
         row.map(|r| {
@@ -118,7 +122,7 @@ impl TenantStore for PostgresStore {
         .bind(now_millis())
         .bind(tenant.as_str())
         .bind(prefix)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -129,7 +133,7 @@ impl TenantStore for PostgresStore {
             "SELECT {SECRET_COLUMNS} FROM tenants WHERE id = $1"
         ))
         .bind(tenant.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         Ok(row.map(TenantSecrets::from_columns))
@@ -150,7 +154,7 @@ impl TenantStore for PostgresStore {
         .bind(&next.kid)
         .bind(&next.secret)
         .bind(tenant.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -178,7 +182,7 @@ impl TenantStore for PostgresStore {
         .bind(user.as_str())
         .bind(not_before)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -195,7 +199,7 @@ impl TenantStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
         rows.into_iter()
@@ -211,7 +215,7 @@ impl TenantStore for PostgresStore {
             "SELECT tenant_id, user_id, not_before FROM token_revocations WHERE revoked_at > $1",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
         rows.into_iter()

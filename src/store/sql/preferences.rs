@@ -1,20 +1,24 @@
+//! Staff notification preferences: muted categories and quiet hours, one row per user.
+//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
+//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::Row;
 
-use super::{map_err, millis, PostgresStore};
+use super::{map_err, millis, Backend, JSONB};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::{PreferenceStore, StoreError};
 
 /// The columns both reads select, in the order [`prefs_from_columns`] takes them.
 pub(super) const PREF_COLUMNS: &str =
-    "muted_categories::text AS muted, quiet_start, quiet_end, quiet_tz";
+    "CAST(muted_categories AS TEXT) AS muted, quiet_start, quiet_end, quiet_tz";
 
 pub(super) use crate::store::columns::prefs_from_columns;
 
 #[async_trait]
-impl PreferenceStore for PostgresStore {
+impl PreferenceStore for Backend {
     async fn staff_preferences(
         &self,
         tenant: &TenantId,
@@ -25,7 +29,7 @@ impl PreferenceStore for PostgresStore {
         ))
         .bind(tenant.as_str())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         match row {
@@ -43,15 +47,15 @@ impl PreferenceStore for PostgresStore {
         let muted = serde_json::to_string(&prefs.muted_categories)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let q = prefs.quiet_hours.as_ref();
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO staff_preferences
                (tenant_id, user_id, muted_categories, quiet_start, quiet_end, quiet_tz, updated_at)
-             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
+             VALUES ($1, $2, $3{JSONB}, $4, $5, $6, $7)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET
                muted_categories = excluded.muted_categories, quiet_start = excluded.quiet_start,
                quiet_end = excluded.quiet_end, quiet_tz = excluded.quiet_tz,
-               updated_at = excluded.updated_at",
-        )
+               updated_at = excluded.updated_at"
+        ))
         .bind(tenant.as_str())
         .bind(user.as_str())
         .bind(muted)
@@ -59,7 +63,7 @@ impl PreferenceStore for PostgresStore {
         .bind(q.map(|q| q.end.format("%H:%M").to_string()))
         .bind(q.map(|q| q.tz.name().to_owned()))
         .bind(millis(Utc::now()))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
