@@ -10,9 +10,8 @@
 //! (`tests/it/store_conformance.rs`). The one thing PostgreSQL does differently is
 //! how notification ids stay in commit order: see `notifications.rs`.
 
-mod events;
+mod json;
 mod notifications;
-mod phi;
 mod queue;
 
 // The parts both backends share are written once in `store/sql/` and compiled into
@@ -24,10 +23,14 @@ mod audit;
 mod callbacks;
 #[path = "sql/directory.rs"]
 mod directory;
+#[path = "sql/events.rs"]
+mod events;
 #[path = "sql/messages.rs"]
 mod messages;
 #[path = "sql/patients.rs"]
 mod patients;
+#[path = "sql/phi.rs"]
+mod phi;
 #[path = "sql/preferences.rs"]
 mod preferences;
 #[path = "sql/templates.rs"]
@@ -144,6 +147,8 @@ const JSON: &str = "::json";
 const JSONB: &str = "::jsonb";
 /// A checked-then-written row is locked: writers on other connections and nodes wait.
 const FOR_UPDATE: &str = " FOR UPDATE";
+/// Rows another node's job holds are left to it, so several jobs share the work.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 impl PostgresStore {
     /// One pool serves reads and writes.

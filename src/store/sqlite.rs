@@ -14,9 +14,8 @@
 //! 10,000 and 9,908/s with this, p50 8–10 ms against 2.5–3.9 ms, interleaved runs;
 //! loadtests/RESULTS.md).
 
-mod events;
+mod json;
 mod notifications;
-mod phi;
 mod queue;
 
 // The parts both backends share are written once in `store/sql/` and compiled into
@@ -28,10 +27,14 @@ mod audit;
 mod callbacks;
 #[path = "sql/directory.rs"]
 mod directory;
+#[path = "sql/events.rs"]
+mod events;
 #[path = "sql/messages.rs"]
 mod messages;
 #[path = "sql/patients.rs"]
 mod patients;
+#[path = "sql/phi.rs"]
+mod phi;
 #[path = "sql/preferences.rs"]
 mod preferences;
 #[path = "sql/templates.rs"]
@@ -247,6 +250,7 @@ const JSON: &str = "";
 const JSONB: &str = "";
 /// No row locks: the single writer connection already runs write transactions one at a time.
 const FOR_UPDATE: &str = "";
+const SKIP_LOCKED: &str = "";
 
 impl SqliteStore {
     /// The pool reads use: WAL snapshots, never waiting for the writer.
