@@ -36,6 +36,11 @@ pub(crate) fn prefs_from_columns(
 /// stay far below it.
 pub(crate) const IN_CHUNK: usize = 500;
 
+/// Times are stored as unix milliseconds on both backends.
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
 pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
     chrono::Utc

@@ -29,6 +29,8 @@ mod callbacks;
 mod directory;
 #[path = "sql/events.rs"]
 mod events;
+#[path = "sql/health.rs"]
+mod health;
 #[path = "sql/messages.rs"]
 mod messages;
 #[path = "sql/patients.rs"]
@@ -45,15 +47,13 @@ mod tenants;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Health, StoreError, StoreOptions};
+use super::{StoreError, StoreOptions};
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -137,7 +137,23 @@ impl SqliteStore {
             .await
             .map_err(map_err)
     }
+
+    /// The pool reads use: WAL snapshots, never waiting for the writer.
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The one connection every write goes through.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
+
+// What the shared modules (`store/sql/`) see as this backend's types.
+type Backend = SqliteStore;
+type Db = Sqlite;
+type Conn = sqlx::SqliteConnection;
+type DbRow = sqlx::sqlite::SqliteRow;
 
 /// The file of a file-backed SQLite URL (`None` for in-memory databases).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -208,13 +224,17 @@ fn is_busy(code: Option<&str>) -> bool {
         .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
-pub(super) fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(super) use super::columns::from_millis;
+pub(super) use super::columns::{from_millis, millis};
 
 pub(super) use super::columns::IN_CHUNK;
+
+// The dialect of the shared modules' SQL. JSON parameters need no cast: SQLite keeps
+// JSON as TEXT. No row locks: the single writer connection already runs write
+// transactions one at a time.
+const JSON: &str = "";
+const JSONB: &str = JSON;
+const FOR_UPDATE: &str = "";
+const SKIP_LOCKED: &str = FOR_UPDATE;
 
 /// `?, ?, ?` for an `IN (...)` list of `n` parameters.
 pub(super) fn placeholders(n: usize) -> String {
@@ -226,40 +246,4 @@ pub(super) fn placeholders(n: usize) -> String {
         s.push('?');
     }
     s
-}
-
-#[async_trait]
-impl Health for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-}
-
-// --- What the shared modules (`store/sql/`) see -------------------------------------
-
-type Backend = SqliteStore;
-type Db = Sqlite;
-type Conn = sqlx::SqliteConnection;
-type DbRow = sqlx::sqlite::SqliteRow;
-/// JSON parameters need no cast: SQLite keeps JSON as TEXT.
-const JSON: &str = "";
-const JSONB: &str = "";
-/// No row locks: the single writer connection already runs write transactions one at a time.
-const FOR_UPDATE: &str = "";
-const SKIP_LOCKED: &str = "";
-
-impl SqliteStore {
-    /// The pool reads use: WAL snapshots, never waiting for the writer.
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    /// The one connection every write goes through.
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
 }
