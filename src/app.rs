@@ -355,11 +355,21 @@ async fn ensure_dev_tenant(
     ) {
         (false, false) => {
             store
-                .upsert_tenant(&tenant, tenant.as_str(), &config.dev_jwt_secret)
+                .upsert_tenant(
+                    &tenant,
+                    tenant.as_str(),
+                    &config.dev_jwt_secret,
+                    chrono::Utc::now(),
+                )
                 .await?;
             let key = &config.dev_api_key;
             store
-                .insert_api_key(&tenant, &auth::key_prefix(key), &auth::hash_key(key))
+                .insert_api_key(
+                    &tenant,
+                    &auth::key_prefix(key),
+                    &auth::hash_key(key),
+                    chrono::Utc::now(),
+                )
                 .await?;
             Ok(None)
         }

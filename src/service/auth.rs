@@ -613,7 +613,7 @@ pub async fn create_tenant(
 ) -> Result<(NewApiKey, String), ServiceError> {
     let secret = generate_jwt_secret();
     store
-        .create_tenant(tenant, name, &secret)
+        .create_tenant(tenant, name, &secret, chrono::Utc::now())
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ServiceError::Conflict {
@@ -623,6 +623,8 @@ pub async fn create_tenant(
             other => other.into(),
         })?;
     let key = generate_api_key();
-    store.insert_api_key(tenant, &key.prefix, &key.hash).await?;
+    store
+        .insert_api_key(tenant, &key.prefix, &key.hash, chrono::Utc::now())
+        .await?;
     Ok((key, secret))
 }

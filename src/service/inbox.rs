@@ -144,7 +144,7 @@ impl Inbox {
         prefs: StaffPreferences,
     ) -> Result<StaffPreferences, ServiceError> {
         self.store
-            .put_staff_preferences(tenant, user, &prefs)
+            .put_staff_preferences(tenant, user, &prefs, chrono::Utc::now())
             .await?;
         Ok(prefs)
     }

@@ -18,31 +18,9 @@ mod json;
 mod notifications;
 mod queue;
 
-// The parts both backends share are written once in `store/sql/` and compiled into
-// each backend as a module of its own, where `super::` is this file: they see this
-// backend through the names under "What the shared modules see" below.
-#[path = "sql/audit.rs"]
-mod audit;
-#[path = "sql/callbacks.rs"]
-mod callbacks;
-#[path = "sql/directory.rs"]
-mod directory;
-#[path = "sql/events.rs"]
-mod events;
-#[path = "sql/health.rs"]
-mod health;
-#[path = "sql/messages.rs"]
-mod messages;
-#[path = "sql/patients.rs"]
-mod patients;
-#[path = "sql/phi.rs"]
-mod phi;
-#[path = "sql/preferences.rs"]
-mod preferences;
-#[path = "sql/templates.rs"]
-mod templates;
-#[path = "sql/tenants.rs"]
-mod tenants;
+// The SQL both backends share (see `sql/mod.rs`), compiled here as this backend's.
+#[path = "sql/mod.rs"]
+mod sql;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The durable message queue on PostgreSQL: the chunk-fed enqueue transaction (one
 //! UNNEST insert per chunk), the claim shared by every node (`FOR UPDATE SKIP LOCKED`),
-//! and the lease-checked result of an attempt.
+//! and the lease-checked result of an attempt. Why per backend: that claim and the
+//! UNNEST bulk inserts (SQLite claims with one UPDATE on its single writer and inserts
+//! chunked multi-row statements); `insert_events` lives here too.
 //!
 //! # Why SKIP LOCKED is enough
 //! The claim picks due rows with `FOR UPDATE SKIP LOCKED` and updates them in the same
@@ -14,8 +16,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use tokio::sync::mpsc;
 
-use super::phi::scrub_late_texts;
-use super::{audit, map_err, millis, PostgresStore};
+use super::sql::audit;
+use super::sql::phi::scrub_late_texts;
+use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{MessageId, MessageStatus};
 use crate::store::columns::outbound::{

@@ -1,8 +1,7 @@
 //! The administrative audit log: written inside the transaction of the change it
 //! describes, read newest first. `detail` is JSON (on PostgreSQL not JSONB), so it comes
 //! back byte for byte.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
@@ -15,7 +14,7 @@ use crate::store::outbound::{AuditEntry, AuditFilter, AuditRecord, AuditStore};
 use crate::store::{Page, PageRequest, StoreError};
 
 /// Appends one entry, on the caller's transaction.
-pub(super) async fn insert(
+pub(in crate::store) async fn insert(
     conn: &mut Conn,
     tenant: &TenantId,
     entry: &AuditEntry,

@@ -2,8 +2,7 @@
 //! (replay check, "never backwards", write, event) in one transaction. On PostgreSQL the message
 //! row is locked first (SQLite's single writer serializes them anyway), so two callbacks for one message (or a callback and the worker's
 //! result) are applied one after the other, each against the status the other left.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,6 +1,5 @@
 //! The staff directory: users as the tokens named them, upserted in batches, listed by role.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 use sqlx::Row;

@@ -6,8 +6,7 @@
 //! writer connection; PostgreSQL: the tenant's id-order advisory lock before `nextval`).
 //! The appointment's state row is updated first, guarded by its version, so two nodes
 //! applying events of one appointment serialize on that row.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! The health probe `/readyz` uses: one round trip on the pool reads use.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 

@@ -1,7 +1,6 @@
 //! Messages outside the queue's hot path: reads, lists with filters, the administrative
 //! transitions (cancel, cancel by group, manual retry), batch status and stats.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -1,7 +1,6 @@
 //! Patient messaging preferences: one row per patient; the kinds a patient
 //! never switched are absent from `kinds`, so they keep following the default.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use std::collections::BTreeMap;
 

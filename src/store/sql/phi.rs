@@ -3,8 +3,7 @@
 //! `store::columns::phi`. On PostgreSQL the retention pass takes its rows
 //! `FOR UPDATE SKIP LOCKED`, so the jobs of several nodes share the work instead of
 //! waiting on each other (SQLite's single writer runs one pass at a time anyway).
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
@@ -27,7 +26,7 @@ fn message_set() -> String {
 /// For a message redacted while a send or a callback about it was in flight: removes
 /// the texts that attempt just wrote (its error, the provider's answer), in the same
 /// transaction, so an erasure stays complete whatever was running.
-pub(super) async fn scrub_late_texts(
+pub(in crate::store) async fn scrub_late_texts(
     conn: &mut Conn,
     tenant: &TenantId,
     id: MessageId,

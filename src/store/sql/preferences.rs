@@ -1,9 +1,8 @@
 //! Staff notification preferences: muted categories and quiet hours, one row per user.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{map_err, millis, Backend, JSONB};
@@ -12,10 +11,10 @@ use crate::domain::preferences::StaffPreferences;
 use crate::store::{PreferenceStore, StoreError};
 
 /// The columns both reads select, in the order [`prefs_from_columns`] takes them.
-pub(super) const PREF_COLUMNS: &str =
+pub(in crate::store) const PREF_COLUMNS: &str =
     "CAST(muted_categories AS TEXT) AS muted, quiet_start, quiet_end, quiet_tz";
 
-pub(super) use crate::store::columns::prefs_from_columns;
+use crate::store::columns::prefs_from_columns;
 
 #[async_trait]
 impl PreferenceStore for Backend {
@@ -43,6 +42,7 @@ impl PreferenceStore for Backend {
         tenant: &TenantId,
         user: &UserId,
         prefs: &StaffPreferences,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let muted = serde_json::to_string(&prefs.muted_categories)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -62,7 +62,7 @@ impl PreferenceStore for Backend {
         .bind(q.map(|q| q.start.format("%H:%M").to_string()))
         .bind(q.map(|q| q.end.format("%H:%M").to_string()))
         .bind(q.map(|q| q.tz.name().to_owned()))
-        .bind(millis(Utc::now()))
+        .bind(millis(now))
         .execute(self.writer())
         .await
         .map_err(map_err)?;

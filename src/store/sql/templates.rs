@@ -1,7 +1,6 @@
 //! Templates: a `templates` row per template (name, current version, active
 //! flag, soft delete) and a `template_versions` row per version with its full content.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};

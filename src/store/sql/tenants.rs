@@ -1,9 +1,8 @@
 //! Tenants, their API keys and JWT signing secrets, and per-user token revocations.
-//! Written once for both backends (compiled into `store/sqlite` and `store/postgres`, where
-//! `Backend`, `Conn`, `Db` and the dialect constants name that backend's own types).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{map_err, millis, Backend};
@@ -13,10 +12,6 @@ use crate::store::{
     TokenRevocation, SECRET_COLUMNS,
 };
 
-fn now_millis() -> i64 {
-    millis(Utc::now())
-}
-
 #[async_trait]
 impl TenantStore for Backend {
     async fn create_tenant(
@@ -24,6 +19,7 @@ impl TenantStore for Backend {
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)",
@@ -31,7 +27,7 @@ impl TenantStore for Backend {
         .bind(tenant.as_str())
         .bind(name)
         .bind(jwt_secret)
-        .bind(now_millis())
+        .bind(millis(now))
         .execute(self.writer())
         .await
         .map_err(map_err)?;
@@ -43,6 +39,7 @@ impl TenantStore for Backend {
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)
@@ -51,7 +48,7 @@ impl TenantStore for Backend {
         .bind(tenant.as_str())
         .bind(name)
         .bind(jwt_secret)
-        .bind(now_millis())
+        .bind(millis(now))
         .execute(self.writer())
         .await
         .map_err(map_err)?;
@@ -80,6 +77,7 @@ impl TenantStore for Backend {
         tenant: &TenantId,
         prefix: &str,
         key_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (prefix, tenant_id, key_hash, created_at) VALUES ($1, $2, $3, $4)
@@ -88,7 +86,7 @@ impl TenantStore for Backend {
         .bind(prefix)
         .bind(tenant.as_str())
         .bind(key_hash)
-        .bind(now_millis())
+        .bind(millis(now))
         .execute(self.writer())
         .await
         .map_err(map_err)?;
@@ -114,12 +112,17 @@ impl TenantStore for Backend {
         .transpose()
     }
 
-    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError> {
+    async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1
              WHERE tenant_id = $2 AND prefix = $3 AND revoked_at IS NULL",
         )
-        .bind(now_millis())
+        .bind(millis(now))
         .bind(tenant.as_str())
         .bind(prefix)
         .execute(self.writer())

@@ -1,5 +1,7 @@
 //! The durable message queue on SQLite: the chunk-fed enqueue transaction, the atomic
-//! claim, and the lease-checked result of an attempt.
+//! claim, and the lease-checked result of an attempt. Why per backend: the claim
+//! (below, against PostgreSQL's `FOR UPDATE SKIP LOCKED`) and the bulk inserts (chunked
+//! multi-row INSERTs; PostgreSQL inserts UNNEST arrays); `insert_events` lives here too.
 //!
 //! Every write runs on the single writer connection, so one `UPDATE … WHERE seq IN
 //! (SELECT … LIMIT n) RETURNING` is a claim no other claimer in the process can
@@ -10,8 +12,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::mpsc;
 
-use super::phi::scrub_late_texts;
-use super::{audit, map_err, millis, SqliteStore};
+use super::sql::audit;
+use super::sql::phi::scrub_late_texts;
+use super::{map_err, millis, SqliteStore};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{MessageId, MessageStatus};
 use crate::store::columns::outbound::{
