@@ -1,7 +1,8 @@
-//! Provider status callbacks: finding the message, and applying a callback
-//! (replay check, "never backwards", write, event) in one transaction. On PostgreSQL the message
-//! row is locked first (SQLite's single writer serializes them anyway), so two callbacks for one message (or a callback and the worker's
-//! result) are applied one after the other, each against the status the other left.
+//! Provider status callbacks: finding the message, and applying a callback (replay
+//! check, "never backwards", write, event) in one transaction. The message row is read
+//! `FOR UPDATE` on PostgreSQL (SQLite's single writer serializes them anyway), so two
+//! callbacks for one message (or a callback and the worker's result) are applied one
+//! after the other, each against the status the other left.
 //! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;

@@ -18,7 +18,8 @@ use crate::store::{Page, PageRequest, StoreError};
 
 /// A template with its current version's content.
 const CURRENT: &str = "SELECT t.seq, t.id, t.version, t.is_active, t.created_at, t.updated_at, \
-     v.name, v.channel, v.kind, v.body_en, v.body_ar, v.subject_en, v.subject_ar, CAST(v.variables AS TEXT) AS variables \
+     v.name, v.channel, v.kind, v.body_en, v.body_ar, v.subject_en, v.subject_ar, \
+     CAST(v.variables AS TEXT) AS variables \
      FROM templates t JOIN template_versions v \
        ON v.tenant_id = t.tenant_id AND v.template_id = t.id AND v.version = t.version";
 
