@@ -24,7 +24,7 @@ use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageId;
 use crate::store::columns::events::{counts_from_row, record_from_row, state_from_row};
 use crate::store::columns::outbound::NewEvent;
-use crate::store::columns::IN_CHUNK;
+use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
 };
@@ -230,12 +230,8 @@ impl EventStore for Backend {
             let mut qb: QueryBuilder<Db> =
                 QueryBuilder::new("SELECT user_id, locale FROM users WHERE tenant_id = ");
             qb.push_bind(tenant.as_str())
-                .push(" AND locale IS NOT NULL AND user_id IN (");
-            let mut list = qb.separated(", ");
-            for u in chunk {
-                list.push_bind(u.as_str());
-            }
-            qb.push(")");
+                .push(" AND locale IS NOT NULL AND user_id");
+            push_in_list(&mut qb, chunk.iter().map(UserId::as_str));
             for row in qb.build().fetch_all(self.reader()).await.map_err(map_err)? {
                 out.insert(
                     UserId::parse(row.get(0)).map_err(corrupt("user"))?,

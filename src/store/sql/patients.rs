@@ -12,7 +12,7 @@ use super::{audit, map_err, millis, phi, Backend, Db, DbRow, JSONB};
 use crate::domain::ids::{PatientId, TenantId};
 use crate::domain::message::{ChannelSwitches, PatientPreferences};
 use crate::store::columns::outbound::{kinds_json, patient_prefs_from_row};
-use crate::store::columns::IN_CHUNK;
+use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::outbound::{
     AuditEntry, ErasureAudit, ErasureCounts, PatientStore, PhiScope, RedactionCounts,
 };
@@ -59,12 +59,8 @@ impl PatientStore for Backend {
             let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
                 "SELECT {COLUMNS} FROM patient_preferences WHERE tenant_id = "
             ));
-            qb.push_bind(tenant.as_str()).push(" AND patient_id IN (");
-            let mut ids = qb.separated(", ");
-            for p in chunk {
-                ids.push_bind(p.as_str());
-            }
-            qb.push(")");
+            qb.push_bind(tenant.as_str()).push(" AND patient_id");
+            push_in_list(&mut qb, chunk.iter().map(PatientId::as_str));
             for row in qb.build().fetch_all(self.reader()).await.map_err(map_err)? {
                 let id = PatientId::parse(row.get("patient_id")).map_err(|e| {
                     StoreError::Internal(format!("bad patient preferences row: {e}"))

@@ -15,7 +15,7 @@ use crate::domain::ids::{PatientId, TenantId};
 use crate::domain::message::MessageId;
 use crate::store::columns::outbound::NewEvent;
 use crate::store::columns::phi::{push_phi_scope, redact_message_set, REDACTED_PAYLOAD};
-use crate::store::columns::IN_CHUNK;
+use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::outbound::{ErasureAudit, ErasureCounts, PhiScope, RedactionCounts};
 use crate::store::StoreError;
 
@@ -112,12 +112,8 @@ pub(super) async fn mark_about_patient(
         qb.push_bind(patient.as_str())
             .push(" WHERE tenant_id = ")
             .push_bind(tenant.as_str())
-            .push(" AND id IN (");
-        let mut list = qb.separated(", ");
-        for id in chunk {
-            list.push_bind(id.to_string());
-        }
-        qb.push(")");
+            .push(" AND id");
+        push_in_list(&mut qb, chunk.iter().map(MessageId::to_string));
         qb.build().execute(&mut *conn).await.map_err(map_err)?;
     }
     Ok(())
