@@ -363,11 +363,21 @@ async fn ensure_dev_tenant(
     ) {
         (false, false) => {
             store
-                .upsert_tenant(&tenant, tenant.as_str(), &config.dev_jwt_secret)
+                .upsert_tenant(
+                    &tenant,
+                    tenant.as_str(),
+                    &config.dev_jwt_secret,
+                    chrono::Utc::now(),
+                )
                 .await?;
             let key = &config.dev_api_key;
             store
-                .insert_api_key(&tenant, &auth::key_prefix(key), &auth::hash_key(key))
+                .insert_api_key(
+                    &tenant,
+                    &auth::key_prefix(key),
+                    &auth::hash_key(key),
+                    chrono::Utc::now(),
+                )
                 .await?;
             Ok(None)
         }
@@ -384,9 +394,10 @@ async fn ensure_dev_tenant(
                 );
                 return Ok(None);
             }
-            let (key, secret) = auth::create_tenant(store, &tenant, tenant.as_str())
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the development tenant: {e}"))?;
+            let (key, secret) =
+                auth::create_tenant(store, &tenant, tenant.as_str(), chrono::Utc::now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating the development tenant: {e}"))?;
             Ok(Some(DevCredentials {
                 tenant: tenant.to_string(),
                 api_key: key.key,

@@ -126,9 +126,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let store = store::open(&config.store_options()).await?;
             let tenant = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
-            let (key, secret) = auth::create_tenant(store.as_ref(), &tenant, &name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (key, secret) =
+                auth::create_tenant(store.as_ref(), &tenant, &name, chrono::Utc::now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!(
                     "{}",
@@ -152,7 +153,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             let key = auth::generate_api_key();
             store
-                .insert_api_key(&tenant, &key.prefix, &key.hash)
+                .insert_api_key(&tenant, &key.prefix, &key.hash, chrono::Utc::now())
                 .await?;
             if json {
                 println!(
@@ -169,7 +170,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let store = store::open(&config.store_options()).await?;
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
-            if !store.revoke_api_key(&tenant, &key_prefix).await? {
+            if !store
+                .revoke_api_key(&tenant, &key_prefix, chrono::Utc::now())
+                .await?
+            {
                 anyhow::bail!("tenant {tenant} has no active key with prefix {key_prefix}");
             }
             println!("revoked: 1");

@@ -9,7 +9,11 @@ mod filters;
 mod finish;
 mod notification_ids;
 pub mod outbound;
+// `store/sql/` holds the SQL both backends share; each backend compiles it as a module
+// of its own (`#[path]`), so those files are loaded twice by design.
+#[allow(clippy::duplicate_mod)]
 pub mod postgres;
+#[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -75,6 +79,8 @@ pub struct ApiKeyRecord {
     pub revoked: bool,
 }
 
+/// Every time (`now`: creation, revocation) is passed in by the caller, as in every port:
+/// the store never reads a clock.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates a tenant; `Conflict` if the id exists.
@@ -83,6 +89,7 @@ pub trait TenantStore: Send + Sync {
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Creates or updates a tenant (the configured development tenant).
     async fn upsert_tenant(
@@ -90,6 +97,7 @@ pub trait TenantStore: Send + Sync {
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError>;
     async fn jwt_secret(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
@@ -99,11 +107,17 @@ pub trait TenantStore: Send + Sync {
         tenant: &TenantId,
         prefix: &str,
         key_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Revokes the tenant's active key whose prefix is exactly `prefix` (case
     /// sensitive); false when there is none.
-    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError>;
+    async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// The secrets that verify the tenant's tokens, `None` without the tenant.
     async fn jwt_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError>;
     /// Makes `next` the signing secret; the current one keeps verifying until
@@ -215,6 +229,7 @@ pub trait PreferenceStore: Send + Sync {
         tenant: &TenantId,
         user: &UserId,
         prefs: &StaffPreferences,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 }
 

@@ -613,15 +613,17 @@ pub async fn rotate_secret(
     })
 }
 
-/// Creates a tenant with a fresh secret and key (CLI `tenant create`).
+/// Creates a tenant with a fresh secret and key at `now` (CLI `tenant create`, the
+/// development tenant at start-up).
 pub async fn create_tenant(
     store: &dyn Store,
     tenant: &TenantId,
     name: &str,
+    now: DateTime<Utc>,
 ) -> Result<(NewApiKey, String), ServiceError> {
     let secret = generate_jwt_secret();
     store
-        .create_tenant(tenant, name, &secret)
+        .create_tenant(tenant, name, &secret, now)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ServiceError::Conflict {
@@ -631,6 +633,8 @@ pub async fn create_tenant(
             other => other.into(),
         })?;
     let key = generate_api_key();
-    store.insert_api_key(tenant, &key.prefix, &key.hash).await?;
+    store
+        .insert_api_key(tenant, &key.prefix, &key.hash, now)
+        .await?;
     Ok((key, secret))
 }

@@ -153,7 +153,7 @@ impl Inbox {
         prefs: StaffPreferences,
     ) -> Result<StaffPreferences, ServiceError> {
         self.store
-            .put_staff_preferences(tenant, user, &prefs)
+            .put_staff_preferences(tenant, user, &prefs, self.clock.now())
             .await?;
         Ok(prefs)
     }

@@ -32,6 +32,32 @@ pub(crate) fn prefs_from_columns(
 }
 
 /// Stored times are unix milliseconds on both backends.
+/// Parameters per `IN (…)` list: SQLite's limit on bound parameters is 32766; chunks
+/// stay far below it.
+pub(crate) const IN_CHUNK: usize = 500;
+
+/// Pushes ` IN (…)` binding each of `items` (one chunk of at most [`IN_CHUNK`]),
+/// numbered in the backend's own style.
+pub(crate) fn push_in_list<'a, DB, T>(
+    qb: &mut sqlx::QueryBuilder<'a, DB>,
+    items: impl IntoIterator<Item = T>,
+) where
+    DB: sqlx::Database,
+    T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(" IN (");
+    let mut list = qb.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+    qb.push(")");
+}
+
+/// Times are stored as unix milliseconds on both backends.
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
 pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
     chrono::Utc

@@ -366,10 +366,20 @@ pub struct ErasureCounts {
 /// Builds the erasure's audit entry from its counts (known only inside the transaction).
 pub type ErasureAudit<'a> = &'a (dyn Fn(&ErasureCounts) -> AuditEntry + Send + Sync);
 
-#[async_trait]
-pub trait OutboundStore: Send + Sync {
-    // --- templates -------------------------------------------------------
+/// Every outbound port, implemented by one backend (as [`crate::store::Store`] is the
+/// sum of all ports): services that need several of them hold one `Arc<dyn OutboundStore>`.
+pub trait OutboundStore:
+    TemplateStore + PatientStore + QueueStore + MessageStore + CallbackStore + AuditStore
+{
+}
+impl<T> OutboundStore for T where
+    T: TemplateStore + PatientStore + QueueStore + MessageStore + CallbackStore + AuditStore
+{
+}
 
+/// Message templates with their versions (a version is never changed, only added).
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
     /// Creates version 1. `Conflict` if a (non-deleted) template of the tenant has the name.
     async fn create_template(
         &self,
@@ -436,9 +446,11 @@ pub trait OutboundStore: Send + Sync {
         tenant: &TenantId,
         id: TemplateId,
     ) -> Result<Vec<TemplateVersion>, StoreError>;
+}
 
-    // --- patients --------------------------------------------------------
-
+/// Patients' contact preferences and the PHI lifecycle (retention redaction, erasure).
+#[async_trait]
+pub trait PatientStore: Send + Sync {
     /// `None` when the clinic never stored preferences for the patient.
     async fn patient_preferences(
         &self,
@@ -460,8 +472,36 @@ pub trait OutboundStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    // --- the queue ---------------------------------------------------------
+    /// Redacts up to `limit` messages and up to `limit` clinic events of `scope`
+    /// created (received) before `cutoff` and not redacted yet, oldest first:
+    /// messages that left the queue (never `queued` or `sending`: their text is still
+    /// to be sent) lose address, subject, body, variables, last error and the free
+    /// texts of their event trail; events lose their payload. One short transaction.
+    async fn redact_phi(
+        &self,
+        scope: &PhiScope,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RedactionCounts, StoreError>;
 
+    /// Erases one patient in one transaction: deletes their preferences, cancels
+    /// their queued messages, redacts every message and clinic event of theirs
+    /// (patient id included, so the rows stay as anonymous counts), records the
+    /// erasure and writes `audit(counts)`. `None` (nothing written) when the tenant
+    /// has no data of the patient and never erased them.
+    async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient: &PatientId,
+        audit: ErasureAudit<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ErasureCounts>, StoreError>;
+}
+
+/// The leased message queue: enqueue, claim under a lease, record the outcome.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
     /// Inserts messages in ONE transaction fed in chunks, so a 10,000-recipient
     /// bulk send is atomic without the whole batch in memory: the producer sends
     /// `Chunk`s and then `Commit`; if the channel closes without `Commit`, the
@@ -509,7 +549,11 @@ pub trait OutboundStore: Send + Sync {
         update: &AttemptUpdate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
 
+/// Messages as the clinic sees them: detail, trail, lists, cancel, retry, batches, stats.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
     async fn get_message(
         &self,
         tenant: &TenantId,
@@ -557,24 +601,6 @@ pub trait OutboundStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<MessageRecord, StoreError>;
 
-    /// Finds the message a callback is about: by our id when the callback carries
-    /// it, else by the provider's message id (any tenant: the provider does not know
-    /// tenants).
-    async fn callback_target(
-        &self,
-        message_id: Option<MessageId>,
-        provider_message_id: Option<&str>,
-    ) -> Result<Option<CallbackTarget>, StoreError>;
-    /// Applies a callback atomically: replay check (receipt), `advance` check,
-    /// status/price/provider id, and the event row (recorded for `Applied` and `Stale`).
-    async fn apply_callback(
-        &self,
-        tenant: &TenantId,
-        id: MessageId,
-        update: &CallbackUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<CallbackOutcome, StoreError>;
-
     async fn batch_status(
         &self,
         tenant: &TenantId,
@@ -596,37 +622,33 @@ pub trait OutboundStore: Send + Sync {
         tenant: &TenantId,
         filter: &MessageFilter,
     ) -> Result<u64, StoreError>;
+}
 
-    // --- PHI lifecycle -------------------------------------------------------
-
-    /// Redacts up to `limit` messages and up to `limit` clinic events of `scope`
-    /// created (received) before `cutoff` and not redacted yet, oldest first:
-    /// messages that left the queue (never `queued` or `sending`: their text is still
-    /// to be sent) lose address, subject, body, variables, last error and the free
-    /// texts of their event trail; events lose their payload. One short transaction.
-    async fn redact_phi(
+/// Provider status callbacks: find the message, apply the update once and in order.
+#[async_trait]
+pub trait CallbackStore: Send + Sync {
+    /// Finds the message a callback is about: by our id when the callback carries
+    /// it, else by the provider's message id (any tenant: the provider does not know
+    /// tenants).
+    async fn callback_target(
         &self,
-        scope: &PhiScope,
-        cutoff: DateTime<Utc>,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) -> Result<RedactionCounts, StoreError>;
-
-    /// Erases one patient in one transaction: deletes their preferences, cancels
-    /// their queued messages, redacts every message and clinic event of theirs
-    /// (patient id included, so the rows stay as anonymous counts), records the
-    /// erasure and writes `audit(counts)`. `None` (nothing written) when the tenant
-    /// has no data of the patient and never erased them.
-    async fn erase_patient(
+        message_id: Option<MessageId>,
+        provider_message_id: Option<&str>,
+    ) -> Result<Option<CallbackTarget>, StoreError>;
+    /// Applies a callback atomically: replay check (receipt), `advance` check,
+    /// status/price/provider id, and the event row (recorded for `Applied` and `Stale`).
+    async fn apply_callback(
         &self,
         tenant: &TenantId,
-        patient: &PatientId,
-        audit: ErasureAudit<'_>,
+        id: MessageId,
+        update: &CallbackUpdate,
         now: DateTime<Utc>,
-    ) -> Result<Option<ErasureCounts>, StoreError>;
+    ) -> Result<CallbackOutcome, StoreError>;
+}
 
-    // --- audit -------------------------------------------------------------
-
+/// The audit log of changes to and reads of patient data.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends one entry on its own (reads of patient data: nothing else to commit).
     async fn record_audit(&self, tenant: &TenantId, entry: &AuditEntry) -> Result<(), StoreError>;
 

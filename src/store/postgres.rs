@@ -10,28 +10,20 @@
 //! (`tests/it/store_conformance.rs`). The one thing PostgreSQL does differently is
 //! how notification ids stay in commit order: see `notifications.rs`.
 
-mod audit;
-mod callbacks;
-mod directory;
-mod events;
-mod messages;
+mod json;
 mod notifications;
-mod outbound;
-mod patients;
-mod phi;
-mod preferences;
 mod queue;
-mod templates;
-mod tenants;
+
+// The SQL both backends share (see `sql/mod.rs`), compiled here as this backend's.
+#[path = "sql/mod.rs"]
+mod sql;
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::{Health, StoreError, StoreOptions};
+use super::{StoreError, StoreOptions};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -71,7 +63,32 @@ impl PostgresStore {
     pub(super) async fn begin_write(&self) -> Result<Transaction<'_, Postgres>, StoreError> {
         self.pool.begin().await.map_err(map_err)
     }
+
+    /// One pool serves reads and writes (what the shared modules call the reader and
+    /// the writer).
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }
+
+// What the shared modules (`store/sql/`) see as this backend's types.
+type Backend = PostgresStore;
+type Db = Postgres;
+type Conn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+
+/// The dialect of the shared modules' SQL: a text parameter becomes `json` (kept byte
+/// for byte) or `jsonb` only by a cast.
+const JSON: &str = "::json";
+const JSONB: &str = "::jsonb";
+/// A checked-then-written row is locked: writers on other connections and nodes wait.
+const FOR_UPDATE: &str = " FOR UPDATE";
+/// Rows another node's job holds are left to it, so several jobs share the work.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 /// SQLSTATE classes and codes that mean "the database cannot serve this now; retry later".
 fn is_unavailable_code(code: &str) -> bool {
@@ -105,22 +122,7 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
 }
 
 /// Times are stored as unix milliseconds, as in the SQLite schema (see the migration).
-pub(super) fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(super) use super::columns::from_millis;
-
-#[async_trait]
-impl Health for PostgresStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-}
+pub(super) use super::columns::{from_millis, millis};
 
 #[cfg(test)]
 mod tests {

@@ -159,9 +159,10 @@ async fn another_tenant_sees_nothing_and_another_users_object_is_404() {
     // A second tenant on the same database.
     let store = a.app_store.clone();
     let other = tidings::domain::ids::TenantId::parse("clinic-b").unwrap();
-    let (key, secret) = tidings::service::auth::create_tenant(store.as_ref(), &other, "B")
-        .await
-        .unwrap();
+    let (key, secret) =
+        tidings::service::auth::create_tenant(store.as_ref(), &other, "B", chrono::Utc::now())
+            .await
+            .unwrap();
     let b_token = sign(
         &secret,
         json!({"sub": "u-1", "tenant": "clinic-b", "role": "provider", "exp": now() + 600}),

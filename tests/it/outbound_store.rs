@@ -21,33 +21,9 @@ use tidings::store::{IdempotencyClaim, PageRequest, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::store_conformance::Backend;
+use crate::support::conformance;
 
-/// Generates `sqlite::<name>` and `postgres::<name>` for each case.
-macro_rules! outbound_conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Backend::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("outbound_store::postgres::", stringify!($name));
-                    if let Some(b) = super::Backend::postgres(test).await {
-                        super::$name(&b).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-outbound_conformance!(
+conformance!(
     templates_versions_names_toggle_and_soft_delete,
     concurrent_template_edits_conflict,
     patient_preferences_round_trip,

@@ -125,7 +125,7 @@ async fn another_key(app: &TestApp) -> String {
     let tenant = tidings::domain::ids::TenantId::parse(&app.tenant).unwrap();
     let key = tidings::service::auth::generate_api_key();
     app.app_store
-        .insert_api_key(&tenant, &key.prefix, &key.hash)
+        .insert_api_key(&tenant, &key.prefix, &key.hash, chrono::Utc::now())
         .await
         .unwrap();
     key.key

@@ -17,7 +17,7 @@ use tidings::store::{
     StoreError, StoreOptions,
 };
 
-use crate::support::{postgres_admin_url, PgTestDb};
+use crate::support::{conformance, postgres_admin_url, PgTestDb};
 
 /// A store under test plus what keeps its database alive (also used by `outbound_store`).
 pub(crate) struct Backend {
@@ -72,31 +72,6 @@ impl Backend {
         };
         [self.store.clone(), second]
     }
-}
-
-/// Generates `sqlite::<name>` and `postgres::<name>` for each conformance test.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Backend::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("store_conformance::postgres::", stringify!($name));
-                    if let Some(b) = super::Backend::postgres(test).await {
-                        super::$name(&b).await;
-                    }
-                }
-            )*
-        }
-    };
 }
 
 conformance!(
@@ -207,36 +182,41 @@ async fn tenants_and_api_keys(b: &Backend) {
     let a = t("clinic-a");
     assert!(!s.tenant_exists(&a).await.unwrap());
     assert_eq!(s.jwt_secret(&a).await.unwrap(), None);
-    s.create_tenant(&a, "Clinic A", "secret-1").await.unwrap();
+    s.create_tenant(&a, "Clinic A", "secret-1", Utc::now())
+        .await
+        .unwrap();
     assert!(s.tenant_exists(&a).await.unwrap());
     assert_eq!(s.jwt_secret(&a).await.unwrap().as_deref(), Some("secret-1"));
     assert!(matches!(
-        s.create_tenant(&a, "again", "x").await,
+        s.create_tenant(&a, "again", "x", Utc::now()).await,
         Err(StoreError::Conflict(_))
     ));
-    s.upsert_tenant(&a, "Clinic A2", "secret-2").await.unwrap();
+    s.upsert_tenant(&a, "Clinic A2", "secret-2", Utc::now())
+        .await
+        .unwrap();
     assert_eq!(s.jwt_secret(&a).await.unwrap().as_deref(), Some("secret-2"));
-    s.upsert_tenant(&t("clinic-b"), "B", "secret-b")
+    s.upsert_tenant(&t("clinic-b"), "B", "secret-b", Utc::now())
         .await
         .unwrap();
     assert!(s.tenant_exists(&t("clinic-b")).await.unwrap());
 
-    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1")
+    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1", Utc::now())
         .await
         .unwrap();
     // The same hash again is a no-op, not an error.
-    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1")
+    s.insert_api_key(&a, "tdk_aaaa1111", "hash-1", Utc::now())
         .await
         .unwrap();
-    s.insert_api_key(&a, "tdk_aaaa2222", "hash-2")
+    s.insert_api_key(&a, "tdk_aaaa2222", "hash-2", Utc::now())
         .await
         .unwrap();
-    s.insert_api_key(&t("clinic-b"), "tdk_bbbb1111", "hash-3")
+    s.insert_api_key(&t("clinic-b"), "tdk_bbbb1111", "hash-3", Utc::now())
         .await
         .unwrap();
     // Another key with a taken prefix is a conflict.
     assert!(matches!(
-        s.insert_api_key(&a, "tdk_aaaa1111", "hash-9").await,
+        s.insert_api_key(&a, "tdk_aaaa1111", "hash-9", Utc::now())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let k = s.find_api_key("hash-1").await.unwrap().unwrap();
@@ -248,13 +228,24 @@ async fn tenants_and_api_keys(b: &Backend) {
 
     // Exact prefix within one tenant: no prefix matching, no case folding, no
     // reaching into another tenant.
-    assert!(!s.revoke_api_key(&a, "tdk_aaaa").await.unwrap());
-    assert!(!s.revoke_api_key(&a, "TDK_AAAA1111").await.unwrap());
-    assert!(!s.revoke_api_key(&a, "tdk_bbbb1111").await.unwrap());
-    assert!(!s.revoke_api_key(&a, "tdk_%").await.unwrap());
-    assert!(s.revoke_api_key(&a, "tdk_aaaa1111").await.unwrap());
+    assert!(!s.revoke_api_key(&a, "tdk_aaaa", Utc::now()).await.unwrap());
+    assert!(!s
+        .revoke_api_key(&a, "TDK_AAAA1111", Utc::now())
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_api_key(&a, "tdk_bbbb1111", Utc::now())
+        .await
+        .unwrap());
+    assert!(!s.revoke_api_key(&a, "tdk_%", Utc::now()).await.unwrap());
+    assert!(s
+        .revoke_api_key(&a, "tdk_aaaa1111", Utc::now())
+        .await
+        .unwrap());
     assert!(
-        !s.revoke_api_key(&a, "tdk_aaaa1111").await.unwrap(),
+        !s.revoke_api_key(&a, "tdk_aaaa1111", Utc::now())
+            .await
+            .unwrap(),
         "already revoked"
     );
     assert!(s.find_api_key("hash-1").await.unwrap().unwrap().revoked);
@@ -275,7 +266,9 @@ async fn jwt_secret_rotation_keeps_the_previous_one(b: &Backend) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(s.jwt_secrets(&a).await.unwrap(), None);
-    s.create_tenant(&a, "A", "secret-1").await.unwrap();
+    s.create_tenant(&a, "A", "secret-1", Utc::now())
+        .await
+        .unwrap();
     let first = s.jwt_secrets(&a).await.unwrap().unwrap();
     assert_eq!(first.current.secret, "secret-1");
     assert_eq!(first.previous, None);
@@ -479,10 +472,14 @@ async fn preferences_round_trip_per_tenant_and_user(b: &Backend) {
         Some(QuietHours::parse("22:00", "07:00", "Asia/Riyadh").unwrap()),
     )
     .unwrap();
-    s.put_staff_preferences(&a, &x, &prefs).await.unwrap();
+    s.put_staff_preferences(&a, &x, &prefs, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(s.staff_preferences(&a, &x).await.unwrap(), prefs);
     let fewer = StaffPreferences::new(vec!["billing".into()], None).unwrap();
-    s.put_staff_preferences(&a, &x, &fewer).await.unwrap();
+    s.put_staff_preferences(&a, &x, &fewer, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(s.staff_preferences(&a, &x).await.unwrap(), fewer);
     assert_eq!(
         s.staff_preferences(&t("clinic-b"), &x).await.unwrap(),
@@ -641,6 +638,7 @@ async fn replay_after_is_oldest_first_and_skips_silent_and_archived(b: &Backend)
         &a,
         &x,
         &StaffPreferences::new(vec!["muted".into()], None).unwrap(),
+        Utc::now(),
     )
     .await
     .unwrap();
@@ -913,6 +911,7 @@ async fn silent_flag_follows_muted_categories_and_quiet_hours(b: &Backend) {
         &a,
         &u("muter"),
         &StaffPreferences::new(vec!["lab.result".into()], None).unwrap(),
+        Utc::now(),
     )
     .await
     .unwrap();
@@ -925,6 +924,7 @@ async fn silent_flag_follows_muted_categories_and_quiet_hours(b: &Backend) {
             Some(QuietHours::parse("14:00", "15:00", "UTC").unwrap()),
         )
         .unwrap(),
+        Utc::now(),
     )
     .await
     .unwrap();

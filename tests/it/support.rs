@@ -537,3 +537,32 @@ impl Drop for PgTestDb {
         }
     }
 }
+
+/// The store conformance suites' one generator: for each case `async fn <case>(b: &Backend)`
+/// of the calling module (which has `Backend` in scope), `sqlite::<case>` and
+/// `postgres::<case>` test functions, so a case is written and listed once and runs on
+/// both backends. PostgreSQL cases skip (or fail, see [`postgres_admin_url`]) without a server.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Backend::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    if let Some(b) = super::Backend::postgres(test).await {
+                        super::$name(&b).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use conformance;

@@ -1,5 +1,6 @@
 //! Notifications on PostgreSQL: a group-commit batch in a handful of bulk
-//! statements (UNNEST arrays), whatever the number of recipients.
+//! statements (UNNEST arrays), whatever the number of recipients. Why per backend: the
+//! arrays and the id-ordering lock below (SQLite's single writer needs no lock).
 //!
 //! # Ids in commit order, with several nodes writing
 //!
@@ -40,11 +41,12 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::preferences::{prefs_from_columns, PREF_COLUMNS};
+use super::sql::preferences::PREF_COLUMNS;
 use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
+use crate::store::columns::prefs_from_columns;
 use crate::store::notification_ids::IdBlocks;
 use crate::store::{
     IdempotencyClaim, InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome,

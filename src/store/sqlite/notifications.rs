@@ -1,3 +1,11 @@
+//! Notifications on SQLite: the group commit, the inbox reads and writes, retention.
+//!
+//! Why this file is SQLite's own (`postgres/notifications.rs` is the other): ids stay in
+//! commit order because the single writer connection assigns them inside its
+//! transaction (PostgreSQL needs a per-tenant lock for that), and bulk writes are
+//! chunked multi-row statements (SQLite has no arrays to UNNEST). Nothing in
+//! `store/sql/` depends on this file's internals, so this hot path may leave sqlx.
+
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -5,11 +13,11 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::preferences::prefs_from_columns;
 use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
+use crate::store::columns::prefs_from_columns;
 use crate::store::notification_ids::IdBlocks;
 use crate::store::{
     InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,

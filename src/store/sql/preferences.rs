@@ -1,20 +1,23 @@
+//! Staff notification preferences: muted categories and quiet hours, one row per user.
+//! Written once for both backends (see `store/sql/mod.rs`).
+
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{map_err, millis, PostgresStore};
+use super::{map_err, millis, Backend, JSONB};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::{PreferenceStore, StoreError};
 
 /// The columns both reads select, in the order [`prefs_from_columns`] takes them.
-pub(super) const PREF_COLUMNS: &str =
-    "muted_categories::text AS muted, quiet_start, quiet_end, quiet_tz";
+pub(in crate::store) const PREF_COLUMNS: &str =
+    "CAST(muted_categories AS TEXT) AS muted, quiet_start, quiet_end, quiet_tz";
 
-pub(super) use crate::store::columns::prefs_from_columns;
+use crate::store::columns::prefs_from_columns;
 
 #[async_trait]
-impl PreferenceStore for PostgresStore {
+impl PreferenceStore for Backend {
     async fn staff_preferences(
         &self,
         tenant: &TenantId,
@@ -25,7 +28,7 @@ impl PreferenceStore for PostgresStore {
         ))
         .bind(tenant.as_str())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         match row {
@@ -39,27 +42,28 @@ impl PreferenceStore for PostgresStore {
         tenant: &TenantId,
         user: &UserId,
         prefs: &StaffPreferences,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let muted = serde_json::to_string(&prefs.muted_categories)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let q = prefs.quiet_hours.as_ref();
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO staff_preferences
                (tenant_id, user_id, muted_categories, quiet_start, quiet_end, quiet_tz, updated_at)
-             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
+             VALUES ($1, $2, $3{JSONB}, $4, $5, $6, $7)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET
                muted_categories = excluded.muted_categories, quiet_start = excluded.quiet_start,
                quiet_end = excluded.quiet_end, quiet_tz = excluded.quiet_tz,
-               updated_at = excluded.updated_at",
-        )
+               updated_at = excluded.updated_at"
+        ))
         .bind(tenant.as_str())
         .bind(user.as_str())
         .bind(muted)
         .bind(q.map(|q| q.start.format("%H:%M").to_string()))
         .bind(q.map(|q| q.end.format("%H:%M").to_string()))
         .bind(q.map(|q| q.tz.name().to_owned()))
-        .bind(millis(Utc::now()))
-        .execute(&self.pool)
+        .bind(millis(now))
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())

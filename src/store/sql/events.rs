@@ -1,28 +1,30 @@
-//! Clinic events on PostgreSQL: the event log, appointment states, and the one
-//! transaction that applies an event.
+//! Clinic events: the event log, appointment states, and the one transaction that
+//! applies an event.
 //!
-//! The notifications go through `notifications::insert_batch_in`, which takes the
-//! tenant's id-order advisory lock before `nextval` (see that module): resume stays
-//! gap-free with events and publishes committing side by side on many nodes. The
-//! appointment's state row is updated first, guarded by its version, so two nodes
+//! The notifications go through the backend's own `notifications::insert_batch_in`, so
+//! their ids stay in commit order with the publishes' group commits (SQLite: the single
+//! writer connection; PostgreSQL: the tenant's id-order advisory lock before `nextval`).
+//! The appointment's state row is updated first, guarded by its version, so two nodes
 //! applying events of one appointment serialize on that row.
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{QueryBuilder, Row, Transaction};
 
 use super::messages::insert_events;
 use super::notifications::insert_batch_in;
 use super::phi::mark_about_patient;
 use super::queue::insert_messages;
-use super::{map_err, millis, PostgresStore};
+use super::{map_err, millis, Backend, Db};
 use crate::domain::clinic_event::AppointmentState;
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageId;
 use crate::store::columns::events::{counts_from_row, record_from_row, state_from_row};
 use crate::store::columns::outbound::NewEvent;
+use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
 };
@@ -33,7 +35,7 @@ fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
 }
 
 async fn cancel_group(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Transaction<'_, Db>,
     tenant: &TenantId,
     group: &str,
     now: DateTime<Utc>,
@@ -66,7 +68,7 @@ async fn cancel_group(
 }
 
 async fn write_state(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Transaction<'_, Db>,
     app: &EventApplication,
     state: &AppointmentState,
 ) -> Result<bool, StoreError> {
@@ -98,7 +100,7 @@ async fn write_state(
 }
 
 #[async_trait]
-impl EventStore for PostgresStore {
+impl EventStore for Backend {
     async fn event_counts(
         &self,
         tenant: &TenantId,
@@ -110,7 +112,7 @@ impl EventStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         Ok(row.map(|r| counts_from_row(&r)))
@@ -127,14 +129,14 @@ impl EventStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(appointment.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         row.as_ref().map(state_from_row).transpose()
     }
 
     async fn apply_event(&self, app: &EventApplication) -> Result<ApplyOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         // The event row first: its unique (tenant, id) is the idempotency check.
         let existing = sqlx::query(
             "SELECT notifications, messages, reminders_scheduled, reminders_cancelled
@@ -200,15 +202,15 @@ impl EventStore for PostgresStore {
             "SELECT seq, event_id, type, appointment_id, occurred_at, received_at, outcome,
                notifications, messages, reminders_scheduled, reminders_cancelled, payload
              FROM clinic_events
-             WHERE tenant_id = $1 AND ($2::text IS NULL OR appointment_id = $2)
-               AND ($3::int8 IS NULL OR seq < $3)
+             WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR appointment_id = $2)
+               AND (CAST($3 AS BIGINT) IS NULL OR seq < $3)
              ORDER BY seq DESC LIMIT $4",
         )
         .bind(tenant.as_str())
         .bind(appointment.map(|a| a.as_str()))
         .bind(page.before)
         .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
         let records = rows
@@ -223,22 +225,19 @@ impl EventStore for PostgresStore {
         tenant: &TenantId,
         users: &[UserId],
     ) -> Result<HashMap<UserId, String>, StoreError> {
-        let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT user_id, locale FROM users
-             WHERE tenant_id = $1 AND locale IS NOT NULL AND user_id = ANY($2)",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
         let mut out = HashMap::new();
-        for row in rows {
-            out.insert(
-                UserId::parse(row.get(0)).map_err(corrupt("user"))?,
-                row.get(1),
-            );
+        for chunk in users.chunks(IN_CHUNK) {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new("SELECT user_id, locale FROM users WHERE tenant_id = ");
+            qb.push_bind(tenant.as_str())
+                .push(" AND locale IS NOT NULL AND user_id");
+            push_in_list(&mut qb, chunk.iter().map(UserId::as_str));
+            for row in qb.build().fetch_all(self.reader()).await.map_err(map_err)? {
+                out.insert(
+                    UserId::parse(row.get(0)).map_err(corrupt("user"))?,
+                    row.get(1),
+                );
+            }
         }
         Ok(out)
     }
@@ -247,7 +246,7 @@ impl EventStore for PostgresStore {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM event_template_seeds WHERE tenant_id = $1")
                 .bind(tenant.as_str())
-                .fetch_one(&self.pool)
+                .fetch_one(self.reader())
                 .await
                 .map_err(map_err)?;
         Ok(n > 0)
@@ -264,7 +263,7 @@ impl EventStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(millis(now))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())

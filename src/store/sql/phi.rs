@@ -1,55 +1,33 @@
-//! The PHI lifecycle on PostgreSQL: the retention job's bounded redaction pass and the
+//! The PHI lifecycle: the retention job's bounded redaction pass and the
 //! one-transaction erasure of a patient. What is removed is decided once in
-//! `store::columns::phi`; this file only says it in PostgreSQL's words. The
-//! retention pass takes its rows `FOR UPDATE SKIP LOCKED`, so the jobs of several
-//! nodes share the work instead of waiting on each other.
+//! `store::columns::phi`. On PostgreSQL the retention pass takes its rows
+//! `FOR UPDATE SKIP LOCKED`, so the jobs of several nodes share the work instead of
+//! waiting on each other (SQLite's single writer runs one pass at a time anyway).
+//! Written once for both backends (see `store/sql/mod.rs`).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 
+use super::json::{strip_event_texts, EMPTY_OBJECT};
 use super::messages::insert_events;
-use super::{audit, map_err, millis, PostgresStore};
+use super::{audit, map_err, millis, Backend, Conn, Db, SKIP_LOCKED};
 use crate::domain::ids::{PatientId, TenantId};
 use crate::domain::message::MessageId;
 use crate::store::columns::outbound::NewEvent;
-use crate::store::columns::phi::{
-    push_phi_scope, redact_message_set, PHI_EVENT_KEYS, REDACTED_PAYLOAD,
-};
+use crate::store::columns::phi::{push_phi_scope, redact_message_set, REDACTED_PAYLOAD};
+use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::outbound::{ErasureAudit, ErasureCounts, PhiScope, RedactionCounts};
 use crate::store::StoreError;
 
 fn message_set() -> String {
-    redact_message_set("'{}'::jsonb")
-}
-
-/// Removes the provider and free texts from the event trails of `ids` (one tenant's).
-/// `detail` is JSON (kept byte for byte elsewhere); the keys are removed through JSONB.
-async fn strip_event_texts(
-    conn: &mut PgConnection,
-    tenant: &str,
-    ids: &[String],
-) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE message_events SET detail = (detail::jsonb - $3::text[])::json
-         WHERE tenant_id = $1 AND message_id = ANY($2)",
-    )
-    .bind(tenant)
-    .bind(ids)
-    .bind(&PHI_EVENT_KEYS[..])
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+    redact_message_set(EMPTY_OBJECT)
 }
 
 /// For a message redacted while a send or a callback about it was in flight: removes
 /// the texts that attempt just wrote (its error, the provider's answer), in the same
 /// transaction, so an erasure stays complete whatever was running.
-pub(super) async fn scrub_late_texts(
-    conn: &mut PgConnection,
+pub(in crate::store) async fn scrub_late_texts(
+    conn: &mut Conn,
     tenant: &TenantId,
     id: MessageId,
 ) -> Result<(), StoreError> {
@@ -63,14 +41,14 @@ pub(super) async fn scrub_late_texts(
 }
 
 pub(super) async fn redact_phi(
-    store: &PostgresStore,
+    store: &Backend,
     scope: &PhiScope,
     cutoff: DateTime<Utc>,
     limit: u32,
     now: DateTime<Utc>,
 ) -> Result<RedactionCounts, StoreError> {
     let mut tx = store.begin_write().await?;
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
         "UPDATE messages SET {}, redacted_at = ",
         message_set()
     ));
@@ -81,7 +59,8 @@ pub(super) async fn redact_phi(
     push_phi_scope(&mut qb, scope);
     qb.push(" ORDER BY created_at LIMIT ")
         .push_bind(i64::from(limit))
-        .push(" FOR UPDATE SKIP LOCKED) RETURNING tenant_id, id");
+        .push(SKIP_LOCKED)
+        .push(") RETURNING tenant_id, id");
     let mut rows: Vec<(String, String)> = qb
         .build()
         .fetch_all(&mut *tx)
@@ -95,7 +74,7 @@ pub(super) async fn redact_phi(
         let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
         strip_event_texts(&mut tx, &group[0].0, &ids).await?;
     }
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE clinic_events SET payload = ");
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE clinic_events SET payload = ");
     qb.push_bind(REDACTED_PAYLOAD)
         .push(", redacted_at = ")
         .push_bind(millis(now))
@@ -105,7 +84,8 @@ pub(super) async fn redact_phi(
     push_phi_scope(&mut qb, scope);
     qb.push(" ORDER BY received_at LIMIT ")
         .push_bind(i64::from(limit))
-        .push(" FOR UPDATE SKIP LOCKED)");
+        .push(SKIP_LOCKED)
+        .push(")");
     let events = qb
         .build()
         .execute(&mut *tx)
@@ -122,29 +102,27 @@ pub(super) async fn redact_phi(
 /// Marks a clinic event's messages as being about its patient (the staff notices are
 /// not addressed to them but name them), so an erasure finds them.
 pub(super) async fn mark_about_patient(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     tenant: &TenantId,
     patient: &PatientId,
     ids: &[MessageId],
 ) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE messages SET about_patient_id = ");
+        qb.push_bind(patient.as_str())
+            .push(" WHERE tenant_id = ")
+            .push_bind(tenant.as_str())
+            .push(" AND id");
+        push_in_list(&mut qb, chunk.iter().map(MessageId::to_string));
+        qb.build().execute(&mut *conn).await.map_err(map_err)?;
     }
-    let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    sqlx::query("UPDATE messages SET about_patient_id = $1 WHERE tenant_id = $2 AND id = ANY($3)")
-        .bind(patient.as_str())
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
     Ok(())
 }
 
 /// Cancels the patient's queued messages (before their patient id goes) with a
 /// `cancelled` event each; returns how many.
 async fn cancel_queued(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     tenant: &TenantId,
     patient: &PatientId,
     now: DateTime<Utc>,
@@ -177,7 +155,7 @@ async fn cancel_queued(
 }
 
 pub(super) async fn erase_patient(
-    store: &PostgresStore,
+    store: &Backend,
     tenant: &TenantId,
     patient: &PatientId,
     audit: ErasureAudit<'_>,

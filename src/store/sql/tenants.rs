@@ -1,25 +1,25 @@
+//! Tenants, their API keys and JWT signing secrets, and per-user token revocations.
+//! Written once for both backends (see `store/sql/mod.rs`).
+
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{map_err, millis, PostgresStore};
+use super::{map_err, millis, Backend};
 use crate::domain::ids::{TenantId, UserId};
 use crate::store::{
     ApiKeyRecord, SecretColumns, SigningSecret, StoreError, TenantSecrets, TenantStore,
     TokenRevocation, SECRET_COLUMNS,
 };
 
-fn now_millis() -> i64 {
-    millis(Utc::now())
-}
-
 #[async_trait]
-impl TenantStore for PostgresStore {
+impl TenantStore for Backend {
     async fn create_tenant(
         &self,
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)",
@@ -27,8 +27,8 @@ impl TenantStore for PostgresStore {
         .bind(tenant.as_str())
         .bind(name)
         .bind(jwt_secret)
-        .bind(now_millis())
-        .execute(&self.pool)
+        .bind(millis(now))
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -39,6 +39,7 @@ impl TenantStore for PostgresStore {
         tenant: &TenantId,
         name: &str,
         jwt_secret: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)
@@ -47,8 +48,8 @@ impl TenantStore for PostgresStore {
         .bind(tenant.as_str())
         .bind(name)
         .bind(jwt_secret)
-        .bind(now_millis())
-        .execute(&self.pool)
+        .bind(millis(now))
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -57,7 +58,7 @@ impl TenantStore for PostgresStore {
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
             .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(map_err)?;
         Ok(row.is_some())
@@ -66,7 +67,7 @@ impl TenantStore for PostgresStore {
     async fn jwt_secret(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT jwt_secret FROM tenants WHERE id = $1")
             .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(map_err)
     }
@@ -76,6 +77,7 @@ impl TenantStore for PostgresStore {
         tenant: &TenantId,
         prefix: &str,
         key_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (prefix, tenant_id, key_hash, created_at) VALUES ($1, $2, $3, $4)
@@ -84,8 +86,8 @@ impl TenantStore for PostgresStore {
         .bind(prefix)
         .bind(tenant.as_str())
         .bind(key_hash)
-        .bind(now_millis())
-        .execute(&self.pool)
+        .bind(millis(now))
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -95,7 +97,7 @@ impl TenantStore for PostgresStore {
         let row =
             sqlx::query("SELECT tenant_id, prefix, revoked_at FROM api_keys WHERE key_hash = $1")
                 .bind(key_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await
                 .map_err(map_err)?;
         row.map(|r| {
@@ -110,15 +112,20 @@ impl TenantStore for PostgresStore {
         .transpose()
     }
 
-    async fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<bool, StoreError> {
+    async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1
              WHERE tenant_id = $2 AND prefix = $3 AND revoked_at IS NULL",
         )
-        .bind(now_millis())
+        .bind(millis(now))
         .bind(tenant.as_str())
         .bind(prefix)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -129,7 +136,7 @@ impl TenantStore for PostgresStore {
             "SELECT {SECRET_COLUMNS} FROM tenants WHERE id = $1"
         ))
         .bind(tenant.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(map_err)?;
         Ok(row.map(TenantSecrets::from_columns))
@@ -150,7 +157,7 @@ impl TenantStore for PostgresStore {
         .bind(&next.kid)
         .bind(&next.secret)
         .bind(tenant.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -178,7 +185,7 @@ impl TenantStore for PostgresStore {
         .bind(user.as_str())
         .bind(not_before)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -195,7 +202,7 @@ impl TenantStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
         rows.into_iter()
@@ -211,7 +218,7 @@ impl TenantStore for PostgresStore {
             "SELECT tenant_id, user_id, not_before FROM token_revocations WHERE revoked_at > $1",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(map_err)?;
         rows.into_iter()
