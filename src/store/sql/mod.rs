@@ -5,21 +5,23 @@
 //! `FOR_UPDATE`, `SKIP_LOCKED`) name its own. `$n` placeholders, `bool` and
 //! `CAST(… AS TEXT)` mean the same on both. What really differs stays per backend, each
 //! file saying why at its top: `notifications.rs` (group commit, id order), `queue.rs`
-//! (the claim, bulk inserts), `json.rs` (JSON column edits).
+//! (the claim statement, bulk inserts; the rest of the queue is `sql/queue.rs`),
+//! `json.rs` (JSON column edits).
 //!
 //! This is a `mod.rs` because it is loaded by `#[path]`: its children then resolve
 //! inside `sql/` whichever backend loads it.
 
 use super::*;
 
-pub(super) mod audit;
+mod audit;
 mod callbacks;
 mod directory;
 mod events;
 mod health;
 mod messages;
 mod patients;
-pub(super) mod phi;
+mod phi;
 pub(super) mod preferences;
+mod queue;
 mod templates;
 mod tenants;
