@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Transaction};
 
-use super::messages::insert_events;
 use super::notifications::insert_batch_in;
 use super::phi::mark_about_patient;
 use super::queue::insert_messages;
@@ -23,7 +22,6 @@ use crate::domain::clinic_event::AppointmentState;
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageId;
 use crate::store::columns::events::{counts_from_row, record_from_row, state_from_row};
-use crate::store::columns::outbound::NewEvent;
 use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
@@ -40,31 +38,8 @@ async fn cancel_group(
     group: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
-         WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id",
-    )
-    .bind(millis(now))
-    .bind(tenant.as_str())
-    .bind(group)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
     let detail = serde_json::json!({ "group_key": group, "by": "clinic_event" }).to_string();
-    let events = ids
-        .iter()
-        .map(|id| {
-            Ok(NewEvent {
-                id: MessageId::parse(id)
-                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
-                event: "cancelled".to_owned(),
-                at: now,
-                detail: detail.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    insert_events(tx, tenant, &events).await?;
-    Ok(ids.len() as u64)
+    super::messages::cancel_group(tx, tenant, group, &detail, now).await
 }
 
 async fn write_state(

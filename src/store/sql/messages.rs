@@ -26,6 +26,53 @@ fn columns() -> String {
     message_columns("CAST(variables AS TEXT) AS variables")
 }
 
+/// Cancels the tenant's queued messages of `group`, each with a `cancelled` event of
+/// `detail`; returns how many.
+pub(super) async fn cancel_group(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    group: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
+         WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id",
+    )
+    .bind(millis(now))
+    .bind(tenant.as_str())
+    .bind(group)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    record_cancelled(conn, tenant, &ids, detail, now).await
+}
+
+/// Writes a `cancelled` event of `detail` for each of the messages a guarded UPDATE
+/// just cancelled (`ids`); returns how many.
+pub(super) async fn record_cancelled(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    ids: &[String],
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let events = ids
+        .iter()
+        .map(|id| {
+            Ok(NewEvent {
+                id: MessageId::parse(id)
+                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
+                event: "cancelled".to_owned(),
+                at: now,
+                detail: detail.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_events(conn, tenant, &events).await?;
+    Ok(ids.len() as u64)
+}
+
 /// The message's status, to tell `NotFound` from `Conflict` after a guarded UPDATE missed.
 async fn status_of(
     conn: &mut Conn,
@@ -160,39 +207,17 @@ impl MessageStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE messages SET status = 'cancelled', due_at = NULL, updated_at = $1
-         WHERE tenant_id = $2 AND group_key = $3 AND status = 'queued' RETURNING id",
-        )
-        .bind(millis(now))
-        .bind(tenant.as_str())
-        .bind(group_key)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
         let detail = serde_json::json!({
             "group_key": group_key,
             "by": audit.map(|a| a.actor.as_str()),
         })
         .to_string();
-        let events = ids
-            .iter()
-            .map(|id| {
-                Ok(NewEvent {
-                    id: MessageId::parse(id)
-                        .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
-                    event: "cancelled".to_owned(),
-                    at: now,
-                    detail: detail.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        insert_events(&mut tx, tenant, &events).await?;
+        let cancelled = cancel_group(&mut tx, tenant, group_key, &detail, now).await?;
         if let Some(entry) = audit {
             audit::insert(&mut tx, tenant, entry).await?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(ids.len() as u64)
+        Ok(cancelled)
     }
 
     async fn retry_message(

@@ -25,3 +25,11 @@ pub(super) mod preferences;
 mod queue;
 mod templates;
 mod tenants;
+
+/// `NotFound` when a write by id touched no row (`rows_affected`).
+fn found(rows_affected: u64) -> Result<(), crate::store::StoreError> {
+    if rows_affected == 0 {
+        return Err(crate::store::StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::json::{strip_event_texts, EMPTY_OBJECT};
-use super::messages::insert_events;
+use super::messages::record_cancelled;
 use super::{audit, map_err, millis, Backend, Conn, Db, SKIP_LOCKED};
 use crate::domain::ids::{PatientId, TenantId};
 use crate::domain::message::MessageId;
-use crate::store::columns::outbound::NewEvent;
 use crate::store::columns::phi::{push_phi_scope, redact_message_set, REDACTED_PAYLOAD};
 use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::outbound::{ErasureAudit, ErasureCounts, PhiScope, RedactionCounts};
@@ -138,20 +137,7 @@ async fn cancel_queued(
     .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?;
-    let events = ids
-        .iter()
-        .map(|id| {
-            Ok(NewEvent {
-                id: MessageId::parse(id)
-                    .map_err(|e| StoreError::Internal(format!("bad message id: {e}")))?,
-                event: "cancelled".to_owned(),
-                at: now,
-                detail: r#"{"reason":"patient_erased"}"#.to_owned(),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    insert_events(conn, tenant, &events).await?;
-    Ok(ids.len() as u64)
+    record_cancelled(conn, tenant, &ids, r#"{"reason":"patient_erased"}"#, now).await
 }
 
 pub(super) async fn erase_patient(

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
-use super::{audit, map_err, millis, Backend, Conn, Db, DbRow, JSONB};
+use super::{audit, found, map_err, millis, Backend, Conn, Db, DbRow, JSONB};
 use crate::domain::ids::{TemplateId, TenantId};
 use crate::domain::template::Template;
 use crate::store::columns::outbound::{
@@ -79,6 +79,21 @@ async fn current(
 }
 
 /// Whether a live template has this id (to tell `NotFound` from `Conflict`).
+/// Ends a template write: records `audit` and commits, returning the template as stored.
+async fn audited_current(
+    mut tx: sqlx::Transaction<'_, Db>,
+    tenant: &TenantId,
+    id: TemplateId,
+    audit: &AuditEntry,
+) -> Result<StoredTemplate, StoreError> {
+    audit::insert(&mut tx, tenant, audit).await?;
+    let stored = current(&mut tx, tenant, id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(stored)
+}
+
 async fn live_version(
     conn: &mut Conn,
     tenant: &TenantId,
@@ -129,12 +144,7 @@ impl TemplateStore for Backend {
     .map_err(map_err)
     .map_err(name_taken(template))?;
         insert_version(&mut tx, tenant, id, template, audit).await?;
-        audit::insert(&mut tx, tenant, audit).await?;
-        let stored = current(&mut tx, tenant, id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        audited_current(tx, tenant, id, audit).await
     }
 
     async fn get_template(
@@ -247,12 +257,7 @@ impl TemplateStore for Backend {
             });
         }
         insert_version(&mut tx, tenant, id, template, audit).await?;
-        audit::insert(&mut tx, tenant, audit).await?;
-        let stored = current(&mut tx, tenant, id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        audited_current(tx, tenant, id, audit).await
     }
 
     async fn set_template_active(
@@ -274,15 +279,8 @@ impl TemplateStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        audit::insert(&mut tx, tenant, audit).await?;
-        let stored = current(&mut tx, tenant, id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        found(done.rows_affected())?;
+        audited_current(tx, tenant, id, audit).await
     }
 
     async fn delete_template(
@@ -303,9 +301,7 @@ impl TemplateStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        found(done.rows_affected())?;
         audit::insert(&mut tx, tenant, audit).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(())

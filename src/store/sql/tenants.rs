@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{map_err, millis, Backend};
+use super::{found, map_err, millis, Backend};
 use crate::domain::ids::{TenantId, UserId};
 use crate::store::{
     ApiKeyRecord, SecretColumns, SigningSecret, StoreError, TenantSecrets, TenantStore,
@@ -160,10 +160,7 @@ impl TenantStore for Backend {
         .execute(self.writer())
         .await
         .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(done.rows_affected())
     }
 
     async fn revoke_user_tokens(
