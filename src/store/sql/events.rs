@@ -39,7 +39,7 @@ async fn cancel_group(
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let detail = serde_json::json!({ "group_key": group, "by": "clinic_event" }).to_string();
-    super::messages::cancel_group(tx, tenant, group, &detail, now).await
+    super::messages::cancel_queued_group(tx, tenant, group, &detail, now).await
 }
 
 async fn write_state(

@@ -28,7 +28,7 @@ fn columns() -> String {
 
 /// Cancels the tenant's queued messages of `group`, each with a `cancelled` event of
 /// `detail`; returns how many.
-pub(super) async fn cancel_group(
+pub(super) async fn cancel_queued_group(
     conn: &mut Conn,
     tenant: &TenantId,
     group: &str,
@@ -212,7 +212,7 @@ impl MessageStore for Backend {
             "by": audit.map(|a| a.actor.as_str()),
         })
         .to_string();
-        let cancelled = cancel_group(&mut tx, tenant, group_key, &detail, now).await?;
+        let cancelled = cancel_queued_group(&mut tx, tenant, group_key, &detail, now).await?;
         if let Some(entry) = audit {
             audit::insert(&mut tx, tenant, entry).await?;
         }
