@@ -49,7 +49,7 @@ pub struct OutboundSection {
     pub bulk_concurrency: usize,
     /// Bulk sends of one tenant writing at once; the tenant's others wait their turn.
     pub bulk_concurrency_per_tenant: usize,
-    /// Bulk sends of one tenant waiting for a turn (each holds its request body);
+    /// Bulk sends of one tenant waiting for a turn (taken before the body is read);
     /// more are refused with 429.
     pub bulk_waiting_per_tenant: usize,
     pub retry: RetrySection,

@@ -232,7 +232,8 @@ fn recipient(i: usize, raw: &serde_json::value::RawValue) -> Result<BulkRecipien
         (status = 202, body = BulkResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
     ),
     security(("api_key" = []), ("user_token" = []))
 )]
@@ -244,6 +245,8 @@ async fn send_bulk(
     admin.require_full()?;
     let headers = req.headers().clone();
     let key = idempotency_key(&headers)?;
+    // The turn before the body: a waiting bulk holds a connection, not its recipients.
+    let turn = state.outbound.bulk_turn(&admin.tenant).await?;
     let bytes = read_body(req, &state).await?;
     let body: BulkBody<'_> = parse_json(&headers, &bytes)?;
     if body.recipients.is_empty() || body.recipients.len() > MAX_BULK_RECIPIENTS {
@@ -274,7 +277,7 @@ async fn send_bulk(
     let outcome = state
         .outbound
         .send_bulk(
-            &admin.tenant,
+            turn,
             &request,
             recipients.len(),
             |i| recipient(i, recipients[i]),

@@ -20,9 +20,10 @@
 //! Fairness between bulks: at most `[outbound] bulk_concurrency` run at once on a
 //! node, and at most `bulk_concurrency_per_tenant` of one tenant; the others wait
 //! their turn (FIFO). This also bounds the rendered messages held in memory. At most
-//! `bulk_waiting_per_tenant` of a tenant wait (each holds its request body, up to
-//! 10,000 recipients); beyond that a bulk is refused at once with 429 and `Retry-After`,
-//! so a tenant cannot pile up request bodies in the node's memory.
+//! `bulk_waiting_per_tenant` of a tenant wait; beyond that a bulk is refused at once
+//! with 429 and `Retry-After`. The HTTP edge takes the turn ([`Outbound::bulk_turn`])
+//! *before* it reads the body, so a waiting bulk holds a connection, not its up to
+//! 8 MiB of recipients, and a refused one is answered without parsing them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,7 +121,7 @@ impl BulkLimits {
     /// Waits for the tenant's turn, then the node's: the tenant's permit first, so
     /// a tenant's queued bulks never sit on node permits other tenants could use.
     /// Refused when the tenant already has `waiting_per_tenant` bulks waiting.
-    async fn enter(&self, tenant: &TenantId) -> Result<[OwnedSemaphorePermit; 2], ServiceError> {
+    async fn enter(&self, tenant: &TenantId) -> Result<BulkTurn, ServiceError> {
         let queue = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             tenants
@@ -159,8 +160,18 @@ impl BulkLimits {
             .acquire_owned()
             .await
             .expect("bulk semaphore open");
-        Ok([own, node])
+        Ok(BulkTurn {
+            tenant: tenant.clone(),
+            _places: [own, node],
+        })
     }
+}
+
+/// A tenant's turn to send a bulk: its place and the node's, held (dropped) when the
+/// bulk is written.
+pub struct BulkTurn {
+    tenant: TenantId,
+    _places: [OwnedSemaphorePermit; 2],
 }
 
 impl Default for BulkLimits {
@@ -178,11 +189,18 @@ struct Prepared {
 }
 
 impl Outbound {
-    /// Sends `template` to `count` recipients; `recipient(i)` parses the i-th
-    /// (its errors already name `recipients[i].…`). All or nothing.
+    /// Waits for `tenant`'s turn to send a bulk (429 `Busy` when too many wait).
+    /// Taken before the request body is read; [`Outbound::send_bulk`] consumes it.
+    pub async fn bulk_turn(&self, tenant: &TenantId) -> Result<BulkTurn, ServiceError> {
+        self.bulk.enter(tenant).await
+    }
+
+    /// Sends `template` to `count` recipients of the turn's tenant; `recipient(i)`
+    /// parses the i-th (its errors already name `recipients[i].…`). Validated all or
+    /// nothing before anything is written (see the module doc for a failure mid-write).
     pub async fn send_bulk<F>(
         &self,
-        tenant: &TenantId,
+        turn: BulkTurn,
         req: &BulkRequest,
         count: usize,
         recipient: F,
@@ -204,7 +222,7 @@ impl Outbound {
         }
         // Held until the write is done: bounds both the rendered messages in memory
         // and the transactions queued on the shared write side.
-        let _turn = self.bulk.enter(tenant).await?;
+        let tenant = &turn.tenant;
         let template = self
             .sendable_template(tenant, &req.template, req.channel)
             .await?;
