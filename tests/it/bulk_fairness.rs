@@ -52,14 +52,7 @@ async fn eight_bulks_of_one_tenant_do_not_hold_up_another_tenants_publishes() {
     let (s, b) = app.post_key("/v1/templates", template()).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let tenant_b = TenantId::parse("clinic-b").unwrap();
-    let (key_b, _) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &tenant_b,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key_b, _) = app.create_tenant(&tenant_b, "B").await;
     let body = bulk_body();
 
     let started = Instant::now();

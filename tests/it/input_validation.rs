@@ -538,14 +538,7 @@ async fn a_publish_the_database_refuses_fails_alone_in_its_batch() {
     // timeout far above SETTLE.
     let app = spawn_app_with(|c| c.database.statement_timeout_ms = 30_000).await;
     let other = tidings::domain::ids::TenantId::parse("clinic-b").unwrap();
-    let (key_b, _) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &other,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key_b, _) = app.create_tenant(&other, "B").await;
     let mut db = Db::open(&app).await;
     db.poison("notifications").await;
     db.lock("notifications").await;

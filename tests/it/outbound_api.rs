@@ -102,14 +102,7 @@ async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
 
 async fn other_tenant(app: &TestApp) -> String {
     let other = TenantId::parse("clinic-b").unwrap();
-    let (key, _) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &other,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key, _) = app.create_tenant(&other, "B").await;
     key.key
 }
 

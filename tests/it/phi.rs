@@ -234,14 +234,7 @@ async fn a_tenant_override_redacts_sooner_and_zero_keeps() {
     let mut keys = Vec::new();
     for name in ["clinic-b", "clinic-keep"] {
         let tenant = TenantId::parse(name).unwrap();
-        let (key, _) = tidings::service::auth::create_tenant(
-            app.app_store.as_ref(),
-            &tenant,
-            name,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+        let (key, _) = app.create_tenant(&tenant, name).await;
         keys.push(key.key);
     }
     let a = send(&app, &app.api_key, text_to(PHONE, None)).await;
@@ -294,14 +287,7 @@ async fn a_tenant_override_alone_applies_before_the_default() {
     })
     .await;
     let other = TenantId::parse("clinic-b").unwrap();
-    let (key_b, _) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &other,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key_b, _) = app.create_tenant(&other, "B").await;
     let a = send(&app, &app.api_key, text_to(PHONE, None)).await;
     let b = send(&app, &key_b.key, text_to(PHONE, None)).await;
     wait_message(&app, &a, |m| m["status"] == "sent").await;
@@ -388,14 +374,7 @@ async fn erasing_a_patient_leaves_no_trace_keeps_counts_and_is_audited() {
     let (s, b) = call(&app, &desk, Method::DELETE, "/v1/patients/p-erase/data").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     let other_tenant = TenantId::parse("clinic-b").unwrap();
-    let (key_b, _) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &other_tenant,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key_b, _) = app.create_tenant(&other_tenant, "B").await;
     let (s, b) = call(
         &app,
         &key_b.key,

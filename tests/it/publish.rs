@@ -217,14 +217,7 @@ async fn idempotency_key_replays_the_first_response_and_conflicts_on_another_bod
 async fn ids_count_per_tenant_and_resume_stays_in_the_tenant() {
     let app = spawn_app().await;
     let other = tidings::domain::ids::TenantId::parse("clinic-b").unwrap();
-    let (key, secret) = tidings::service::auth::create_tenant(
-        app.app_store.as_ref(),
-        &other,
-        "B",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (key, secret) = app.create_tenant(&other, "B").await;
     let publish_b = |title: String| {
         let req = app
             .http

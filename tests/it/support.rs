@@ -113,6 +113,22 @@ pub async fn spawn_app_with_clock(
 }
 
 impl TestApp {
+    /// Another tenant in this app's store, named `name`: its API key and JWT secret.
+    pub async fn create_tenant(
+        &self,
+        tenant: &tidings::domain::ids::TenantId,
+        name: &str,
+    ) -> (tidings::service::auth::NewApiKey, String) {
+        tidings::service::auth::create_tenant(
+            self.app_store.as_ref(),
+            tenant,
+            name,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("create a tenant")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
