@@ -12,6 +12,30 @@ use crate::store::{
     TokenRevocation, SECRET_COLUMNS,
 };
 
+/// One tenant row; `on_conflict` is empty (a second create is a conflict) or the
+/// upsert's clause.
+async fn insert_tenant(
+    store: &Backend,
+    on_conflict: &str,
+    tenant: &TenantId,
+    name: &str,
+    jwt_secret: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4) {on_conflict}"
+    );
+    sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(jwt_secret)
+        .bind(millis(now))
+        .execute(store.writer())
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl TenantStore for Backend {
     async fn create_tenant(
@@ -21,17 +45,7 @@ impl TenantStore for Backend {
         jwt_secret: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(jwt_secret)
-        .bind(millis(now))
-        .execute(self.writer())
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        insert_tenant(self, "", tenant, name, jwt_secret, now).await
     }
 
     async fn upsert_tenant(
@@ -41,18 +55,9 @@ impl TenantStore for Backend {
         jwt_secret: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, jwt_secret = excluded.jwt_secret",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(jwt_secret)
-        .bind(millis(now))
-        .execute(self.writer())
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        let replace = "ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+                       jwt_secret = excluded.jwt_secret";
+        insert_tenant(self, replace, tenant, name, jwt_secret, now).await
     }
 
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
