@@ -70,12 +70,15 @@ impl PostgresStore {
         &self.pool
     }
 
-    fn writer(&self) -> &PgPool {
-        &self.pool
+    /// A connection for a statement that commits on its own.
+    async fn write_conn(&self) -> Result<WriteConn, StoreError> {
+        self.pool.acquire().await.map_err(map_err)
     }
 }
 
 // What the shared modules (`store/sql/`) see as this backend's types.
+pub(crate) type WriteTx<'a> = Transaction<'a, Postgres>;
+pub(crate) type WriteConn = sqlx::pool::PoolConnection<Postgres>;
 type Backend = PostgresStore;
 type Db = Postgres;
 type Conn = sqlx::PgConnection;

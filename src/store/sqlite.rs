@@ -1,10 +1,11 @@
 //! The embedded backend: SQLite in WAL mode.
 //!
-//! Writes go through a pool of exactly one connection, so our own writers never
-//! contend for SQLite's single write lock; reads use a separate pool and see WAL
-//! snapshots. Write transactions start with `BEGIN IMMEDIATE`: they take the write
-//! lock up front, so another process on the same file (the CLI, or a second node in
-//! a test) makes them wait for the busy timeout instead of failing on a lock upgrade.
+//! Writes go through [`Writer`]: publish batches whole on a thread of its own, every
+//! other write on one sqlx connection, one at a time (the writer's turn), so our own
+//! writers never contend for SQLite's single write lock; reads use a separate pool and
+//! see WAL snapshots. Write transactions start with `BEGIN IMMEDIATE`: they take the
+//! write lock up front, so another process on the same file (the CLI, or a second node
+//! in a test) makes them wait for the busy timeout instead of failing on a lock upgrade.
 //!
 //! Checkpoints (copying the WAL back into the database file, with an fsync) run on
 //! a connection of their own, every [`CHECKPOINT_EVERY`], never in a commit: with
@@ -17,6 +18,7 @@
 mod json;
 mod notifications;
 mod queue;
+mod writer;
 
 // The SQL both backends share (see `sql/mod.rs`), compiled here as this backend's.
 #[path = "sql/mod.rs"]
@@ -28,8 +30,11 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::Sqlite;
 use tokio_util::task::AbortOnDropHandle;
+
+use writer::Writer;
+pub(crate) use writer::{WriteConn, WriteTx};
 
 use super::{StoreError, StoreOptions};
 
@@ -39,7 +44,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 const WAL_SIZE_LIMIT: &str = "67108864";
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
     /// Stops the checkpoint task when the store is dropped.
     _checkpointer: AbortOnDropHandle<()>,
@@ -87,6 +92,12 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Internal(format!("migrations failed: {e}")))?;
+        let file = sqlite_file(&options.url).ok_or_else(|| {
+            StoreError::Internal(
+                "SQLite needs a database file (an in-memory database is one per connection)".into(),
+            )
+        })?;
+        let writer = Writer::start(thread_connection(&file, options)?, writer)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -107,13 +118,33 @@ impl SqliteStore {
     }
 }
 
+/// The writer thread's connection, with the pragmas the sqlx connections get.
+fn thread_connection(
+    file: &std::path::Path,
+    options: &StoreOptions,
+) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(file).map_err(rusqlite_err)?;
+    conn.busy_timeout(options.statement_timeout)
+        .map_err(rusqlite_err)?;
+    for (pragma, value) in [
+        ("journal_mode", "wal"),
+        ("synchronous", "normal"),
+        ("foreign_keys", "on"),
+        ("temp_store", "memory"),
+        ("journal_size_limit", WAL_SIZE_LIMIT),
+        // The checkpointer task checkpoints; commits never do (see the top of this file).
+        ("wal_autocheckpoint", "0"),
+    ] {
+        conn.pragma_update(None, pragma, value)
+            .map_err(rusqlite_err)?;
+    }
+    Ok(conn)
+}
+
 impl SqliteStore {
-    /// A write transaction on the single writer connection (`BEGIN IMMEDIATE`).
-    pub(super) async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
+    /// A write transaction on the sqlx writer connection, in the writer's turn.
+    pub(super) async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        self.writer.begin().await
     }
 
     /// The pool reads use: WAL snapshots, never waiting for the writer.
@@ -121,9 +152,9 @@ impl SqliteStore {
         &self.reader
     }
 
-    /// The one connection every write goes through.
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// The sqlx writer connection for a statement that commits on its own.
+    async fn write_conn(&self) -> Result<WriteConn, StoreError> {
+        self.writer.conn().await
     }
 }
 
@@ -192,6 +223,25 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => {
             StoreError::Unavailable(e.to_string())
         }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// [`map_err`] for the writer thread's rusqlite errors.
+pub(super) fn rusqlite_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation)
+            if matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ if matches!(e, rusqlite::Error::QueryReturnedNoRows) => StoreError::NotFound,
         _ => StoreError::Internal(e.to_string()),
     }
 }

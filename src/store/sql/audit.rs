@@ -39,7 +39,7 @@ pub(in crate::store) async fn insert(
 impl AuditStore for Backend {
     /// Appends one entry on its own: a read of patient data, which has nothing else to commit.
     async fn record_audit(&self, tenant: &TenantId, entry: &AuditEntry) -> Result<(), StoreError> {
-        let mut conn = self.writer().acquire().await.map_err(map_err)?;
+        let mut conn = self.write_conn().await?;
         insert(&mut conn, tenant, entry).await
     }
 

@@ -33,7 +33,7 @@ impl DirectoryStore for Backend {
         for chunk in users.chunks(UPSERT_CHUNK) {
             upsert_users::<Db>(chunk)
                 .build()
-                .execute(self.writer())
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(map_err)?;
         }

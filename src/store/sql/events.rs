@@ -12,12 +12,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Transaction};
+use sqlx::{QueryBuilder, Row};
 
 use super::notifications::insert_batch_in;
 use super::phi::mark_about_patient;
 use super::queue::insert_messages;
-use super::{map_err, millis, Backend, Db};
+use super::{map_err, millis, Backend, Db, WriteTx};
 use crate::domain::clinic_event::AppointmentState;
 use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
 use crate::domain::message::MessageId;
@@ -33,7 +33,7 @@ fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
 }
 
 async fn cancel_group(
-    tx: &mut Transaction<'_, Db>,
+    tx: &mut WriteTx<'_>,
     tenant: &TenantId,
     group: &str,
     now: DateTime<Utc>,
@@ -43,7 +43,7 @@ async fn cancel_group(
 }
 
 async fn write_state(
-    tx: &mut Transaction<'_, Db>,
+    tx: &mut WriteTx<'_>,
     app: &EventApplication,
     state: &AppointmentState,
 ) -> Result<bool, StoreError> {
@@ -238,7 +238,7 @@ impl EventStore for Backend {
         )
         .bind(tenant.as_str())
         .bind(millis(now))
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())

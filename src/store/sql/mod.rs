@@ -1,7 +1,7 @@
 //! The SQL both backends share, written once. `sqlite.rs` and `postgres.rs` each compile
 //! this module, and so every file below it, as a child of their own (`#[path]`), so
 //! `super::` here is that backend: `Backend`, `Db`, `Conn`, `DbRow`, `reader()` /
-//! `writer()`, `map_err`, `millis` and the dialect constants (`JSON`, `JSONB`,
+//! `write_conn()` / `begin_write()` (`WriteTx`), `map_err`, `millis` and the dialect constants (`JSON`, `JSONB`,
 //! `FOR_UPDATE`, `SKIP_LOCKED`) name its own. `$n` placeholders, `bool` and
 //! `CAST(… AS TEXT)` mean the same on both. What really differs stays per backend, each
 //! file saying why at its top: `notifications.rs` (group commit, id order), `queue.rs`

@@ -63,7 +63,7 @@ impl PreferenceStore for Backend {
         .bind(q.map(|q| q.end.format("%H:%M").to_string()))
         .bind(q.map(|q| q.tz.name().to_owned()))
         .bind(millis(now))
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
-use super::{audit, found, map_err, millis, Backend, Conn, Db, DbRow, JSONB};
+use super::{audit, found, map_err, millis, Backend, Conn, Db, DbRow, WriteTx, JSONB};
 use crate::domain::ids::{TemplateId, TenantId};
 use crate::domain::template::Template;
 use crate::store::columns::outbound::{
@@ -81,7 +81,7 @@ async fn current(
 /// Whether a live template has this id (to tell `NotFound` from `Conflict`).
 /// Ends a template write: records `audit` and commits, returning the template as stored.
 async fn audited_current(
-    mut tx: sqlx::Transaction<'_, Db>,
+    mut tx: WriteTx<'_>,
     tenant: &TenantId,
     id: TemplateId,
     audit: &AuditEntry,

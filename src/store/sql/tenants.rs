@@ -30,7 +30,7 @@ async fn insert_tenant(
         .bind(name)
         .bind(jwt_secret)
         .bind(millis(now))
-        .execute(store.writer())
+        .execute(&mut *store.write_conn().await?)
         .await
         .map_err(map_err)?;
     Ok(())
@@ -92,7 +92,7 @@ impl TenantStore for Backend {
         .bind(tenant.as_str())
         .bind(key_hash)
         .bind(millis(now))
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -130,7 +130,7 @@ impl TenantStore for Backend {
         .bind(millis(now))
         .bind(tenant.as_str())
         .bind(prefix)
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -162,7 +162,7 @@ impl TenantStore for Backend {
         .bind(&next.kid)
         .bind(&next.secret)
         .bind(tenant.as_str())
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         found(done.rows_affected())
@@ -187,7 +187,7 @@ impl TenantStore for Backend {
         .bind(user.as_str())
         .bind(not_before)
         .bind(now)
-        .execute(self.writer())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())

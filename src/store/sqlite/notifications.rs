@@ -1,19 +1,22 @@
 //! Notifications on SQLite: the group commit, the inbox reads and writes, retention.
 //!
 //! Why this file is SQLite's own (`postgres/notifications.rs` is the other): ids stay in
-//! commit order because the single writer connection assigns them inside its
-//! transaction (PostgreSQL needs a per-tenant lock for that), and bulk writes are
-//! chunked multi-row statements (SQLite has no arrays to UNNEST). Nothing in
-//! `store/sql/` depends on this file's internals, so this hot path may leave sqlx.
+//! commit order because there is one writer at a time (the writer's turn, `writer.rs`),
+//! which assigns them inside its transaction (PostgreSQL needs a per-tenant lock for
+//! that). A publish batch runs whole on the writer thread ([`publish_batch`]); a clinic
+//! event's notifications run the same steps inside the event's sqlx transaction
+//! ([`insert_batch_in`]). Both read what [`Reads`] lists, let [`plan`] decide every row,
+//! and write the [`Plan`], with the same statements.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 
-use super::{map_err, millis, placeholders, SqliteStore, IN_CHUNK};
+use super::{map_err, millis, placeholders, rusqlite_err, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
@@ -27,9 +30,35 @@ use crate::store::{
 const COLUMNS: &str =
     "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
                        link, data, silent, read_at, created_at, updated_at";
-/// Rows per multi-row INSERT: 15 parameters each, far below SQLite's parameter limit.
-const INSERT_CHUNK: usize = 200;
 const PUBLISH_SCOPE: &str = "publish";
+
+// The statements of a publish batch, one row each: on the writer thread a statement is a
+// function call, not a round trip, so prepared single-row statements beat building
+// multi-row ones.
+/// Reserves `?2` ids from the tenant's counter; returns the counter after it.
+const RESERVE_IDS: &str = "INSERT INTO notification_counters (tenant_id, last_seq) VALUES (?1, ?2)
+     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq
+     RETURNING last_seq";
+/// Returns ids reserved but not used (an idempotent replay's), so ids stay gapless.
+const GIVE_BACK_IDS: &str =
+    "UPDATE notification_counters SET last_seq = last_seq - ?2 WHERE tenant_id = ?1";
+const PREFERENCES: &str =
+    "SELECT muted_categories, quiet_start, quiet_end, quiet_tz FROM staff_preferences
+     WHERE tenant_id = ?1 AND user_id = ?2";
+const FIND_CLAIM: &str = "SELECT request_hash, result FROM idempotency_keys
+     WHERE tenant_id = ?1 AND scope = ?2 AND key = ?3";
+const INSERT_CLAIM: &str = "INSERT INTO idempotency_keys
+     (tenant_id, scope, key, request_hash, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_ROW: &str = "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type,
+     category, related_type, related_id, link, data, silent, read_at, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, ?13, ?13)";
+/// Adds `?3` unread to the user's counter, bumps its version; returns the counter.
+const BUMP_COUNTER: &str =
+    "INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) VALUES (?1, ?2, ?3, 1, ?4)
+     ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+       unread = MAX(0, unread + excluded.unread), version = version + 1,
+       head = MAX(head, excluded.head)
+     RETURNING unread, version, head";
 
 type UserKey = (TenantId, UserId);
 
@@ -41,169 +70,370 @@ fn notification_from_row(row: &SqliteRow) -> Result<Notification, StoreError> {
     crate::store::columns::notification_from_row(row, row.get::<i64, _>("silent") != 0)
 }
 
-/// Loads the preferences of the given users; users without a row have none.
-async fn load_preferences(
-    tx: &mut Transaction<'_, Sqlite>,
-    tenant: &TenantId,
-    users: &[UserId],
-) -> Result<HashMap<UserId, StaffPreferences>, StoreError> {
-    let mut out = HashMap::new();
-    for chunk in users.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT user_id, muted_categories, quiet_start, quiet_end, quiet_tz FROM staff_preferences
-             WHERE tenant_id = ? AND user_id IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(tenant.as_str());
-        for u in chunk {
-            q = q.bind(u.as_str());
-        }
-        for row in q.fetch_all(&mut **tx).await.map_err(map_err)? {
-            let user = UserId::parse(row.get(0)).map_err(corrupt("preferences"))?;
-            out.insert(
-                user,
-                prefs_from_columns(row.get(1), row.get(2), row.get(3), row.get(4))?,
-            );
-        }
-    }
-    Ok(out)
+/// What a batch reads before it decides anything.
+#[derive(Default)]
+struct Reads {
+    ids: IdBlocks,
+    prefs: HashMap<UserKey, StaffPreferences>,
+    /// Per request, the stored claim of its idempotency key: (request hash, result).
+    claims: Vec<Option<(String, String)>>,
 }
 
-async fn insert_rows(
-    tx: &mut Transaction<'_, Sqlite>,
-    rows: &[Notification],
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type, category, related_type, \
-             related_id, link, data, silent, read_at, created_at, updated_at) ",
-        );
-        qb.push_values(chunk, |mut b, n| {
-            let c = &n.content;
-            b.push_bind(n.id.seq())
-                .push_bind(n.tenant.as_str())
-                .push_bind(n.user.as_str())
-                .push_bind(c.title.as_str())
-                .push_bind(c.message.as_str())
-                .push_bind(c.kind.as_str())
-                .push_bind(c.category.as_deref())
-                .push_bind(c.related.as_ref().map(|r| r.kind.as_str()))
-                .push_bind(c.related.as_ref().map(|r| r.id.as_str()))
-                .push_bind(c.link.as_deref())
-                .push_bind(c.data.as_str())
-                .push_bind(i64::from(n.silent))
-                .push_bind(None::<i64>)
-                .push_bind(millis(n.created_at))
-                .push_bind(millis(n.updated_at));
-        });
-        qb.build().execute(&mut **tx).await.map_err(map_err)?;
-    }
-    Ok(())
-}
-
-/// Reserves the batch's ids from each tenant's counter, in one statement (it replaces
-/// reading `sqlite_sequence`, so per-tenant ids cost no extra round trip). Each tenant
-/// gets as many ids as its requests name recipients: idempotent replays are only known
-/// later, and [`give_back_unused`] returns what they did not use.
-async fn reserve_ids(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &[PublishRequest],
-) -> Result<IdBlocks, StoreError> {
+/// Per tenant, the ids the batch may use: one per recipient (replays are only known
+/// later; [`Plan::unused`] gives their share back).
+fn wanted_ids(batch: &[PublishRequest]) -> HashMap<&TenantId, i64> {
     let mut wanted: HashMap<&TenantId, i64> = HashMap::new();
     for req in batch.iter().filter(|r| !r.recipients.is_empty()) {
         *wanted.entry(&req.tenant).or_default() += req.recipients.len() as i64;
     }
-    let wanted: Vec<(&TenantId, i64)> = wanted.into_iter().collect();
-    let mut blocks = IdBlocks::default();
-    for chunk in wanted.chunks(IN_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO notification_counters (tenant_id, last_seq) ");
-        qb.push_values(chunk, |mut b, (tenant, n)| {
-            b.push_bind(tenant.as_str()).push_bind(*n);
-        });
-        qb.push(
-            " ON CONFLICT (tenant_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq
-             RETURNING tenant_id, last_seq",
-        );
-        let reserved: HashMap<String, i64> = qb
-            .build()
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-        for (tenant, n) in chunk {
-            let last = reserved.get(tenant.as_str()).ok_or_else(|| {
-                StoreError::Internal(format!("no id counter returned for {tenant}"))
-            })?;
-            blocks.add((*tenant).clone(), *last, *n);
-        }
-    }
-    Ok(blocks)
+    wanted
 }
 
-/// Returns the ids a batch reserved but did not use (its replays' share), so a tenant's
-/// ids stay gapless. Rare: only batches with an idempotent replay or a reused key.
-async fn give_back_unused(
-    tx: &mut Transaction<'_, Sqlite>,
-    ids: &IdBlocks,
-) -> Result<(), StoreError> {
-    for (tenant, n) in ids.unused() {
-        sqlx::query("UPDATE notification_counters SET last_seq = last_seq - ? WHERE tenant_id = ?")
-            .bind(n)
+/// Every (tenant, user) the batch names once: their preferences decide `silent`.
+fn recipients(batch: &[PublishRequest]) -> HashSet<(&TenantId, &UserId)> {
+    batch
+        .iter()
+        .flat_map(|r| r.recipients.iter().map(move |u| (&r.tenant, u)))
+        .collect()
+}
+
+/// An idempotency key to record with the ids it created.
+struct Claim<'a> {
+    req: &'a PublishRequest,
+    key: &'a str,
+    hash: &'a str,
+    result: String,
+}
+
+/// What a batch writes, decided from its [`Reads`].
+struct Plan<'a> {
+    rows: Vec<Notification>,
+    claims: Vec<Claim<'a>>,
+    /// Per user: (new unread, newest seq) over the whole batch.
+    deltas: Vec<(UserKey, (i64, i64))>,
+    /// In request order; `Created` ones get their rows and counts in [`Plan::finish`].
+    outcomes: Vec<PublishOutcome>,
+    unused: Vec<(TenantId, i64)>,
+}
+
+/// Decides every row of a batch: ids in request order, `silent` from preferences, and
+/// each idempotency key's outcome, including a key claimed earlier in the same batch.
+fn plan<'a>(batch: &'a [PublishRequest], reads: Reads) -> Result<Plan<'a>, StoreError> {
+    let Reads {
+        mut ids,
+        prefs,
+        claims: stored,
+    } = reads;
+    let mut rows: Vec<Notification> = Vec::new();
+    let mut claims: Vec<Claim<'a>> = Vec::new();
+    let mut deltas: HashMap<UserKey, (i64, i64)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (req, stored) in batch.iter().zip(stored) {
+        if let Some(claim) = &req.idempotency {
+            let earlier = claims
+                .iter()
+                .find(|c| c.req.tenant == req.tenant && c.key == claim.key)
+                .map(|c| (c.hash.to_owned(), c.result.clone()));
+            if let Some((hash, result)) = stored.or(earlier) {
+                outcomes.push(if hash == claim.request_hash {
+                    PublishOutcome::Replayed {
+                        created: decode_created(result)?,
+                    }
+                } else {
+                    PublishOutcome::KeyReused
+                });
+                continue;
+            }
+        }
+        let first = rows.len();
+        for user in &req.recipients {
+            let seq = ids.next(&req.tenant)?;
+            let key = (req.tenant.clone(), user.clone());
+            let silent = prefs
+                .get(&key)
+                .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
+            let delta = deltas.entry(key).or_default();
+            delta.0 += 1;
+            delta.1 = seq;
+            rows.push(Notification {
+                id: NotificationId::from_seq(seq),
+                tenant: req.tenant.clone(),
+                user: user.clone(),
+                content: req.content.clone(),
+                read_at: None,
+                created_at: req.now,
+                updated_at: req.now,
+                silent,
+            });
+        }
+        if let Some(claim) = &req.idempotency {
+            let created: Vec<(i64, &str)> = rows[first..]
+                .iter()
+                .map(|n| (n.id.seq(), n.user.as_str()))
+                .collect();
+            claims.push(Claim {
+                req,
+                key: &claim.key,
+                hash: &claim.request_hash,
+                result: serde_json::to_string(&created)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            });
+        }
+        outcomes.push(PublishOutcome::Created {
+            notifications: Vec::new(),
+            counts: Vec::new(),
+        });
+    }
+    let unused = ids.unused().map(|(t, n)| (t.clone(), n)).collect();
+    Ok(Plan {
+        rows,
+        claims,
+        deltas: deltas.into_iter().collect(),
+        outcomes,
+        unused,
+    })
+}
+
+impl Plan<'_> {
+    /// Hands each created outcome its rows, in request order, and its users' counts.
+    fn finish(
+        self,
+        batch: &[PublishRequest],
+        counts: HashMap<UserKey, UnreadCount>,
+    ) -> Vec<PublishOutcome> {
+        let mut outcomes = self.outcomes;
+        let mut rows = self.rows.into_iter();
+        for (req, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+            if let PublishOutcome::Created {
+                notifications,
+                counts: per_user,
+            } = outcome
+            {
+                notifications.extend(rows.by_ref().take(req.recipients.len()));
+                per_user.extend(notifications.iter().filter_map(|n| {
+                    counts
+                        .get(&(n.tenant.clone(), n.user.clone()))
+                        .map(|c| (n.user.clone(), *c))
+                }));
+            }
+        }
+        outcomes
+    }
+}
+
+/// A publish batch in one transaction on the writer thread (the group commit).
+pub(super) fn publish_batch(
+    conn: &mut rusqlite::Connection,
+    batch: &[PublishRequest],
+) -> Result<Vec<PublishOutcome>, StoreError> {
+    use rusqlite::params;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(rusqlite_err)?;
+    let mut reads = Reads::default();
+    {
+        let mut reserve = tx.prepare_cached(RESERVE_IDS).map_err(rusqlite_err)?;
+        for (tenant, n) in wanted_ids(batch) {
+            let last: i64 = reserve
+                .query_row(params![tenant.as_str(), n], |r| r.get(0))
+                .map_err(rusqlite_err)?;
+            reads.ids.add(tenant.clone(), last, n);
+        }
+        let mut prefs = tx.prepare_cached(PREFERENCES).map_err(rusqlite_err)?;
+        for (tenant, user) in recipients(batch) {
+            let found = prefs
+                .query_row(params![tenant.as_str(), user.as_str()], |r| {
+                    let muted: String = r.get(0)?;
+                    Ok(prefs_from_columns(&muted, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+                .map_err(rusqlite_err)?
+                .transpose()?;
+            if let Some(p) = found {
+                reads.prefs.insert((tenant.clone(), user.clone()), p);
+            }
+        }
+        let mut find = tx.prepare_cached(FIND_CLAIM).map_err(rusqlite_err)?;
+        for req in batch {
+            let stored = match &req.idempotency {
+                Some(c) => find
+                    .query_row(params![req.tenant.as_str(), PUBLISH_SCOPE, c.key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                    .map_err(rusqlite_err)?,
+                None => None,
+            };
+            reads.claims.push(stored);
+        }
+    }
+    let plan = plan(batch, reads)?;
+    let mut counts = HashMap::with_capacity(plan.deltas.len());
+    {
+        let mut give_back = tx.prepare_cached(GIVE_BACK_IDS).map_err(rusqlite_err)?;
+        for (tenant, n) in &plan.unused {
+            give_back
+                .execute(params![tenant.as_str(), n])
+                .map_err(rusqlite_err)?;
+        }
+        let mut insert = tx.prepare_cached(INSERT_ROW).map_err(rusqlite_err)?;
+        for n in &plan.rows {
+            let c = &n.content;
+            insert
+                .execute(params![
+                    n.id.seq(),
+                    n.tenant.as_str(),
+                    n.user.as_str(),
+                    c.title,
+                    c.message,
+                    c.kind.as_str(),
+                    c.category,
+                    c.related.as_ref().map(|r| r.kind.as_str()),
+                    c.related.as_ref().map(|r| r.id.as_str()),
+                    c.link,
+                    c.data.as_str(),
+                    i64::from(n.silent),
+                    millis(n.created_at),
+                ])
+                .map_err(rusqlite_err)?;
+        }
+        let mut claim = tx.prepare_cached(INSERT_CLAIM).map_err(rusqlite_err)?;
+        for c in &plan.claims {
+            claim
+                .execute(params![
+                    c.req.tenant.as_str(),
+                    PUBLISH_SCOPE,
+                    c.key,
+                    c.hash,
+                    c.result,
+                    millis(c.req.now)
+                ])
+                .map_err(rusqlite_err)?;
+        }
+        let mut bump = tx.prepare_cached(BUMP_COUNTER).map_err(rusqlite_err)?;
+        for ((tenant, user), (unread, head)) in &plan.deltas {
+            let count = bump
+                .query_row(params![tenant.as_str(), user.as_str(), unread, head], |r| {
+                    Ok(UnreadCount {
+                        unread: r.get(0)?,
+                        version: r.get(1)?,
+                        head: r.get(2)?,
+                    })
+                })
+                .map_err(rusqlite_err)?;
+            counts.insert((tenant.clone(), user.clone()), count);
+        }
+    }
+    tx.commit().map_err(rusqlite_err)?;
+    Ok(plan.finish(batch, counts))
+}
+
+/// A publish batch inside the caller's write transaction: a clinic event's
+/// notifications, committed with the event. The same steps as [`publish_batch`], on
+/// the sqlx writer connection (its caller holds the writer's turn).
+pub(super) async fn insert_batch_in(
+    conn: &mut SqliteConnection,
+    batch: &[PublishRequest],
+) -> Result<Vec<PublishOutcome>, StoreError> {
+    let mut reads = Reads::default();
+    for (tenant, n) in wanted_ids(batch) {
+        let last: i64 = sqlx::query_scalar(RESERVE_IDS)
             .bind(tenant.as_str())
-            .execute(&mut **tx)
+            .bind(n)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        reads.ids.add(tenant.clone(), last, n);
+    }
+    for (tenant, user) in recipients(batch) {
+        let row = sqlx::query(PREFERENCES)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if let Some(row) = row {
+            let p = prefs_from_columns(row.get(0), row.get(1), row.get(2), row.get(3))?;
+            reads.prefs.insert((tenant.clone(), user.clone()), p);
+        }
+    }
+    for req in batch {
+        let stored = match &req.idempotency {
+            Some(c) => sqlx::query_as(FIND_CLAIM)
+                .bind(req.tenant.as_str())
+                .bind(PUBLISH_SCOPE)
+                .bind(&c.key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?,
+            None => None,
+        };
+        reads.claims.push(stored);
+    }
+    let plan = plan(batch, reads)?;
+    for (tenant, n) in &plan.unused {
+        sqlx::query(GIVE_BACK_IDS)
+            .bind(tenant.as_str())
+            .bind(n)
+            .execute(&mut *conn)
             .await
             .map_err(map_err)?;
     }
-    Ok(())
-}
-
-/// Adds `delta` to each user's counter and bumps its version; returns the new counts.
-async fn bump_counters(
-    tx: &mut Transaction<'_, Sqlite>,
-    deltas: &[(UserKey, (i64, i64))],
-) -> Result<HashMap<(TenantId, UserId), UnreadCount>, StoreError> {
-    let mut out = HashMap::with_capacity(deltas.len());
-    for chunk in deltas.chunks(IN_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) ",
-        );
-        qb.push_values(chunk, |mut b, ((t, u), (d, head))| {
-            b.push_bind(t.as_str())
-                .push_bind(u.as_str())
-                .push_bind(*d)
-                .push_bind(1_i64)
-                .push_bind(*head);
-        });
-        qb.push(
-            " ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-               unread = MAX(0, unread + excluded.unread), version = version + 1,
-               head = MAX(head, excluded.head)
-             RETURNING tenant_id, user_id, unread, version, head",
-        );
-        for row in qb.build().fetch_all(&mut **tx).await.map_err(map_err)? {
-            let key = (
-                TenantId::parse(row.get(0)).map_err(corrupt("counter"))?,
-                UserId::parse(row.get(1)).map_err(corrupt("counter"))?,
-            );
-            out.insert(
-                key,
-                UnreadCount {
-                    unread: row.get(2),
-                    version: row.get(3),
-                    head: row.get(4),
-                },
-            );
-        }
+    for n in &plan.rows {
+        let c = &n.content;
+        sqlx::query(INSERT_ROW)
+            .bind(n.id.seq())
+            .bind(n.tenant.as_str())
+            .bind(n.user.as_str())
+            .bind(c.title.as_str())
+            .bind(c.message.as_str())
+            .bind(c.kind.as_str())
+            .bind(c.category.as_deref())
+            .bind(c.related.as_ref().map(|r| r.kind.as_str()))
+            .bind(c.related.as_ref().map(|r| r.id.as_str()))
+            .bind(c.link.as_deref())
+            .bind(c.data.as_str())
+            .bind(i64::from(n.silent))
+            .bind(millis(n.created_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
-    Ok(out)
+    for c in &plan.claims {
+        sqlx::query(INSERT_CLAIM)
+            .bind(c.req.tenant.as_str())
+            .bind(PUBLISH_SCOPE)
+            .bind(c.key)
+            .bind(c.hash)
+            .bind(&c.result)
+            .bind(millis(c.req.now))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    let mut counts = HashMap::with_capacity(plan.deltas.len());
+    for ((tenant, user), (unread, head)) in &plan.deltas {
+        let row = sqlx::query(BUMP_COUNTER)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(unread)
+            .bind(head)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let count = UnreadCount {
+            unread: row.get(0),
+            version: row.get(1),
+            head: row.get(2),
+        };
+        counts.insert((tenant.clone(), user.clone()), count);
+    }
+    Ok(plan.finish(batch, counts))
 }
 
 /// Subtracts `n` from one user's counter (or sets it to zero) and bumps its version.
 async fn lower_counter(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     tenant: &TenantId,
     user: &UserId,
     change: CounterChange,
@@ -222,7 +452,7 @@ async fn lower_counter(
     .bind(user.as_str())
     .bind(set_zero)
     .bind(n)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
     Ok(UnreadCount {
@@ -261,148 +491,17 @@ impl SqliteStore {
     }
 }
 
-/// A publish batch on the caller's write transaction (the group commit, and a
-/// clinic event's notifications inside its own transaction). Must run on the
-/// writer connection: the seq assignment below relies on it being the only writer.
-pub(super) async fn insert_batch_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &[PublishRequest],
-) -> Result<Vec<PublishOutcome>, StoreError> {
-    {
-        // The single writer connection makes this reserve-then-assign race free: ids are
-        // handed out in commit order, which is what resume (`since`) relies on.
-        let mut ids = reserve_ids(tx, batch).await?;
-
-        // Recipients' preferences decide `silent`: one query per tenant for the whole
-        // batch (each statement is a round trip to the database thread).
-        let mut recipients: HashMap<&TenantId, HashSet<&UserId>> = HashMap::new();
-        for req in batch {
-            recipients
-                .entry(&req.tenant)
-                .or_default()
-                .extend(req.recipients.iter());
-        }
-        let mut prefs: HashMap<UserKey, StaffPreferences> = HashMap::new();
-        for (tenant, users) in recipients {
-            let users: Vec<UserId> = users.into_iter().cloned().collect();
-            for (user, p) in load_preferences(tx, tenant, &users).await? {
-                prefs.insert((tenant.clone(), user), p);
-            }
-        }
-
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut rows: Vec<Notification> = Vec::new();
-        // Per user: (new unread, newest seq) over the whole batch.
-        let mut deltas: HashMap<(TenantId, UserId), (i64, i64)> = HashMap::new();
-        for req in batch {
-            if let Some(claim) = &req.idempotency {
-                let existing = sqlx::query(
-                    "SELECT request_hash, result FROM idempotency_keys WHERE tenant_id = ? AND scope = ? AND key = ?",
-                )
-                .bind(req.tenant.as_str())
-                .bind(PUBLISH_SCOPE)
-                .bind(&claim.key)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(map_err)?;
-                if let Some(row) = existing {
-                    let hash: String = row.get(0);
-                    outcomes.push(if hash == claim.request_hash {
-                        PublishOutcome::Replayed {
-                            created: decode_created(row.get(1))?,
-                        }
-                    } else {
-                        PublishOutcome::KeyReused
-                    });
-                    continue;
-                }
-            }
-            let first = rows.len();
-            for user in &req.recipients {
-                let seq = ids.next(&req.tenant)?;
-                let silent = prefs
-                    .get(&(req.tenant.clone(), user.clone()))
-                    .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
-                let delta = deltas
-                    .entry((req.tenant.clone(), user.clone()))
-                    .or_default();
-                delta.0 += 1;
-                delta.1 = seq;
-                rows.push(Notification {
-                    id: NotificationId::from_seq(seq),
-                    tenant: req.tenant.clone(),
-                    user: user.clone(),
-                    content: req.content.clone(),
-                    read_at: None,
-                    created_at: req.now,
-                    updated_at: req.now,
-                    silent,
-                });
-            }
-            if let Some(claim) = &req.idempotency {
-                let created: Vec<(i64, &str)> = rows[first..]
-                    .iter()
-                    .map(|n| (n.id.seq(), n.user.as_str()))
-                    .collect();
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (tenant_id, scope, key, request_hash, result, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(req.tenant.as_str())
-                .bind(PUBLISH_SCOPE)
-                .bind(&claim.key)
-                .bind(&claim.request_hash)
-                .bind(serde_json::to_string(&created).map_err(|e| StoreError::Internal(e.to_string()))?)
-                .bind(millis(req.now))
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            }
-            // Placeholder outcome: filled in below once the rows and counters exist.
-            outcomes.push(PublishOutcome::Created {
-                notifications: Vec::new(),
-                counts: Vec::new(),
-            });
-        }
-        give_back_unused(tx, &ids).await?;
-        insert_rows(tx, &rows).await?;
-        let deltas: Vec<_> = deltas.into_iter().collect();
-        let counts = bump_counters(tx, &deltas).await?;
-
-        // Hand each created outcome its rows, in request order.
-        let mut rows = rows.into_iter().peekable();
-        for (req, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-            if let PublishOutcome::Created {
-                notifications,
-                counts: per_user,
-            } = outcome
-            {
-                notifications.extend(rows.by_ref().take(req.recipients.len()));
-                per_user.extend(notifications.iter().filter_map(|n| {
-                    counts
-                        .get(&(n.tenant.clone(), n.user.clone()))
-                        .map(|c| (n.user.clone(), *c))
-                }));
-            }
-        }
-        Ok(outcomes)
-    }
-}
-
 #[async_trait]
 impl NotificationStore for SqliteStore {
     async fn insert_batch(
         &self,
         batch: &[PublishRequest],
     ) -> Result<Vec<PublishOutcome>, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+        // The batch moves to the writer thread and comes back with its outcomes.
+        let batch = batch.to_vec();
+        self.writer
+            .run(move |conn| publish_batch(conn, &batch))
             .await
-            .map_err(map_err)?;
-        let outcomes = insert_batch_in(&mut tx, batch).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(outcomes)
     }
 
     async fn list(
@@ -481,11 +580,7 @@ impl NotificationStore for SqliteStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let mut tx = self.writer.begin().await?;
         let mut changed = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -554,11 +649,7 @@ impl NotificationStore for SqliteStore {
         user: &UserId,
         at: DateTime<Utc>,
     ) -> Result<ReadOutcome, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE notifications SET read_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND read_at IS NULL AND archived_at IS NULL",
@@ -593,11 +684,7 @@ impl NotificationStore for SqliteStore {
         id: NotificationId,
         at: DateTime<Utc>,
     ) -> Result<UnreadCount, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE notifications SET archived_at = ?, updated_at = ?
              WHERE tenant_id = ? AND user_id = ? AND seq = ? AND archived_at IS NULL
@@ -626,11 +713,7 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             // By (tenant, seq): a seq alone names one notification of every tenant.
             "DELETE FROM notifications WHERE (tenant_id, seq) IN (
