@@ -741,4 +741,8 @@ async fn erasing_a_patient_redacts_the_staff_notifications_that_name_them() {
         (StatusCode::OK, json!(0)),
         "{again}"
     );
+    // The OpenAPI document describes the count.
+    let (_, api) = split(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let erasure = &api["components"]["schemas"]["ErasureWire"]["properties"];
+    assert!(erasure["notifications"].is_object(), "{erasure}");
 }
