@@ -85,10 +85,10 @@ async fn put_preferences(
 /// their name and contacts in the stored clinic events, and the title, message, link
 /// and data of the staff notifications about them (those of their clinic events, and
 /// those published with `related` `{"type": "patient", "id": patient_id}`). The rows
-/// stay as anonymous counts, so stats, exports and unread counts keep adding up. One transaction, audited
-/// as `patient.erased` with the counts. Idempotent: a repeat answers 200 with zero
-/// counts. 404 when the tenant holds nothing of the patient and never erased them.
-/// API key or admin only.
+/// stay as anonymous counts, so stats, exports and unread counts keep adding up. One
+/// transaction, audited as `patient.erased` with the counts. Idempotent: a repeat
+/// answers 200 with zero counts. 404 when the tenant holds nothing of the patient and
+/// never erased them. API key or admin only.
 #[utoipa::path(
     delete, path = "/v1/patients/{patient_id}/data", tag = "patients",
     params(("patient_id" = String, Path)),

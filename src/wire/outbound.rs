@@ -446,7 +446,7 @@ pub struct ErasureWire {
     pub preferences: bool,
     /// Staff notifications about the patient (from their clinic events, or published
     /// with `related` `{"type": "patient", "id": patient_id}`) whose title, message,
-    /// link and data were redacted; their read state and times stay.
+    /// link and data were redacted; their read state and creation time stay.
     pub notifications: u64,
 }
 

@@ -581,12 +581,12 @@ async fn token_with(app: &TestApp, key: &str, user: &str, role: &str) -> String 
 /// `related` naming a patient), its texts naming them.
 async fn publish_about(app: &TestApp, key: &str, user: &str, patient: &str, name: &str) -> String {
     let body = json!({
-            "user_id": user, "title": format!("Lab results for {name}"),
-            "message": format!("Call {name} back about the results"),
-            "type": "warning", "category": "lab.results",
-            "related": {"type": "patient", "id": patient},
-            "link": format!("/patients/{patient}/results"),
-            "data": {"patient_name": name}
+        "user_id": user, "title": format!("Lab results for {name}"),
+        "message": format!("Call {name} back about the results"),
+        "type": "warning", "category": "lab.results",
+        "related": {"type": "patient", "id": patient},
+        "link": format!("/patients/{patient}/results"),
+        "data": {"patient_name": name}
     });
     let (s, b) = post_as(app, key, "/v1/notifications", body).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -690,6 +690,7 @@ async fn erasing_a_patient_redacts_the_staff_notifications_that_name_them() {
     let notice_q = notice_q.unwrap().clone();
     let unread_before = (unread(&app, &dr).await, unread(&app, &desk).await);
     let tenant_b_before = (inbox(&app, &desk_b).await, inbox(&app, &dr_b).await);
+    assert_eq!((tenant_b_before.0.len(), tenant_b_before.1.len()), (1, 1));
 
     let (s, erased) = call(&app, &key, Method::DELETE, "/v1/patients/p-erase/data").await;
     assert_eq!(s, StatusCode::OK, "{erased}");

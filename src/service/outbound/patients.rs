@@ -104,10 +104,10 @@ impl Outbound {
 
     /// Erases the patient's personal data everywhere the hub keeps it (preferences,
     /// message addresses and texts, clinic-event payloads, the texts of the staff
-    /// notifications about them), cancelling what is still
-    /// queued; the rows stay as anonymous counts. One transaction, audited as
-    /// `patient.erased` with the counts. `NotFound` when the tenant holds nothing of
-    /// the patient and never erased them; a repeat answers with zero counts.
+    /// notifications about them), cancelling what is still queued; the rows stay as
+    /// anonymous counts. One transaction, audited as `patient.erased` with the counts.
+    /// `NotFound` when the tenant holds nothing of the patient and never erased them; a
+    /// repeat answers with zero counts.
     pub async fn erase_patient(
         &self,
         tenant: &TenantId,
