@@ -82,11 +82,13 @@ async fn put_preferences(
 
 /// Erase a patient's personal data: their preferences and contacts, the address,
 /// texts and patient id of every message to them (queued ones are cancelled first),
-/// and their name and contacts in the stored clinic events. The rows stay as
-/// anonymous counts, so stats and exports keep adding up. One transaction, audited
-/// as `patient.erased` with the counts. Idempotent: a repeat answers 200 with zero
-/// counts. 404 when the tenant holds nothing of the patient and never erased them.
-/// API key or admin only.
+/// their name and contacts in the stored clinic events, and the title, message, link
+/// and data of the staff notifications about them (those of their clinic events, and
+/// those published with `related` `{"type": "patient", "id": patient_id}`). The rows
+/// stay as anonymous counts, so stats, exports and unread counts keep adding up. One
+/// transaction, audited as `patient.erased` with the counts. Idempotent: a repeat
+/// answers 200 with zero counts. 404 when the tenant holds nothing of the patient and
+/// never erased them. API key or admin only.
 #[utoipa::path(
     delete, path = "/v1/patients/{patient_id}/data", tag = "patients",
     params(("patient_id" = String, Path)),
@@ -112,5 +114,6 @@ async fn erase_patient(
         cancelled: c.cancelled,
         events: c.events,
         preferences: c.preferences,
+        notifications: c.notifications,
     }))
 }

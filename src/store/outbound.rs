@@ -361,6 +361,9 @@ pub struct ErasureCounts {
     pub events: u64,
     /// Whether a preferences / contact record was deleted.
     pub preferences: bool,
+    /// Staff notifications about the patient whose texts were removed: those of the
+    /// clinic events about them and those published with `related` naming them.
+    pub notifications: u64,
 }
 
 /// Builds the erasure's audit entry from its counts (known only inside the transaction).
@@ -487,7 +490,8 @@ pub trait PatientStore: Send + Sync {
 
     /// Erases one patient in one transaction: deletes their preferences, cancels
     /// their queued messages, redacts every message and clinic event of theirs
-    /// (patient id included, so the rows stay as anonymous counts), records the
+    /// (patient id included, so the rows stay as anonymous counts) and the texts of
+    /// the staff notifications about them (read state kept), records the
     /// erasure and writes `audit(counts)`. `None` (nothing written) when the tenant
     /// has no data of the patient and never erased them.
     async fn erase_patient(

@@ -444,6 +444,10 @@ pub struct ErasureWire {
     pub events: u64,
     /// Whether a preferences / contact record was deleted.
     pub preferences: bool,
+    /// Staff notifications about the patient (from their clinic events, or published
+    /// with `related` `{"type": "patient", "id": patient_id}`) whose title, message,
+    /// link and data were redacted; their read state and creation time stay.
+    pub notifications: u64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

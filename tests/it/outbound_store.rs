@@ -6,18 +6,25 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use tidings::domain::clinic_event::EventType;
 use tidings::domain::contact::{Address, EmailAddress, PhoneNumber};
-use tidings::domain::ids::{BatchId, PatientId, TemplateId, TenantId};
+use tidings::domain::ids::{
+    AppointmentId, BatchId, EventId, PatientId, TemplateId, TenantId, UserId,
+};
 use tidings::domain::message::{
     ChannelSwitches, KindSwitches, MessageId, MessageStatus, Money, PatientPreferences,
 };
+use tidings::domain::notification::{ContentInput, Notification, NotificationContent};
 use tidings::domain::template::{Channel, Language, MessageKind, Template, TemplateDraft};
+use tidings::store::events::EventApplication;
 use tidings::store::outbound::{
     AttemptUpdate, AuditEntry, AuditFilter, CallbackOutcome, CallbackTarget, CallbackUpdate,
     ClaimedMessage, DailyCount, EnqueueFeed, EnqueueOutcome, MessageEvent, MessageFilter,
     MessageRecord, NewBatch, NewMessage, PhiScope, RedactionCounts, TemplateFilter, TemplateRef,
 };
-use tidings::store::{IdempotencyClaim, PageRequest, Store, StoreError};
+use tidings::store::{
+    IdempotencyClaim, InboxFilter, PageRequest, PublishRequest, Store, StoreError,
+};
 use tokio::sync::mpsc;
 
 use crate::store_conformance::Backend;
@@ -2404,6 +2411,79 @@ async fn redaction_is_bounded_scoped_and_keeps_counts(b: &Backend) {
     assert!(matches!(retry, Err(StoreError::Conflict(_))), "{retry:?}");
 }
 
+/// A staff notification to `user` naming the patient (title, message, link, data),
+/// with `related` as given.
+fn naming_patient(tenant: &TenantId, user: &str, related: (&str, &str)) -> PublishRequest {
+    let content = NotificationContent::parse(ContentInput {
+        title: "Lab results for Fatimah",
+        message: "Call Fatimah at +966501112233",
+        related: Some(related),
+        link: Some("/patients/p-1/results"),
+        data_json: Some(r#"{"phone": "+966501112233"}"#.into()),
+        ..ContentInput::default()
+    })
+    .unwrap();
+    PublishRequest {
+        tenant: tenant.clone(),
+        recipients: vec![UserId::parse(user).unwrap()],
+        content,
+        idempotency: None,
+        now: at(5),
+    }
+}
+
+/// A clinic event about `patient` whose one staff notice (to `dr-1`, related to the
+/// appointment as the event path makes it) names them.
+fn event_about(tenant: &TenantId, patient: &str) -> EventApplication {
+    EventApplication {
+        tenant: tenant.clone(),
+        event_id: EventId::parse("ev-1").unwrap(),
+        kind: EventType::Booked,
+        appointment: AppointmentId::parse("apt-1").unwrap(),
+        patient: Some(pid(patient)),
+        occurred_at: at(5),
+        outcome: "applied".into(),
+        payload: r#"{"appointment": {"patient": {"name": "Fatimah"}}}"#.into(),
+        expected_version: None,
+        new_state: None,
+        notifications: vec![naming_patient(tenant, "dr-1", ("appointment", "apt-1"))],
+        messages: Vec::new(),
+        cancel_group: None,
+        reminder_group: "apt-1".into(),
+        now: at(5),
+    }
+}
+
+/// The user's notifications (read ones too), newest first.
+async fn inbox(s: &dyn Store, tenant: &TenantId, user: &str) -> Vec<Notification> {
+    let user = UserId::parse(user).unwrap();
+    s.list(tenant, &user, InboxFilter::All, page(100, None))
+        .await
+        .unwrap()
+        .items
+}
+
+fn assert_notification_redacted(n: &Notification, before: &Notification, at: DateTime<Utc>) {
+    let c = &n.content;
+    assert_eq!(
+        (c.title.as_str(), c.message.as_str()),
+        ("[redacted]", "[redacted]")
+    );
+    assert_eq!(
+        (c.link.as_deref(), c.data.as_str()),
+        (None, r#"{"redacted":true}"#)
+    );
+    assert_eq!(
+        (c.kind, &c.category),
+        (before.content.kind, &before.content.category)
+    );
+    assert_eq!(
+        (n.id, &n.user, n.read_at),
+        (before.id, &before.user, before.read_at)
+    );
+    assert_eq!((n.created_at, n.updated_at), (before.created_at, at));
+}
+
 async fn erasure_redacts_cancels_audits_and_is_scoped(b: &Backend) {
     let s = b.store.as_ref();
     let (a, other) = (t("clinic-a"), t("clinic-b"));
@@ -2480,6 +2560,23 @@ async fn erasure_redacts_cancels_audits_and_is_scoped(b: &Backend) {
         None
     );
 
+    // Staff notifications: about p-1 (published with `related` naming them, and a
+    // clinic event's notice), about p-2, related to something else with the same id,
+    // and another tenant's about its own p-1.
+    s.insert_batch(&[
+        naming_patient(&a, "desk-1", ("patient", "p-1")),
+        naming_patient(&a, "desk-1", ("patient", "p-2")),
+        naming_patient(&a, "desk-1", ("invoice", "p-1")),
+        naming_patient(&other, "desk-1", ("patient", "p-1")),
+    ])
+    .await
+    .unwrap();
+    s.apply_event(&event_about(&a, "p-1")).await.unwrap();
+    let desk = UserId::parse("desk-1").unwrap();
+    let (desk_before, dr_before) = (inbox(s, &a, "desk-1").await, inbox(s, &a, "dr-1").await);
+    let other_before = inbox(s, &other, "desk-1").await;
+    let unread_before = s.unread_count(&a, &desk).await.unwrap().unread;
+
     let counts = s
         .erase_patient(&a, &pid("p-1"), &audit_for, at(50))
         .await
@@ -2490,9 +2587,23 @@ async fn erasure_redacts_cancels_audits_and_is_scoped(b: &Backend) {
             counts.messages,
             counts.cancelled,
             counts.events,
-            counts.preferences
+            counts.preferences,
+            counts.notifications
         ),
-        (3, 1, 0, true)
+        (3, 1, 1, true, 2)
+    );
+    let desk_now = inbox(s, &a, "desk-1").await;
+    // Newest first: the invoice one, p-2's, p-1's.
+    assert_notification_redacted(&desk_now[2], &desk_before[2], at(50));
+    assert_eq!(desk_now[2].content.related, None, "it named the patient");
+    assert_eq!(desk_now[..2], desk_before[..2]);
+    let dr_now = inbox(s, &a, "dr-1").await;
+    assert_notification_redacted(&dr_now[0], &dr_before[0], at(50));
+    assert_eq!(dr_now[0].content.related, dr_before[0].content.related);
+    assert_eq!(inbox(s, &other, "desk-1").await, other_before);
+    assert_eq!(
+        s.unread_count(&a, &desk).await.unwrap().unread,
+        unread_before
     );
     assert_eq!(s.patient_preferences(&a, &pid("p-1")).await.unwrap(), None);
     for id in [sent.id, in_flight.id, queued.id] {

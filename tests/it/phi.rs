@@ -41,6 +41,18 @@ async fn get(app: &TestApp, path: &str) -> Value {
     b
 }
 
+async fn post_as(app: &TestApp, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    split(res).await
+}
+
 /// A hub whose retention job runs every second on `clock`.
 async fn hub(
     clock: &Arc<ManualClock>,
@@ -58,15 +70,7 @@ async fn hub(
 
 /// Sends a free-text SMS naming the patient; returns its id.
 async fn send(app: &TestApp, key: &str, body: Value) -> String {
-    let res = app
-        .http
-        .post(app.url("/v1/messages"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = split(res).await;
+    let (s, b) = post_as(app, key, "/v1/messages", body).await;
     assert!(s == StatusCode::ACCEPTED || s == StatusCode::OK, "{s} {b}");
     b["id"].as_str().unwrap().to_owned()
 }
@@ -400,25 +404,26 @@ async fn erasing_a_patient_leaves_no_trace_keeps_counts_and_is_audited() {
     );
     assert_eq!(erased["events"], 1);
     assert_eq!(erased["preferences"], true);
+    assert_eq!(erased["notifications"], 1, "the provider's booking notice");
 
-    // No row of the database names the patient any more. The staff inbox
-    // (`notifications`) is outside this change and is checked apart below.
+    // No row of the database names the patient any more, the staff inbox included;
+    // only the audit log and the erasure record keep the clinic's pseudonymous id.
     let left = traces(
         &app,
         &[PHONE, NAME, EMAIL, "p-erase"],
-        &["notifications", "audit_log", "erased_patients"],
+        &["audit_log", "erased_patients"],
     )
     .await;
     assert!(left.is_empty(), "PHI left after the erasure: {left:?}");
-    let audit_rows = traces(&app, &[PHONE, NAME, EMAIL], &[]).await;
-    assert!(
-        audit_rows.iter().all(|(table, _)| table == "notifications"),
-        "only the staff inbox may still name the patient: {audit_rows:?}"
-    );
-    // The other patient is whole.
+    // The other patient is whole, in their messages and in the staff inbox.
     assert!(!traces(&app, &["Omar Nasser"], &["notifications"])
         .await
         .is_empty());
+    assert!(
+        !traces(&app, &["Omar Nasser"], &["messages", "clinic_events"])
+            .await
+            .is_empty()
+    );
     let o = get(&app, &format!("/v1/messages/{other}")).await;
     assert!(o["redacted_at"].is_null() && o["patient_id"] == "p-other");
 
@@ -544,4 +549,201 @@ async fn reads_of_patient_data_are_audited_with_the_actor() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(audit(&app, "action=read.message").await.len(), 1);
+}
+
+/// A staff user's whole inbox as they see it (`status=all`: read ones too), newest first.
+async fn inbox(app: &TestApp, token: &str) -> Vec<Value> {
+    let (s, b) = app
+        .get_user(token, "/v1/me/notifications?status=all&limit=200")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["items"].as_array().unwrap().clone()
+}
+
+async fn unread(app: &TestApp, token: &str) -> Value {
+    app.get_user(token, "/v1/me/unread-count").await.1["unread"].clone()
+}
+
+/// A user token of the tenant that `key` belongs to.
+async fn token_with(app: &TestApp, key: &str, user: &str, role: &str) -> String {
+    let (s, b) = post_as(
+        app,
+        key,
+        "/v1/tokens",
+        json!({"user_id": user, "role": role}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["token"].as_str().unwrap().to_owned()
+}
+
+/// A notification published through the API about `patient` (the contract's
+/// `related` naming a patient), its texts naming them.
+async fn publish_about(app: &TestApp, key: &str, user: &str, patient: &str, name: &str) -> String {
+    let body = json!({
+        "user_id": user, "title": format!("Lab results for {name}"),
+        "message": format!("Call {name} back about the results"),
+        "type": "warning", "category": "lab.results",
+        "related": {"type": "patient", "id": patient},
+        "link": format!("/patients/{patient}/results"),
+        "data": {"patient_name": name}
+    });
+    let (s, b) = post_as(app, key, "/v1/notifications", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["notifications"][0]["id"].as_str().unwrap().to_owned()
+}
+
+fn by_id<'a>(items: &'a [Value], id: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {items:?}"))
+}
+
+/// What stays of a redacted notification: everything the inbox counts and orders by.
+fn kept(n: &Value) -> Value {
+    json!([
+        n["id"],
+        n["user_id"],
+        n["type"],
+        n["category"],
+        n["is_read"],
+        n["read_at"],
+        n["created_at"]
+    ])
+}
+
+fn assert_notification_redacted(n: &Value, before: &Value) {
+    assert_eq!(n["title"], "[redacted]", "{n}");
+    assert_eq!(n["message"], "[redacted]", "{n}");
+    assert_eq!(n["data"], json!({"redacted": true}), "{n}");
+    assert_eq!(n["link"], Value::Null, "{n}");
+    assert_eq!(kept(n), kept(before), "counts and order stay");
+}
+
+#[tokio::test]
+async fn erasing_a_patient_redacts_the_staff_notifications_that_name_them() {
+    let clock = Arc::new(ManualClock::new(t("2026-11-02T09:00:00Z")));
+    let app = hub(&clock, |_| {}).await;
+    let key = app.api_key.clone();
+    // Bookings of P and of Q: their provider dr-1 gets "New appointment: <name>".
+    let (s, ev) = app
+        .post_key(
+            "/v1/events",
+            booking("ev-1", "apt-1", "p-erase", NAME, PHONE, EMAIL),
+        )
+        .await;
+    assert_eq!(
+        (s, ev["notifications"].clone()),
+        (StatusCode::ACCEPTED, json!(1)),
+        "{ev}"
+    );
+    let q = booking(
+        "ev-2",
+        "apt-2",
+        "p-other",
+        "Omar Nasser",
+        "+966507770000",
+        "o@example.com",
+    );
+    assert_eq!(app.post_key("/v1/events", q).await.0, StatusCode::ACCEPTED);
+    // Published through the API about P and about Q, to a front-desk user.
+    let about_p = publish_about(&app, &key, "desk-1", "p-erase", NAME).await;
+    let about_q = publish_about(&app, &key, "desk-1", "p-other", "Omar Nasser").await;
+    // Another clinic whose patient has the same id: a different person, untouched.
+    let other = TenantId::parse("clinic-b").unwrap();
+    let (key_b, _) = app.create_tenant(&other, "B").await;
+    let elsewhere = publish_about(&app, &key_b.key, "desk-1", "p-erase", "Layla Haddad").await;
+    let booking_b = booking(
+        "ev-1",
+        "apt-1",
+        "p-erase",
+        "Layla Haddad",
+        "+966501234567",
+        "l@example.com",
+    );
+    let (s, b) = post_as(&app, &key_b.key, "/v1/events", booking_b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+
+    let (dr, desk) = (
+        app.token("dr-1", "provider").await,
+        app.token("desk-1", "front_desk").await,
+    );
+    let desk_b = token_with(&app, &key_b.key, "desk-1", "front_desk").await;
+    let dr_b = token_with(&app, &key_b.key, "dr-1", "provider").await;
+    // One of them read: its read state must survive the erasure.
+    let (s, _) = app
+        .post_user(&desk, &format!("/v1/me/notifications/{about_p}/read"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let before_dr = inbox(&app, &dr).await;
+    let before_desk = inbox(&app, &desk).await;
+    let notice_p = before_dr
+        .iter()
+        .find(|n| n["title"].as_str().unwrap().contains(NAME));
+    let notice_p = notice_p
+        .unwrap_or_else(|| panic!("no notice names P: {before_dr:?}"))
+        .clone();
+    let notice_q = before_dr
+        .iter()
+        .find(|n| n["title"].as_str().unwrap().contains("Omar"));
+    let notice_q = notice_q.unwrap().clone();
+    let unread_before = (unread(&app, &dr).await, unread(&app, &desk).await);
+    let tenant_b_before = (inbox(&app, &desk_b).await, inbox(&app, &dr_b).await);
+    assert_eq!((tenant_b_before.0.len(), tenant_b_before.1.len()), (1, 1));
+
+    let (s, erased) = call(&app, &key, Method::DELETE, "/v1/patients/p-erase/data").await;
+    assert_eq!(s, StatusCode::OK, "{erased}");
+    assert_eq!(
+        erased["notifications"], 2,
+        "the booking notice and the published one: {erased}"
+    );
+
+    let dr_now = inbox(&app, &dr).await;
+    let desk_now = inbox(&app, &desk).await;
+    assert_eq!(
+        (dr_now.len(), desk_now.len()),
+        (before_dr.len(), before_desk.len())
+    );
+    let n = by_id(&dr_now, notice_p["id"].as_str().unwrap());
+    assert_notification_redacted(n, &notice_p);
+    assert_eq!(
+        n["related"], notice_p["related"],
+        "the appointment is not the patient"
+    );
+    let n = by_id(&desk_now, &about_p);
+    assert_notification_redacted(n, by_id(&before_desk, &about_p));
+    assert_eq!(n["is_read"], true);
+    assert_eq!(n["related"], Value::Null, "it named the patient");
+    // Q's notifications and the other clinic's are whole.
+    assert_eq!(by_id(&dr_now, notice_q["id"].as_str().unwrap()), &notice_q);
+    assert_eq!(by_id(&desk_now, &about_q), by_id(&before_desk, &about_q));
+    assert_eq!(
+        (inbox(&app, &desk_b).await, inbox(&app, &dr_b).await),
+        tenant_b_before
+    );
+    assert!(by_id(&tenant_b_before.0, &elsewhere)["title"]
+        .as_str()
+        .unwrap()
+        .contains("Layla"));
+    assert_eq!(
+        (unread(&app, &dr).await, unread(&app, &desk).await),
+        unread_before
+    );
+    // No database row names P any more (the other clinic's Layla is another person).
+    let left = traces(&app, &[PHONE, NAME, EMAIL], &[]).await;
+    assert!(left.is_empty(), "PHI left after the erasure: {left:?}");
+
+    let entries = audit(&app, "action=patient.erased").await;
+    assert_eq!(entries[0]["detail"]["notifications"], 2, "{entries:?}");
+    let (s, again) = call(&app, &key, Method::DELETE, "/v1/patients/p-erase/data").await;
+    assert_eq!(
+        (s, again["notifications"].clone()),
+        (StatusCode::OK, json!(0)),
+        "{again}"
+    );
+    // The OpenAPI document describes the count.
+    let (_, api) = split(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let erasure = &api["components"]["schemas"]["ErasureWire"]["properties"];
+    assert!(erasure["notifications"].is_object(), "{erasure}");
 }

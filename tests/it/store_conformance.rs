@@ -1348,6 +1348,8 @@ async fn two_tenants_on_two_writer_nodes_each_get_gapless_ids(b: &Backend) {
 /// from n7), and starts a tenant new to the database at 1.
 mod migration {
     use super::*;
+    use tidings::domain::ids::PatientId;
+    use tidings::store::outbound::{AuditEntry, ErasureCounts};
 
     /// Rows as the global sequence left them: clinic-a holds 1, 3, 5 and clinic-b 2, 4;
     /// 6 and 7 were handed out and purged since. clinic-a has an idempotency record.
@@ -1361,15 +1363,64 @@ mod migration {
         (7, "clinic-b"),
     ];
 
-    /// The migrations before 0006, read from the source tree as the store embeds them.
-    async fn legacy_migrator(backend: &str) -> sqlx::migrate::Migrator {
+    /// The migrations before `version`, read from the source tree as the store embeds them.
+    async fn legacy_migrator(backend: &str, version: i64) -> sqlx::migrate::Migrator {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("migrations")
             .join(backend);
         let mut m = sqlx::migrate::Migrator::new(dir).await.unwrap();
-        let before: Vec<_> = m.iter().filter(|m| m.version < 6).cloned().collect();
+        let before: Vec<_> = m.iter().filter(|m| m.version < version).cloned().collect();
         m.migrations = before.into();
         m
+    }
+
+    /// A SQLite database in `dir` migrated up to `version` (excluded) and filled with
+    /// `sql`, then opened as the store, which runs the remaining migrations.
+    async fn sqlite_from(dir: &std::path::Path, version: i64, sql: &[String]) -> Arc<dyn Store> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let path = dir.join("legacy.db");
+        let legacy = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        legacy_migrator("sqlite", version)
+            .await
+            .run(&legacy)
+            .await
+            .unwrap();
+        for sql in sql {
+            sqlx::query(sql).execute(&legacy).await.unwrap();
+        }
+        legacy.close().await;
+        store::open(&options(format!("sqlite://{}", path.display())))
+            .await
+            .expect("the legacy database migrates")
+    }
+
+    /// As [`sqlite_from`], on the fresh PostgreSQL database `db`.
+    async fn postgres_from(db: &PgTestDb, version: i64, sql: &[String]) -> Arc<dyn Store> {
+        let legacy = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        legacy_migrator("postgres", version)
+            .await
+            .run(&legacy)
+            .await
+            .unwrap();
+        for sql in sql {
+            sqlx::query(sql).execute(&legacy).await.unwrap();
+        }
+        legacy.close().await;
+        store::open(&options(db.url.clone()))
+            .await
+            .expect("the legacy database migrates")
     }
 
     /// The legacy rows, as SQL both databases accept (literals only: test data).
@@ -1451,26 +1502,8 @@ mod migration {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
-        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("legacy.db");
-        let legacy = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true),
-            )
-            .await
-            .unwrap();
-        legacy_migrator("sqlite").await.run(&legacy).await.unwrap();
-        for sql in legacy_sql() {
-            sqlx::query(&sql).execute(&legacy).await.unwrap();
-        }
-        legacy.close().await;
-        let store = store::open(&options(format!("sqlite://{}", path.display())))
-            .await
-            .expect("the legacy database migrates");
+        let store = sqlite_from(dir.path(), 6, &legacy_sql()).await;
         migrated_keeps_ids_and_continues_above(store.as_ref()).await;
     }
 
@@ -1481,28 +1514,94 @@ mod migration {
             return;
         };
         let db = PgTestDb::create(&admin).await;
-        let legacy = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&db.url)
-            .await
-            .unwrap();
-        legacy_migrator("postgres")
-            .await
-            .run(&legacy)
-            .await
-            .unwrap();
-        for sql in legacy_sql() {
-            sqlx::query(&sql).execute(&legacy).await.unwrap();
-        }
+        let mut sql = legacy_sql();
         // What the global sequence had handed out: rows 6 and 7 were purged since.
-        sqlx::query("SELECT setval('notification_seq', 7)")
-            .execute(&legacy)
-            .await
-            .unwrap();
-        legacy.close().await;
-        let store = store::open(&options(db.url.clone()))
-            .await
-            .expect("the legacy database migrates");
+        sql.push("SELECT setval('notification_seq', 7)".to_owned());
+        let store = postgres_from(&db, 6, &sql).await;
         migrated_keeps_ids_and_continues_above(store.as_ref()).await;
+    }
+
+    /// Migration 0007, existing databases: a clinic event's notice written before it
+    /// (its `data` names the event, its `related` the appointment) is linked to the
+    /// event's patient, so erasing that patient redacts it. A look-alike (the same
+    /// `data.event_id` on another appointment, or in another tenant) is not.
+    fn event_notices_sql() -> Vec<String> {
+        let notice = |seq: i64, tenant: &str, apt: &str| {
+            format!(
+                "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type,
+                   related_type, related_id, data, created_at, updated_at)
+                 VALUES ({seq}, '{tenant}', 'dr-1', 'New appointment: Fatimah Zahra', 'm',
+                   'info', 'appointment', '{apt}', '{{\"event_id\": \"ev-1\"}}', 0, 0)"
+            )
+        };
+        vec![
+            "INSERT INTO tenants (id, name, jwt_secret, created_at) VALUES
+               ('clinic-a', 'A', 's', 0), ('clinic-b', 'B', 's', 0)"
+                .to_owned(),
+            "INSERT INTO clinic_events (tenant_id, event_id, type, appointment_id, occurred_at,
+               received_at, outcome, notifications, messages, reminders_scheduled,
+               reminders_cancelled, payload, patient_id)
+             VALUES ('clinic-a', 'ev-1', 'booked', 'apt-1', 0, 0, 'applied', 1, 0, 0, 0,
+               '{\"appointment\": {\"patient\": {\"id\": \"p-1\"}}}', 'p-1')"
+                .to_owned(),
+            notice(1, "clinic-a", "apt-1"),
+            notice(2, "clinic-a", "apt-2"),
+            notice(1, "clinic-b", "apt-1"),
+        ]
+    }
+
+    async fn migrated_links_event_notices(store: &dyn Store) {
+        let titles = |tenant: &'static str| async move {
+            let page = store
+                .list(&t(tenant), &u("dr-1"), InboxFilter::All, page(10, None))
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .map(|n| (n.id.seq(), n.content.title))
+                .collect::<Vec<_>>()
+        };
+        let erased = |c: &ErasureCounts| AuditEntry {
+            actor: "api_key:test".into(),
+            action: "patient.erased".into(),
+            target: "patient:p-1".into(),
+            detail: format!(r#"{{"notifications":{}}}"#, c.notifications),
+            at: at(1),
+        };
+        let counts = store
+            .erase_patient(
+                &t("clinic-a"),
+                &PatientId::parse("p-1").unwrap(),
+                &erased,
+                at(1),
+            )
+            .await
+            .unwrap()
+            .expect("the patient is known");
+        assert_eq!((counts.events, counts.notifications), (1, 1));
+        let whole = "New appointment: Fatimah Zahra".to_owned();
+        assert_eq!(
+            titles("clinic-a").await,
+            [(2, whole.clone()), (1, "[redacted]".to_owned())]
+        );
+        assert_eq!(titles("clinic-b").await, [(1, whole)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_links_event_notices() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_from(dir.path(), 7, &event_notices_sql()).await;
+        migrated_links_event_notices(store.as_ref()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_links_event_notices() {
+        let test = "store_conformance::migration::postgres_links_event_notices";
+        let Some(admin) = postgres_admin_url(test, false) else {
+            return;
+        };
+        let db = PgTestDb::create(&admin).await;
+        let store = postgres_from(&db, 7, &event_notices_sql()).await;
+        migrated_links_event_notices(store.as_ref()).await;
     }
 }

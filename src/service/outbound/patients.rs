@@ -103,10 +103,11 @@ impl Outbound {
     }
 
     /// Erases the patient's personal data everywhere the hub keeps it (preferences,
-    /// message addresses and texts, clinic-event payloads), cancelling what is still
-    /// queued; the rows stay as anonymous counts. One transaction, audited as
-    /// `patient.erased` with the counts. `NotFound` when the tenant holds nothing of
-    /// the patient and never erased them; a repeat answers with zero counts.
+    /// message addresses and texts, clinic-event payloads, the texts of the staff
+    /// notifications about them), cancelling what is still queued; the rows stay as
+    /// anonymous counts. One transaction, audited as `patient.erased` with the counts.
+    /// `NotFound` when the tenant holds nothing of the patient and never erased them; a
+    /// repeat answers with zero counts.
     pub async fn erase_patient(
         &self,
         tenant: &TenantId,
@@ -120,7 +121,8 @@ impl Outbound {
                 "patient.erased",
                 format!("patient:{patient}"),
                 json!({"messages": c.messages, "cancelled": c.cancelled,
-                       "events": c.events, "preferences": c.preferences}),
+                       "events": c.events, "preferences": c.preferences,
+                       "notifications": c.notifications}),
                 now,
             )
         };

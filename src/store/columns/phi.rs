@@ -28,6 +28,30 @@ pub(crate) fn redact_message_set(empty_object: &str) -> String {
     )
 }
 
+/// What a redacted notification's title and message become: the contract requires
+/// both to be non-empty, so a fixed marker rather than the message rows' empty body.
+pub(crate) const REDACTED_TEXT: &str = "[redacted]";
+
+/// The `related.type` by which a notification published through the API names a
+/// patient (`related.id` is the patient id): an erasure of that patient finds it.
+pub(crate) const PATIENT_RELATED_TYPE: &str = "patient";
+
+/// The `SET` list that redacts a `notifications` row (the caller adds `updated_at`
+/// and unlinks the patient). A `related` naming the patient goes too; one naming an
+/// appointment stays (the clinic's own id, no personal data). Kept: id, user, type,
+/// category, read and archived state, created time: what the inbox lists, orders by
+/// and counts as unread. The markers are our constants (no quote in them), written
+/// as literals so each backend converts `data`'s to its own JSON column type.
+pub(crate) fn redact_notification_set() -> String {
+    let patient = PATIENT_RELATED_TYPE;
+    format!(
+        "title = '{REDACTED_TEXT}', message = '{REDACTED_TEXT}', link = NULL, \
+         data = '{REDACTED_PAYLOAD}', \
+         related_id = CASE WHEN related_type = '{patient}' THEN NULL ELSE related_id END, \
+         related_type = CASE WHEN related_type = '{patient}' THEN NULL ELSE related_type END"
+    )
+}
+
 /// Appends ` AND tenant_id …` for a retention scope.
 pub(crate) fn push_phi_scope<'args, DB>(qb: &mut QueryBuilder<'args, DB>, scope: &PhiScope)
 where

@@ -19,17 +19,30 @@ use super::phi::mark_about_patient;
 use super::queue::insert_messages;
 use super::{map_err, millis, Backend, Db, WriteTx};
 use crate::domain::clinic_event::AppointmentState;
-use crate::domain::ids::{AppointmentId, EventId, TenantId, UserId};
+use crate::domain::ids::{AppointmentId, EventId, NotificationId, TenantId, UserId};
 use crate::domain::message::MessageId;
 use crate::store::columns::events::{counts_from_row, record_from_row, state_from_row};
 use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::events::{
     counts_of, ApplyOutcome, EventApplication, EventCounts, EventRecord, EventStore,
 };
-use crate::store::{Page, PageRequest, StoreError};
+use crate::store::{Page, PageRequest, PublishOutcome, StoreError};
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
+}
+
+/// The ids of the notifications a batch created (an event's carry no idempotency
+/// key, so each of its requests is `Created`).
+fn created_ids(published: &[PublishOutcome]) -> Vec<NotificationId> {
+    published
+        .iter()
+        .flat_map(|p| match p {
+            PublishOutcome::Created { notifications, .. } => notifications.as_slice(),
+            _ => &[],
+        })
+        .map(|n| n.id)
+        .collect()
 }
 
 async fn cancel_group(
@@ -137,8 +150,9 @@ impl EventStore for Backend {
         };
         insert_messages(&mut tx, &app.tenant, &app.messages, app.now).await?;
         if let Some(patient) = &app.patient {
-            let ids: Vec<MessageId> = app.messages.iter().map(|m| m.id).collect();
-            mark_about_patient(&mut tx, &app.tenant, patient, &ids).await?;
+            let messages: Vec<MessageId> = app.messages.iter().map(|m| m.id).collect();
+            let notifications = created_ids(&published);
+            mark_about_patient(&mut tx, &app.tenant, patient, &messages, &notifications).await?;
         }
         let counts = counts_of(app, &published, reminders_cancelled);
         sqlx::query(

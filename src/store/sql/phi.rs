@@ -11,9 +11,12 @@ use sqlx::{QueryBuilder, Row};
 use super::json::{strip_event_texts, EMPTY_OBJECT};
 use super::messages::record_cancelled;
 use super::{audit, map_err, millis, Backend, Conn, Db, SKIP_LOCKED};
-use crate::domain::ids::{PatientId, TenantId};
+use crate::domain::ids::{NotificationId, PatientId, TenantId};
 use crate::domain::message::MessageId;
-use crate::store::columns::phi::{push_phi_scope, redact_message_set, REDACTED_PAYLOAD};
+use crate::store::columns::phi::{
+    push_phi_scope, redact_message_set, redact_notification_set, PATIENT_RELATED_TYPE,
+    REDACTED_PAYLOAD,
+};
 use crate::store::columns::{push_in_list, IN_CHUNK};
 use crate::store::outbound::{ErasureAudit, ErasureCounts, PhiScope, RedactionCounts};
 use crate::store::StoreError;
@@ -98,24 +101,80 @@ pub(super) async fn redact_phi(
     })
 }
 
-/// Marks a clinic event's messages as being about its patient (the staff notices are
-/// not addressed to them but name them), so an erasure finds them.
+/// Marks a clinic event's messages and in-app notifications as being about its
+/// patient (the staff notices are not addressed to them but name them), so an
+/// erasure finds them.
 pub(super) async fn mark_about_patient(
     conn: &mut Conn,
     tenant: &TenantId,
     patient: &PatientId,
-    ids: &[MessageId],
+    messages: &[MessageId],
+    notifications: &[NotificationId],
 ) -> Result<(), StoreError> {
-    for chunk in ids.chunks(IN_CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE messages SET about_patient_id = ");
+    let messages: Vec<String> = messages.iter().map(MessageId::to_string).collect();
+    set_about_patient(conn, "messages", "id", tenant, patient, &messages).await?;
+    let seqs: Vec<i64> = notifications.iter().map(|n| n.seq()).collect();
+    set_about_patient(conn, "notifications", "seq", tenant, patient, &seqs).await
+}
+
+/// `UPDATE {table} SET about_patient_id` for the tenant's rows whose `key` is one of
+/// `keys`, a chunk of them per statement.
+async fn set_about_patient<T>(
+    conn: &mut Conn,
+    table: &str,
+    key: &str,
+    tenant: &TenantId,
+    patient: &PatientId,
+    keys: &[T],
+) -> Result<(), StoreError>
+where
+    T: Clone + Send + for<'q> sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+{
+    for chunk in keys.chunks(IN_CHUNK) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("UPDATE {table} SET about_patient_id = "));
         qb.push_bind(patient.as_str())
             .push(" WHERE tenant_id = ")
             .push_bind(tenant.as_str())
-            .push(" AND id");
-        push_in_list(&mut qb, chunk.iter().map(MessageId::to_string));
+            .push(format!(" AND {key}"));
+        push_in_list(&mut qb, chunk.iter().cloned());
         qb.build().execute(&mut *conn).await.map_err(map_err)?;
     }
     Ok(())
+}
+
+/// Redacts the texts of the tenant's notifications about the patient (from a clinic
+/// event about them, or published with `related` naming them) and unlinks them; the
+/// rows, their read state and the unread counters stay. Returns how many.
+///
+/// One statement per link, so each uses its partial index (an `OR` of the two makes
+/// SQLite scan the tenant's whole inbox while it holds the writer). The first clears
+/// a `related` that names the patient, so the second never counts a row twice.
+async fn redact_notifications(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    patient: &PatientId,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    // A literal, not a parameter: the planner matches it with the partial index.
+    let related = format!("related_type = '{PATIENT_RELATED_TYPE}' AND related_id = $3");
+    let mut redacted = 0;
+    for link in ["about_patient_id = $3", related.as_str()] {
+        let sql = format!(
+            "UPDATE notifications SET {}, about_patient_id = NULL, updated_at = $1
+             WHERE tenant_id = $2 AND {link}",
+            redact_notification_set()
+        );
+        redacted += sqlx::query(&sql)
+            .bind(millis(now))
+            .bind(tenant.as_str())
+            .bind(patient.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+    }
+    Ok(redacted)
 }
 
 /// Cancels the patient's queued messages (before their patient id goes) with a
@@ -186,11 +245,13 @@ pub(super) async fn erase_patient(
     .await
     .map_err(map_err)?
     .rows_affected();
+    let notifications = redact_notifications(&mut tx, tenant, patient, now).await?;
     let counts = ErasureCounts {
         messages: ids.len() as u64,
         cancelled,
         events,
         preferences,
+        notifications,
     };
     let erased_before: Option<i64> = sqlx::query_scalar(
         "SELECT erased_at FROM erased_patients WHERE tenant_id = $1 AND patient_id = $2",
