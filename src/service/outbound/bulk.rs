@@ -48,9 +48,13 @@ use crate::store::IdempotencyClaim;
 /// Most recipients in one bulk request (the contract's 10,000).
 pub const MAX_BULK_RECIPIENTS: usize = 10_000;
 /// Recipients prepared (and preferences loaded) per chunk of the enqueue feed, and
-/// committed per transaction: another tenant's write waits for one chunk at most (with
-/// 500, the victim of `scripts/hostile` bulk-storm saw a publish p99 of 127 ms).
-pub const BULK_CHUNK: usize = 100;
+/// committed per transaction: another tenant's write waits for one chunk at most. A
+/// chunk of 100 messages (each with its event and nine index entries) held the writer
+/// for tens of ms: in `scripts/hostile` bulk-storm the victim's publish p50 was 34 ms
+/// and its p99 57–128 ms; with 25, p50 9 ms and p99 36–38 ms (issue #11's bound: 50),
+/// and a 10,000-recipient bulk still takes ~4 s, its rendering, not its commits, being
+/// the cost (500 gave a p99 of 127 ms).
+pub const BULK_CHUNK: usize = 25;
 
 /// One recipient of a bulk send, parsed.
 #[derive(Debug, Clone, Default)]
