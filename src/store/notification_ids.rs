@@ -6,8 +6,13 @@
 
 use std::collections::HashMap;
 
-use super::StoreError;
-use crate::domain::ids::TenantId;
+use super::{PublishRequest, StoreError};
+use crate::domain::ids::{NotificationId, TenantId, UserId};
+use crate::domain::notification::Notification;
+use crate::domain::preferences::StaffPreferences;
+
+/// A recipient of a batch: (tenant, user).
+pub(crate) type UserKey = (TenantId, UserId);
 
 /// The ids one batch reserved: per tenant, the next id to hand out and the last reserved.
 #[derive(Debug, Default)]
@@ -41,6 +46,39 @@ impl IdBlocks {
             .map(|(t, (next, last))| (t, last - next + 1))
             .filter(|(_, n)| *n > 0)
     }
+}
+
+/// The rows one publish creates, in recipient order, as both backends build them: each
+/// takes the tenant's next id, and is `silent` when the recipient's preferences say so at
+/// the request's time. Adds one unread and the newest id to each recipient's `deltas`.
+pub(crate) fn rows_for(
+    req: &PublishRequest,
+    ids: &mut IdBlocks,
+    prefs: &HashMap<UserKey, StaffPreferences>,
+    deltas: &mut HashMap<UserKey, (i64, i64)>,
+) -> Result<Vec<Notification>, StoreError> {
+    let mut rows = Vec::with_capacity(req.recipients.len());
+    for user in &req.recipients {
+        let seq = ids.next(&req.tenant)?;
+        let key = (req.tenant.clone(), user.clone());
+        let silent = prefs
+            .get(&key)
+            .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
+        let delta = deltas.entry(key).or_default();
+        delta.0 += 1;
+        delta.1 = seq;
+        rows.push(Notification {
+            id: NotificationId::from_seq(seq),
+            tenant: req.tenant.clone(),
+            user: user.clone(),
+            content: req.content.clone(),
+            read_at: None,
+            created_at: req.now,
+            updated_at: req.now,
+            silent,
+        });
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

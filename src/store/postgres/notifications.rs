@@ -47,7 +47,7 @@ use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::columns::prefs_from_columns;
-use crate::store::notification_ids::IdBlocks;
+use crate::store::notification_ids::{rows_for, IdBlocks, UserKey};
 use crate::store::{
     IdempotencyClaim, InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome,
     PublishRequest, ReadOutcome, StoreError,
@@ -59,8 +59,6 @@ const COLUMNS: &str =
 const PUBLISH_SCOPE: &str = "publish";
 /// The advisory-lock class of "assigning notification ids for a tenant" ("tdng").
 const ID_LOCK_CLASS: i32 = 0x7464_6e67;
-
-type UserKey = (TenantId, UserId);
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
@@ -502,28 +500,7 @@ pub(super) async fn insert_batch_in(
                 rows.push(Vec::new());
                 continue;
             }
-            let mut mine = Vec::with_capacity(req.recipients.len());
-            for user in &req.recipients {
-                let seq = ids.next(&req.tenant)?;
-                let key = (req.tenant.clone(), user.clone());
-                let silent = prefs
-                    .get(&key)
-                    .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
-                let delta = deltas.entry(key).or_default();
-                delta.0 += 1;
-                delta.1 = seq;
-                mine.push(Notification {
-                    id: NotificationId::from_seq(seq),
-                    tenant: req.tenant.clone(),
-                    user: user.clone(),
-                    content: req.content.clone(),
-                    read_at: None,
-                    created_at: req.now,
-                    updated_at: req.now,
-                    silent,
-                });
-            }
-            rows.push(mine);
+            rows.push(rows_for(req, &mut ids, &prefs, &mut deltas)?);
         }
         let created: Vec<(&PublishRequest, &[Notification])> = batch
             .iter()

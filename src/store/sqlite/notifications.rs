@@ -21,7 +21,7 @@ use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
 use crate::store::columns::prefs_from_columns;
-use crate::store::notification_ids::IdBlocks;
+use crate::store::notification_ids::{rows_for, IdBlocks, UserKey};
 use crate::store::{
     InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,
     StoreError,
@@ -59,8 +59,6 @@ const BUMP_COUNTER: &str =
        unread = MAX(0, unread + excluded.unread), version = version + 1,
        head = MAX(head, excluded.head)
      RETURNING unread, version, head";
-
-type UserKey = (TenantId, UserId);
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
@@ -146,26 +144,7 @@ fn plan<'a>(batch: &'a [PublishRequest], reads: Reads) -> Result<Plan<'a>, Store
             }
         }
         let first = rows.len();
-        for user in &req.recipients {
-            let seq = ids.next(&req.tenant)?;
-            let key = (req.tenant.clone(), user.clone());
-            let silent = prefs
-                .get(&key)
-                .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
-            let delta = deltas.entry(key).or_default();
-            delta.0 += 1;
-            delta.1 = seq;
-            rows.push(Notification {
-                id: NotificationId::from_seq(seq),
-                tenant: req.tenant.clone(),
-                user: user.clone(),
-                content: req.content.clone(),
-                read_at: None,
-                created_at: req.now,
-                updated_at: req.now,
-                silent,
-            });
-        }
+        rows.extend(rows_for(req, &mut ids, &prefs, &mut deltas)?);
         if let Some(claim) = &req.idempotency {
             let created: Vec<(i64, &str)> = rows[first..]
                 .iter()
