@@ -1,8 +1,9 @@
 //! The retention job, every `retention.interval_secs`:
 //! - deletes read (or archived) notifications older than `retention.max_age_days`;
 //! - redacts patient data (PHI) older than the tenant's `phi_days`: message addresses,
-//!   subjects, bodies, variables and provider texts, and clinic-event payloads. The rows
-//!   stay (status, channel, template, times, cost), so stats and exports keep counting.
+//!   subjects, bodies, variables and provider texts, clinic-event payloads, and the staff
+//!   notifications about a patient. The rows stay (status, channel, template, times, cost;
+//!   a notification's read state), so stats, exports and unread counts keep counting.
 //!
 //! Both work in bounded chunks, one short transaction each, so a large backlog (the
 //! first run after an upgrade) never holds SQLite's single writer for long. Time comes
@@ -124,7 +125,9 @@ pub async fn redact_phi(
                 Ok(n) => {
                     total.messages += n.messages;
                     total.events += n.events;
-                    let full = n.messages == u64::from(batch) || n.events == u64::from(batch);
+                    total.notifications += n.notifications;
+                    let full = [n.messages, n.events, n.notifications]
+                        .contains(&u64::from(batch));
                     if !full || stop.is_cancelled() {
                         break;
                     }
@@ -140,11 +143,14 @@ pub async fn redact_phi(
         tracing::info!(
             messages = total.messages,
             events = total.events,
+            notifications = total.notifications,
             "PHI retention redaction"
         );
         metrics::counter!("tidings_phi_redacted_total", "kind" => "messages")
             .increment(total.messages);
         metrics::counter!("tidings_phi_redacted_total", "kind" => "events").increment(total.events);
+        metrics::counter!("tidings_phi_redacted_total", "kind" => "notifications")
+            .increment(total.notifications);
     }
 }
 

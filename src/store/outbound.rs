@@ -348,6 +348,8 @@ pub enum PhiScope {
 pub struct RedactionCounts {
     pub messages: u64,
     pub events: u64,
+    /// Staff notifications about a patient (see `redact_notification_set`).
+    pub notifications: u64,
 }
 
 /// What erasing one patient changed (no personal data: only counts).

@@ -51,6 +51,7 @@ conformance!(
     audit_log_filters_and_pages,
     every_call_is_scoped_by_tenant,
     redaction_is_bounded_scoped_and_keeps_counts,
+    retention_redacts_the_notifications_about_patients,
     erasure_redacts_cancels_audits_and_is_scoped,
 );
 
@@ -2482,6 +2483,66 @@ fn assert_notification_redacted(n: &Notification, before: &Notification, at: Dat
         (before.id, &before.user, before.read_at)
     );
     assert_eq!((n.created_at, n.updated_at), (before.created_at, at));
+}
+
+/// PHI retention reaches the staff notifications about a patient (both links, as an
+/// erasure finds them), bounded per pass, scoped to the tenant, once each; the
+/// notifications that name no patient and the newer ones stay whole.
+async fn retention_redacts_the_notifications_about_patients(b: &Backend) {
+    let s = b.store.as_ref();
+    let (a, other) = (t("clinic-a"), t("clinic-b"));
+    s.insert_batch(&[
+        naming_patient(&a, "desk-1", ("patient", "p-1")),
+        naming_patient(&a, "desk-1", ("invoice", "p-1")),
+        naming_patient(&other, "desk-1", ("patient", "p-1")),
+    ])
+    .await
+    .unwrap();
+    s.apply_event(&event_about(&a, "p-2")).await.unwrap();
+    let newer = PublishRequest {
+        now: at(30),
+        ..naming_patient(&a, "desk-1", ("patient", "p-3"))
+    };
+    s.insert_batch(&[newer]).await.unwrap();
+    let (desk_before, dr_before) = (inbox(s, &a, "desk-1").await, inbox(s, &a, "dr-1").await);
+    let other_before = inbox(s, &other, "desk-1").await;
+    let desk = UserId::parse("desk-1").unwrap();
+    let unread_before = s.unread_count(&a, &desk).await.unwrap().unread;
+
+    let scope = PhiScope::Tenant(a.clone());
+    let none = s.redact_phi(&scope, at(0), 10, at(40)).await.unwrap();
+    assert_eq!(none.notifications, 0, "a cutoff before them redacts none");
+    // Bounded: one per pass, then nothing is left before the cutoff.
+    for want in [1, 1, 0] {
+        let r = s.redact_phi(&scope, at(10), 1, at(40)).await.unwrap();
+        assert_eq!(r.notifications, want);
+    }
+    let desk_now = inbox(s, &a, "desk-1").await;
+    // Newest first: p-3's (after the cutoff), the invoice one (no patient link), p-1's.
+    assert_eq!(desk_now[..2], desk_before[..2]);
+    assert_notification_redacted(&desk_now[2], &desk_before[2], at(40));
+    assert_eq!(desk_now[2].content.related, None, "it named the patient");
+    let dr_now = inbox(s, &a, "dr-1").await;
+    assert_notification_redacted(&dr_now[0], &dr_before[0], at(40));
+    assert_eq!(
+        dr_now[0].content.related, dr_before[0].content.related,
+        "an appointment link stays"
+    );
+    assert_eq!(
+        s.unread_count(&a, &desk).await.unwrap().unread,
+        unread_before
+    );
+    assert_eq!(inbox(s, &other, "desk-1").await, other_before);
+    // Done once: a later pass finds nothing more of this tenant's.
+    let again = s.redact_phi(&scope, at(10), 10, at(50)).await.unwrap();
+    assert_eq!(again.notifications, 0);
+    let r = s
+        .redact_phi(&PhiScope::AllExcept(vec![a.clone()]), at(10), 10, at(50))
+        .await
+        .unwrap();
+    assert_eq!(r.notifications, 1);
+    let theirs = inbox(s, &other, "desk-1").await;
+    assert_notification_redacted(&theirs[0], &other_before[0], at(50));
 }
 
 async fn erasure_redacts_cancels_audits_and_is_scoped(b: &Backend) {

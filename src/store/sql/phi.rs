@@ -94,11 +94,58 @@ pub(super) async fn redact_phi(
         .await
         .map_err(map_err)?
         .rows_affected();
+    let notifications = redact_old_notifications(&mut tx, scope, cutoff, limit, now).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(RedactionCounts {
         messages: rows.len() as u64,
         events,
+        notifications,
     })
+}
+
+/// The retention pass over staff notifications: redacts up to `limit` of those about
+/// a patient (by either link, as an erasure finds them) created before `cutoff`, and
+/// unlinks them, which is also what marks them done (a redacted row has no link left,
+/// so no column records it). Read state and unread counters stay. Returns how many.
+async fn redact_old_notifications(
+    conn: &mut Conn,
+    scope: &PhiScope,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    // Literals, not parameters, so the planner matches each with its partial index.
+    let related = format!("related_type = '{PATIENT_RELATED_TYPE}'");
+    let mut redacted = 0;
+    for link in ["about_patient_id IS NOT NULL", related.as_str()] {
+        let room = u64::from(limit).saturating_sub(redacted);
+        if room == 0 {
+            break;
+        }
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "UPDATE notifications SET {}, about_patient_id = NULL, updated_at = ",
+            redact_notification_set()
+        ));
+        qb.push_bind(millis(now))
+            .push(format!(
+                // By (tenant, seq): a seq alone names one notification of every tenant.
+                " WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM notifications \
+                 WHERE {link} AND created_at < "
+            ))
+            .push_bind(millis(cutoff));
+        push_phi_scope(&mut qb, scope);
+        qb.push(" ORDER BY created_at LIMIT ")
+            .push_bind(room as i64)
+            .push(SKIP_LOCKED)
+            .push(")");
+        redacted += qb
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+    }
+    Ok(redacted)
 }
 
 /// Marks a clinic event's messages and in-app notifications as being about its
