@@ -126,8 +126,7 @@ pub async fn redact_phi(
                     total.messages += n.messages;
                     total.events += n.events;
                     total.notifications += n.notifications;
-                    let full = [n.messages, n.events, n.notifications]
-                        .contains(&u64::from(batch));
+                    let full = [n.messages, n.events, n.notifications].contains(&u64::from(batch));
                     if !full || stop.is_cancelled() {
                         break;
                     }
