@@ -55,11 +55,18 @@ async fn eight_bulks_of_one_tenant_do_not_hold_up_another_tenants_publishes() {
     let (key_b, _) = app.create_tenant(&tenant_b, "B").await;
     let body = bulk_body();
 
+    // The bulks wait for their turn before the hub reads their bodies, so a waiting
+    // client's 1.5 MB sits unacknowledged behind a zero window: reqwest's default
+    // TCP_USER_TIMEOUT (30 s) aborts such a connection with ETIMEDOUT when the wait is
+    // long (a loaded 2-core machine). The clients the hub serves set no such timeout.
+    let uploader = reqwest::Client::builder()
+        .tcp_user_timeout(None)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let bulks: Vec<_> = (0..BULKS)
         .map(|_| {
-            let req = app
-                .http
+            let req = uploader
                 .post(app.url("/v1/messages/bulk"))
                 .bearer_auth(&app.api_key)
                 .header("content-type", "application/json")
