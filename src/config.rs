@@ -96,7 +96,7 @@ pub struct ServerSection {
     pub max_connections_per_ip: usize,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
-    /// Whole request, head and body, until the handler answers.
+    /// A request body, from when its handler starts reading it.
     pub request_timeout_secs: u64,
     /// Time a connection has to send a complete request head.
     pub header_read_timeout_secs: u64,

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::client_ip::ClientIp;
 use super::error::ApiError;
+use super::serve::BodyTimeout;
 use super::AppState;
 use crate::domain::auth::{Principal, Role, UserPrincipal};
 use crate::domain::ids::TenantId;
@@ -159,9 +160,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The raw body, with the size limit turned into 413.
+/// The raw body, with the size limit turned into 413 and a body that does not arrive
+/// within the server's [`BodyTimeout`] into 408.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rej| {
+    let limit = req.extensions().get::<BodyTimeout>().copied();
+    let read = Bytes::from_request(req, state);
+    let read = match limit {
+        Some(BodyTimeout(limit)) => match tokio::time::timeout(limit, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                metrics::counter!("tidings_request_timeouts_total").increment(1);
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body was not complete in time",
+                ));
+            }
+        },
+        // A router called without the server (unit tests of handlers).
+        None => read.await,
+    };
+    read.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -15,7 +15,8 @@
 //! for the probes, the per-address cap), then its first request head is read and
 //! checked here ([`super::head`]: JSON errors, the client's address behind trusted
 //! proxies), then it goes to the direct event stream or to hyper, where each
-//! request runs within `server.request_timeout_secs`.
+//! request's body must arrive within `server.request_timeout_secs` of the handler
+//! asking for it ([`BodyTimeout`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -98,7 +99,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 pub struct ServerLimits {
     pub gate: GateLimits,
     pub trusted_proxies: TrustedProxies,
-    /// A request not answered within this (its body still coming, say) gets a 408.
+    /// A body not received within this, from when its handler reads it, gets a 408.
     pub request_timeout: Duration,
     /// A connection gets this long to send a complete request head.
     pub header_read_timeout: Duration,
@@ -371,20 +372,26 @@ async fn request(
         .resolve(peer.ip(), req.headers());
     req.extensions_mut().insert(client);
     req.extensions_mut().insert(hold);
-    let routed = shared.router.clone().oneshot(req);
-    match tokio::time::timeout(spread(shared.limits.request_timeout), routed).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
-        Err(_) => {
-            metrics::counter!("tidings_request_timeouts_total").increment(1);
-            closing(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request was not complete in time",
-            ))
-        }
+    req.extensions_mut()
+        .insert(BodyTimeout(spread(shared.limits.request_timeout)));
+    let Ok(mut response) = shared.router.clone().oneshot(req).await;
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still be coming: this connection is done.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
+
+/// How long a request's body may take to arrive, from when its handler starts
+/// reading it (`extract::read_body` answers 408 after that). Only the client's part is
+/// timed: a slow body must not hold a connection, but the hub's own work on a request
+/// is never cut short, since a bulk send cancelled between its chunk transactions
+/// would be left half-enqueued, and a handler may first wait its turn (bulk sends do)
+/// before it reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyTimeout(pub(super) Duration);
 
 /// An error answer after which hyper closes the connection (a body may be unread).
 fn closing(e: ApiError) -> Response {

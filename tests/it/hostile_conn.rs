@@ -108,6 +108,48 @@ async fn a_body_that_never_finishes_is_answered_408_and_closed() {
     );
 }
 
+/// The request timeout bounds the client's body, not the hub's own work: a bulk send
+/// that takes longer than the timeout to enqueue (10,000 messages in chunk
+/// transactions) finishes whole. Cut short at the timeout, it answered 408 and left
+/// the chunks it had committed as a half batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_that_outlasts_the_request_timeout_finishes_whole() {
+    let app = spawn_app_with(|c| c.server.request_timeout_secs = 1).await;
+    let template = json!({"name": "recall", "channel": "sms", "kind": "appointment_reminder",
+        "body_en": "Please book your recall visit.", "body_ar": "يرجى حجز موعد المراجعة.",
+        "variables": [], "is_active": true});
+    let (s, b) = app.post_key("/v1/templates", template).await;
+    assert_eq!(s, 201, "{b}");
+    const RECIPIENTS: usize = 10_000;
+    let recipients: Vec<Value> = (0..RECIPIENTS)
+        .map(|i| json!({"to": format!("+9665{i:08}")}))
+        .collect();
+    // Later, so the queue worker leaves them alone.
+    let bulk = json!({"template": "recall", "recipients": recipients,
+        "send_at": "2099-01-01T09:00:00Z"});
+    let started = std::time::Instant::now();
+    let (s, b) = app.post_key("/v1/messages/bulk", bulk).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (s.as_u16(), b["queued"].clone()),
+        (202, json!(RECIPIENTS)),
+        "{b}"
+    );
+    assert!(
+        took > Duration::from_secs(1),
+        "the bulk took {took:?}: not longer than the timeout, so this proves nothing"
+    );
+    let batch = b["batch_id"].as_str().unwrap();
+    let (s, status) = app
+        .get_user(&app.api_key, &format!("/v1/messages/batches/{batch}"))
+        .await;
+    assert_eq!(
+        (s.as_u16(), status["total"].clone()),
+        (200, json!(RECIPIENTS)),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn probes_answer_from_the_reserve_while_slow_bodies_fill_the_cap() {
     // A cap of 50 filled by slow bodies (the review sent 20,000 against 20,000 fds).
