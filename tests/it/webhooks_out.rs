@@ -61,7 +61,8 @@ impl Receiver {
         let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
             let (g, sc, se) = (g.clone(), sc.clone(), se.clone());
             async move {
-                tokio::time::sleep(delay).await;
+                // Recorded on arrival, before the answer: a request cut off by a crash
+                // of the hub still counts as received.
                 let h = |k: &str| {
                     headers
                         .get(k)
@@ -83,6 +84,7 @@ impl Receiver {
                     verified,
                     answered,
                 });
+                tokio::time::sleep(delay).await;
                 AxumStatus::from_u16(answered).unwrap()
             }
         };
@@ -451,7 +453,7 @@ async fn a_failing_receiver_is_retried_on_the_schedule_with_the_same_id_then_rec
     // Not before its time: the next attempt is 5 s (+ up to 20 % jitter) later.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1);
-    let log = deliveries(&app, &id).await;
+    let log = wait_attempts(&app, &id, 1).await;
     assert_eq!(
         (
             log[0]["status"].clone(),
@@ -468,7 +470,7 @@ async fn a_failing_receiver_is_retried_on_the_schedule_with_the_same_id_then_rec
     clock.advance(chrono::Duration::seconds(7));
     let second = receiver.wait_for(2).await;
     assert_eq!(second[1].answered, 503);
-    let log = deliveries(&app, &id).await;
+    let log = wait_attempts(&app, &id, 2).await;
     let next: chrono::DateTime<Utc> = log[0]["next_attempt_at"].as_str().unwrap().parse().unwrap();
     let wait = next - clock.now();
     assert!(
@@ -630,6 +632,19 @@ async fn endpoints_are_disabled_after_the_run_of_failures_or_a_410_and_admins_ar
     assert_eq!(got[1].answered, 200);
 }
 
+/// The endpoint's log once its newest delivery has `n` attempts recorded.
+async fn wait_attempts(app: &TestApp, endpoint: &str, n: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = deliveries(app, endpoint).await;
+        if log.first().is_some_and(|d| d["attempts"] == json!(n)) {
+            return log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_disabled(app: &TestApp, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -678,4 +693,219 @@ async fn every_webhook_endpoint_path_is_in_the_openapi_document() {
     ] {
         assert!(api["paths"][path].is_object(), "openapi lacks {path}");
     }
+}
+
+async fn start_hub(config: &std::path::Path, db: &str) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("TIDINGS_LISTEN", "127.0.0.1:0")
+        .env("TIDINGS_DATABASE_URL", db)
+        .env("TIDINGS_DEV_TENANT", "clinic-a")
+        .env("TIDINGS_DEV_API_KEY", "tdk_webhook_crash_key_0123456789")
+        .env(
+            "TIDINGS_DEV_JWT_SECRET",
+            "webhook-crash-jwt-secret-0123456789",
+        )
+        .env("TIDINGS_LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("listening: ") {
+                return;
+            }
+        }
+        panic!("hub exited before listening");
+    })
+    .await
+    .expect("hub starts");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// Every delivery of the endpoint, by id: (webhook-id, status).
+async fn delivery_states(
+    store: &Arc<dyn tidings::store::Store>,
+    tenant: &tidings::domain::ids::TenantId,
+    endpoint: uuid::Uuid,
+) -> std::collections::HashMap<uuid::Uuid, (String, tidings::store::webhooks::DeliveryStatus)> {
+    let mut out = std::collections::HashMap::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_deliveries(
+                tenant,
+                endpoint,
+                tidings::store::PageRequest { limit: 200, before },
+            )
+            .await
+            .unwrap();
+        for d in page.items {
+            out.insert(d.id, (d.event_id, d.status));
+        }
+        match page.next {
+            Some(n) => before = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// The crash test: the real binary SIGKILLed while deliveries are in flight, restarted
+/// on the same database. Nothing is lost (every event reaches the receiver, every
+/// delivery ends succeeded), and only deliveries in flight at the kill arrive twice,
+/// each time with the same `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_mid_delivery_loses_nothing_and_repeats_only_in_flight_ids() {
+    use std::collections::{HashMap, HashSet};
+    use tidings::domain::webhook::{EventType, SigningSecret};
+    use tidings::store::webhooks::{DeliveryStatus, EndpointDraft};
+    const EVENTS: usize = 300;
+    let receiver = Receiver::start(Duration::from_millis(150)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = match std::env::var("TIDINGS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let admin =
+                crate::support::postgres_admin_url("webhook_crash", true).expect("required");
+            Some(crate::support::PgTestDb::create(&admin).await)
+        }
+        _ => None,
+    };
+    let db = match &pg {
+        Some(pg) => pg.url.clone(),
+        None => format!("sqlite://{}/crash.db", dir.path().display()),
+    };
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        r#"
+[outbound]
+concurrency = 32
+poll_interval_ms = 20
+
+[webhooks]
+concurrency = 8
+poll_interval_ms = 20
+claim_batch = 8
+lease_secs = 6
+timeout_secs = 1
+allow_internal_targets = true
+"#,
+    )
+    .unwrap();
+    let mut hub = start_hub(&config, &db).await;
+    let store = tidings::store::open(&tidings::store::StoreOptions {
+        url: db.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    let tenant = tidings::domain::ids::TenantId::parse("clinic-a").unwrap();
+    let secret = SigningSecret::generate();
+    receiver.set_secret(secret.expose());
+    let endpoint = uuid::Uuid::new_v4();
+    store
+        .create_endpoint(
+            &tenant,
+            endpoint,
+            &EndpointDraft {
+                url: receiver.url.clone(),
+                event_types: vec![EventType::MessageStatusChanged],
+                enabled: true,
+            },
+            &secret,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let messages: Vec<_> = (0..EVENTS)
+        .map(|i| crate::outbound_dispatch::sms(&format!("+9665{i:08}"), Utc::now()))
+        .collect();
+    crate::outbound_dispatch::enqueue_into(&store, &tenant, messages, Utc::now()).await;
+
+    receiver.wait_for(EVENTS / 4).await;
+    hub.kill().await.unwrap(); // SIGKILL
+    let _ = hub.wait().await;
+    let at_kill = delivery_states(&store, &tenant, endpoint).await;
+    let in_flight: HashSet<String> = at_kill
+        .values()
+        .filter(|(_, s)| *s == DeliveryStatus::Delivering)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let before = receiver.received().len();
+    assert!(before < EVENTS, "killed too late to test anything");
+
+    let mut hub = start_hub(&config, &db).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = delivery_states(&store, &tenant, endpoint).await;
+        let done = states.len() == EVENTS
+            && states
+                .values()
+                .all(|(_, s)| *s == DeliveryStatus::Succeeded)
+            && store.pending_messages().await.unwrap() == 0;
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries left unsettled after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.kill().await.unwrap();
+
+    let states = delivery_states(&store, &tenant, endpoint).await;
+    let stored: HashSet<String> = states.values().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        stored.len(),
+        EVENTS,
+        "one event per message, each its own webhook-id"
+    );
+    let got = receiver.received();
+    assert!(got.iter().all(|r| r.verified), "every request is signed");
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    let mut message_of: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in &got {
+        *per_id.entry(r.webhook_id.clone()).or_default() += 1;
+        message_of
+            .entry(r.body["data"]["message_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(r.webhook_id.clone());
+    }
+    let received: HashSet<String> = per_id.keys().cloned().collect();
+    assert_eq!(received, stored, "nothing lost, nothing invented");
+    assert_eq!(message_of.len(), EVENTS);
+    assert!(
+        message_of.values().all(|ids| ids.len() == 1),
+        "a repeated event carries the same webhook-id"
+    );
+    let repeated: Vec<&String> = per_id
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    let duplicates: usize = per_id.values().map(|n| n - 1).sum();
+    println!(
+        "webhook crash test: {before} requests before the kill, {} in flight, {duplicates} repeated",
+        in_flight.len()
+    );
+    assert!(
+        duplicates <= in_flight.len(),
+        "{duplicates} repeats > {} in flight",
+        in_flight.len()
+    );
+    assert!(
+        repeated.iter().all(|id| in_flight.contains(*id)),
+        "only deliveries in flight at the kill may repeat: {repeated:?}"
+    );
+    drop(pg);
 }
