@@ -582,6 +582,33 @@ mod tests {
     }
 
     #[test]
+    fn webhook_keys_are_validated_and_named() {
+        let c = Config::load(None).expect("defaults");
+        assert!(
+            !c.webhooks.allow_internal_targets,
+            "the SSRF guard is on by default"
+        );
+        let s = c.webhooks.settings();
+        assert_eq!(s.policy.after_failed_deliveries, 20);
+        assert_eq!(s.policy.after_failing_for, Duration::from_secs(5 * 86_400));
+        let mut bad = c.clone();
+        bad.webhooks.lease_secs = bad.webhooks.timeout_secs + 4;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("webhooks.lease_secs"), "{e}");
+        let mut bad = c.clone();
+        bad.webhooks.disable_after_failed_deliveries = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("webhooks.disable_after_failed_deliveries"),
+            "{e}"
+        );
+        let mut bad = c;
+        bad.webhooks.timeout_secs = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("webhooks.timeout_secs"), "{e}");
+    }
+
+    #[test]
     fn development_mode_is_loopback_only() {
         let mut c = Config::load(None).expect("defaults");
         assert!(c.is_development(), "the default listens on 127.0.0.1");

@@ -36,6 +36,12 @@ fn uuid(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse().map_err(|_| ServiceError::NotFound.into())
 }
 
+fn delivery_wire(d: &crate::store::webhooks::Delivery) -> Result<DeliveryWire, ApiError> {
+    DeliveryWire::new(d).map_err(|e| {
+        ServiceError::Internal(format!("delivery {} has a corrupt payload: {e}", d.id)).into()
+    })
+}
+
 fn input(b: EndpointBody) -> EndpointInput {
     EndpointInput {
         url: b.url,
@@ -170,7 +176,11 @@ async fn list_deliveries(
         .deliveries(&admin.tenant, uuid(&id)?, page)
         .await?;
     Ok(Json(DeliveryPage {
-        items: page.items.iter().map(DeliveryWire::from).collect(),
+        items: page
+            .items
+            .iter()
+            .map(delivery_wire)
+            .collect::<Result<_, _>>()?,
         next_cursor: page.next.map(encode_cursor),
     }))
 }
@@ -192,7 +202,7 @@ async fn get_delivery(
         .webhooks
         .delivery(&admin.tenant, uuid(&id)?, uuid(&delivery_id)?)
         .await?;
-    let mut wire = DeliveryWire::from(&d);
+    let mut wire = delivery_wire(&d)?;
     wire.attempt_log = Some(attempts.iter().map(AttemptWire::from).collect());
     Ok(Json(wire))
 }
@@ -216,5 +226,5 @@ async fn replay_delivery(
         .webhooks
         .replay(&admin.tenant, uuid(&id)?, uuid(&delivery_id)?)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(DeliveryWire::from(&d))))
+    Ok((StatusCode::ACCEPTED, Json(delivery_wire(&d)?)))
 }

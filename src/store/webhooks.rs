@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Page, PageRequest, StoreError};
-use crate::domain::ids::{NotificationId, PatientId, TenantId, UserId};
+use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::message::{MessageId, MessageStatus};
 use crate::domain::template::{Channel, MessageKind};
 use crate::domain::webhook::{DisablePolicy, DisableReason, EventType, SigningSecret};
@@ -47,9 +47,10 @@ pub struct EndpointDraft {
 pub enum WebhookEvent {
     /// A message's status changed (`message.status_changed`, and `message.failed`
     /// for `failed` / `bounced`; see [`crate::domain::webhook::status_events`]).
+    /// No patient id: the message id finds it through the API, and an erased
+    /// patient's id must not live on in delivery logs.
     MessageStatus {
         message: MessageId,
-        patient: Option<PatientId>,
         channel: Channel,
         kind: MessageKind,
         from: MessageStatus,

@@ -21,14 +21,12 @@ pub fn event_body(
     let data = match event {
         WebhookEvent::MessageStatus {
             message,
-            patient,
             channel,
             kind,
             from,
             to,
         } => json!({
             "message_id": message.to_string(),
-            "patient_id": patient.as_ref().map(|p| p.as_str()),
             "channel": channel.as_str(),
             "kind": kind.as_str(),
             "status": to.as_str(),
@@ -156,13 +154,11 @@ impl From<&DeliveryAttempt> for AttemptWire {
     }
 }
 
-impl From<&Delivery> for DeliveryWire {
-    fn from(d: &Delivery) -> Self {
-        let payload =
-            serde_json::value::RawValue::from_string(d.payload.clone()).unwrap_or_else(|_| {
-                serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
-            });
-        DeliveryWire {
+impl DeliveryWire {
+    /// Fails only on a corrupt row: the payload is JSON the hub encoded itself.
+    pub fn new(d: &Delivery) -> Result<Self, serde_json::Error> {
+        let payload = serde_json::value::RawValue::from_string(d.payload.clone())?;
+        Ok(DeliveryWire {
             id: d.id.to_string(),
             webhook_id: d.event_id.clone(),
             event_type: d.event_type.clone(),
@@ -178,7 +174,7 @@ impl From<&Delivery> for DeliveryWire {
             created_at: time(d.created_at),
             payload,
             attempt_log: None,
-        }
+        })
     }
 }
 

@@ -1635,7 +1635,6 @@ mod webhook_cases {
     pub(super) fn failed_message() -> WebhookEvent {
         WebhookEvent::MessageStatus {
             message: MessageId::new_random(),
-            patient: Some(tidings::domain::ids::PatientId::parse("p-1").unwrap()),
             channel: Channel::Sms,
             kind: MessageKind::Results,
             from: MessageStatus::Sending,

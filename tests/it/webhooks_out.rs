@@ -252,7 +252,7 @@ async fn signed_events_reach_the_endpoints_that_listen_and_only_those() {
     assert_eq!(r.body["type"], "message.status_changed");
     assert_eq!(
         r.body["data"],
-        json!({"message_id": id, "patient_id": null, "channel": "sms", "kind": "results",
+        json!({"message_id": id, "channel": "sms", "kind": "results",
                "status": "sent", "previous_status": "sending"})
     );
     assert!(r.body["timestamp"].is_string());

@@ -814,22 +814,6 @@ fn decode_created(raw: &str) -> Result<Vec<(NotificationId, UserId)>, StoreError
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_lock_keys_are_stable_and_distinct() {
-        let a = TenantId::parse("clinic-a").unwrap();
-        let b = TenantId::parse("clinic-b").unwrap();
-        assert_eq!(tenant_lock_key(&a), tenant_lock_key(&a.clone()));
-        assert_ne!(tenant_lock_key(&a), tenant_lock_key(&b));
-        // Pinned: nodes of different releases must agree on the key (python3:
-        // struct.unpack('>i', hashlib.sha256(b'clinic-a').digest()[:4])).
-        assert_eq!(tenant_lock_key(&a), -1_313_915_432);
-    }
-}
-
 /// `notification.read` for the endpoints that opted in, written with the read
 /// (`ids: None`: all of the user's notifications).
 async fn emit_read(
@@ -845,4 +829,20 @@ async fn emit_read(
     };
     super::sql::webhooks::emit(conn, tenant, &event, at).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_lock_keys_are_stable_and_distinct() {
+        let a = TenantId::parse("clinic-a").unwrap();
+        let b = TenantId::parse("clinic-b").unwrap();
+        assert_eq!(tenant_lock_key(&a), tenant_lock_key(&a.clone()));
+        assert_ne!(tenant_lock_key(&a), tenant_lock_key(&b));
+        // Pinned: nodes of different releases must agree on the key (python3:
+        // struct.unpack('>i', hashlib.sha256(b'clinic-a').digest()[:4])).
+        assert_eq!(tenant_lock_key(&a), -1_313_915_432);
+    }
 }

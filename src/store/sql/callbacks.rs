@@ -70,17 +70,16 @@ impl CallbackStore for Backend {
     ) -> Result<CallbackOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
-            "SELECT status, redacted_at, patient_id, channel, kind FROM messages
+            "SELECT status, redacted_at, channel, kind FROM messages
              WHERE tenant_id = $1 AND id = $2{FOR_UPDATE}"
         );
-        let row: Option<(String, Option<i64>, Option<String>, String, String)> =
-            sqlx::query_as(&sql)
-                .bind(tenant.as_str())
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let Some((status, redacted_at, patient, channel, kind)) = row else {
+        let row: Option<(String, Option<i64>, String, String)> = sqlx::query_as(&sql)
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some((status, redacted_at, channel, kind)) = row else {
             return Err(StoreError::NotFound);
         };
         let current = MessageStatus::parse(&status)
@@ -147,7 +146,7 @@ impl CallbackStore for Backend {
         };
         insert_events(&mut tx, tenant, &[event]).await?;
         if applied {
-            let change = status_change(id, patient, &channel, &kind, current, update.status)?;
+            let change = status_change(id, &channel, &kind, current, update.status)?;
             webhooks::emit(&mut tx, tenant, &change, now).await?;
         }
         if redacted_at.is_some() {

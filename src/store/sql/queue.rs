@@ -167,18 +167,17 @@ impl QueueStore for Backend {
         let mut tx = self.begin_write().await?;
         // Locked on PostgreSQL: a callback for this message waits until the result is
         // written, and then applies against it (and the other way round).
-        let row: Option<(String, Option<i64>, Option<String>, String, String)> =
-            sqlx::query_as(&format!(
-                "SELECT status, redacted_at, patient_id, channel, kind FROM messages
+        let row: Option<(String, Option<i64>, String, String)> = sqlx::query_as(&format!(
+            "SELECT status, redacted_at, channel, kind FROM messages
              WHERE tenant_id = $1 AND id = $2 AND lease_token = $3{FOR_UPDATE}"
-            ))
-            .bind(tenant.as_str())
-            .bind(id.to_string())
-            .bind(lease_token.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some((status, redacted_at, patient, channel, kind)) = row else {
+        ))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(lease_token.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((status, redacted_at, channel, kind)) = row else {
             return Ok(false);
         };
         let current = MessageStatus::parse(&status)
@@ -220,7 +219,7 @@ impl QueueStore for Backend {
             })
             .collect();
         insert_events(&mut tx, tenant, &events).await?;
-        let change = status_change(id, patient, &channel, &kind, current, plan.status)?;
+        let change = status_change(id, &channel, &kind, current, plan.status)?;
         webhooks::emit(&mut tx, tenant, &change, now).await?;
         if redacted_at.is_some() {
             // The patient was erased while this send was in flight.

@@ -177,7 +177,6 @@ pub(crate) async fn emit(
 /// queue and the callbacks read under their row lock).
 pub(crate) fn status_change(
     message: crate::domain::message::MessageId,
-    patient: Option<String>,
     channel: &str,
     kind: &str,
     from: crate::domain::message::MessageStatus,
@@ -186,11 +185,6 @@ pub(crate) fn status_change(
     let bad = |e: crate::domain::Invalid| corrupt("message", e);
     Ok(WebhookEvent::MessageStatus {
         message,
-        patient: patient
-            .as_deref()
-            .map(crate::domain::ids::PatientId::parse)
-            .transpose()
-            .map_err(bad)?,
         channel: crate::domain::template::Channel::parse(channel).map_err(bad)?,
         kind: crate::domain::template::MessageKind::parse(kind).map_err(bad)?,
         from,
