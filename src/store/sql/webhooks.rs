@@ -653,6 +653,14 @@ async fn record_run(
         _ if enabled => policy.decide(run, gone, result.at),
         _ => None,
     };
+    let unchanged = disable.is_none()
+        && i64::from(run.failed_deliveries) == failed
+        && run.failing_since.map(millis) == since;
+    if unchanged {
+        // The common case (a success on a healthy endpoint): no write, so deliveries to
+        // one busy endpoint do not queue on its row.
+        return Ok(None);
+    }
     sqlx::query(
         "UPDATE webhook_endpoints SET consecutive_failures = $1, failing_since = $2,
            enabled = CASE WHEN $3 THEN false ELSE enabled END,
