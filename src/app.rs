@@ -31,6 +31,8 @@ use crate::service::publish::{PublishConfig, Publisher};
 use crate::service::ratelimit::RateLimits;
 use crate::service::realtime::Realtime;
 use crate::service::retention;
+use crate::service::webhooks::deliver::WebhookWorker;
+use crate::service::webhooks::Webhooks;
 use crate::store::outbound::OutboundStore;
 use crate::store::{self, Store};
 
@@ -52,6 +54,8 @@ pub struct App {
     retention: retention::RetentionSettings,
     /// The outbound queue worker, started by `run_until_stopped`.
     dispatcher: Arc<Dispatcher>,
+    /// The webhook delivery worker, started by `run_until_stopped`.
+    webhook_worker: Arc<WebhookWorker>,
     /// The store, for the node's background tasks (retention) and the tests' set-up;
     /// the HTTP handlers reach it only through the services (and `/readyz` its health).
     store: Arc<dyn Store>,
@@ -152,13 +156,20 @@ impl App {
             },
             clock.clone(),
         );
+        let webhook_worker = WebhookWorker::new(
+            store.clone(),
+            publisher.clone(),
+            clock.clone(),
+            config.webhooks.settings(),
+        )
+        .map_err(|e| anyhow::anyhow!("webhook sender: {e}"))?;
         let events_book = crate::config::events::load(&config.events)?;
         let events = Arc::new(
             ClinicEvents::new(
                 store.clone(),
                 hub.clone(),
                 directory.clone(),
-                events_book,
+                events_book.clone(),
                 clock.clone(),
             )
             .waking(dispatcher.wake_handle()),
@@ -201,7 +212,7 @@ impl App {
             },
             stopping: CancellationToken::new(),
             outbound: Arc::new(
-                Outbound::new(outbound_store, clock.clone())
+                Outbound::new(outbound_store, clock.clone(), Arc::new(events_book))
                     .waking(dispatcher.wake_handle())
                     .bulk_limits(BulkLimits::new(
                         config.outbound.bulk_concurrency,
@@ -209,6 +220,11 @@ impl App {
                         config.outbound.bulk_waiting_per_tenant,
                     )),
             ),
+            webhooks: Arc::new(Webhooks::new(
+                store.clone(),
+                clock.clone(),
+                config.is_development(),
+            )),
             clock,
             outbound_callbacks,
             outbound_wake: dispatcher.wake_handle(),
@@ -230,6 +246,7 @@ impl App {
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: config.retention.settings(),
             dispatcher,
+            webhook_worker,
             store,
             created_dev_credentials,
         })
@@ -274,6 +291,7 @@ impl App {
             stopping.clone(),
         ));
         let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
+        let webhook_worker = tokio::spawn(self.webhook_worker.clone().run(stopping.clone()));
         let revocations = tokio::spawn(self.state.auth.clone().watch_revocations(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
@@ -311,6 +329,12 @@ impl App {
             .is_err()
         {
             tracing::warn!("outbound sends still in flight after the grace period; they are claimed again after their lease");
+        }
+        if tokio::time::timeout(self.grace, webhook_worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhook deliveries still in flight after the grace period; they are sent again after their lease");
         }
         retention.abort();
         revocations.abort();

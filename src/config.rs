@@ -38,6 +38,79 @@ pub struct Config {
     pub shutdown: ShutdownSection,
     pub events: events::EventsSection,
     pub outbound: outbound::OutboundSection,
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`: webhooks to clinic systems (the delivery worker and when the hub
+/// disables an endpoint by itself).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// Deliveries in flight at once on this node.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due deliveries.
+    pub poll_interval_ms: u64,
+    /// Most deliveries claimed per look.
+    pub claim_batch: u32,
+    /// How long a claimed delivery belongs to this node.
+    pub lease_secs: u64,
+    /// How long a receiver has to answer.
+    pub timeout_secs: u64,
+    /// Deliveries ended `failed` in a row that disable an endpoint.
+    pub disable_after_failed_deliveries: u32,
+    /// Days of failing every attempt that disable an endpoint.
+    pub disable_after_failing_days: u32,
+    /// Whether deliveries may go to internal addresses (loopback, private, link-local).
+    pub allow_internal_targets: bool,
+}
+
+impl WebhooksSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `webhooks.{key}`: {why}")));
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return bad("concurrency", "must be 1..10000");
+        }
+        if self.poll_interval_ms == 0 {
+            return bad("poll_interval_ms", "must be at least 1");
+        }
+        if self.claim_batch == 0 || self.claim_batch > 10_000 {
+            return bad("claim_batch", "must be 1..10000");
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 300 {
+            return bad("timeout_secs", "must be 1..300");
+        }
+        // A send must end and be recorded inside its lease, or another node sends it again.
+        if self.lease_secs < self.timeout_secs + 5 {
+            return bad(
+                "lease_secs",
+                "must exceed webhooks.timeout_secs by at least 5",
+            );
+        }
+        if self.disable_after_failed_deliveries == 0 {
+            return bad("disable_after_failed_deliveries", "must be at least 1");
+        }
+        if self.disable_after_failing_days == 0 {
+            return bad("disable_after_failing_days", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> crate::service::webhooks::deliver::DeliverySettings {
+        crate::service::webhooks::deliver::DeliverySettings {
+            concurrency: self.concurrency,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            claim_batch: self.claim_batch,
+            lease: Duration::from_secs(self.lease_secs),
+            timeout: Duration::from_secs(self.timeout_secs),
+            policy: crate::domain::webhook::DisablePolicy {
+                after_failed_deliveries: self.disable_after_failed_deliveries,
+                after_failing_for: Duration::from_secs(
+                    u64::from(self.disable_after_failing_days) * 86_400,
+                ),
+            },
+            allow_internal: self.allow_internal_targets,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +338,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown",
     "events",
     "outbound",
+    "webhooks",
 ];
 
 impl Config {
@@ -378,6 +452,7 @@ impl Config {
             }
         }
         self.outbound.validate(self.is_development())?;
+        self.webhooks.validate()?;
         Ok(())
     }
 
@@ -504,6 +579,33 @@ mod tests {
         let settings = ok.retention.settings();
         assert_eq!(settings.phi.default_days, 90);
         assert_eq!(settings.phi.tenants.len(), 1);
+    }
+
+    #[test]
+    fn webhook_keys_are_validated_and_named() {
+        let c = Config::load(None).expect("defaults");
+        assert!(
+            !c.webhooks.allow_internal_targets,
+            "the SSRF guard is on by default"
+        );
+        let s = c.webhooks.settings();
+        assert_eq!(s.policy.after_failed_deliveries, 20);
+        assert_eq!(s.policy.after_failing_for, Duration::from_secs(5 * 86_400));
+        let mut bad = c.clone();
+        bad.webhooks.lease_secs = bad.webhooks.timeout_secs + 4;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("webhooks.lease_secs"), "{e}");
+        let mut bad = c.clone();
+        bad.webhooks.disable_after_failed_deliveries = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("webhooks.disable_after_failed_deliveries"),
+            "{e}"
+        );
+        let mut bad = c;
+        bad.webhooks.timeout_secs = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("webhooks.timeout_secs"), "{e}");
     }
 
     #[test]

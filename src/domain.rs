@@ -16,6 +16,7 @@ pub mod preferences;
 pub mod template;
 pub mod text;
 pub mod user;
+pub mod webhook;
 
 /// A field-level validation failure. `field` is the JSON path the client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

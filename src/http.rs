@@ -25,6 +25,7 @@ mod sse_direct;
 mod templates;
 mod tokens;
 mod users;
+mod webhook_endpoints;
 mod webhooks;
 
 use std::sync::Arc;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub outbound_wake: crate::service::outbound::dispatch::DispatchWake,
     /// Outbound patient messages: templates, preferences, sends, reports, audit.
     pub outbound: Arc<crate::service::outbound::Outbound>,
+    /// Webhooks to clinic systems: endpoints, the delivery log, replays.
+    pub webhooks: Arc<crate::service::webhooks::Webhooks>,
 }
 
 pub use client_ip::TrustedProxies;
@@ -140,6 +143,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(messages::routes())
         .merge(message_reports::routes())
         .merge(audit::routes())
+        .merge(webhook_endpoints::routes())
         .merge(admin::routes())
 }
 

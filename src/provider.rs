@@ -36,6 +36,7 @@ use crate::domain::message::{MessageId, MessageStatus, Money};
 use crate::domain::template::{Channel, Language};
 
 pub mod breaker;
+pub mod clinic_webhooks;
 pub mod config;
 pub mod failover;
 pub mod limit;

@@ -16,6 +16,7 @@ pub mod publish;
 pub mod ratelimit;
 pub mod realtime;
 pub mod retention;
+pub mod webhooks;
 
 use crate::domain::Invalid;
 use crate::store::StoreError;

@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod postgres;
 #[allow(clippy::duplicate_mod)]
 pub mod sqlite;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -360,6 +361,7 @@ pub trait Store:
     + NotificationStore
     + OutboundStore
     + events::EventStore
+    + webhooks::WebhookStore
     + Health
 {
 }
@@ -370,6 +372,7 @@ impl<
             + NotificationStore
             + OutboundStore
             + events::EventStore
+            + webhooks::WebhookStore
             + Health,
     > Store for T
 {

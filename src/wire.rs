@@ -7,6 +7,7 @@
 pub mod events;
 pub mod frame;
 pub mod outbound;
+pub mod webhooks;
 
 pub use frame::{Frame, FrameKind};
 

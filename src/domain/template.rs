@@ -108,6 +108,25 @@ impl MessageKind {
     pub fn enabled_by_default(self) -> bool {
         !matches!(self, MessageKind::Marketing)
     }
+
+    /// The subject of an email whose text has none (free text, or a template that
+    /// declares no subject): what kind of message it is and who sends it, in the
+    /// reader's language (`clinic` is the clinic's name in that language). An email
+    /// without a subject looks like spam to patients and to filters alike.
+    pub fn default_subject(self, language: Language, clinic: &str) -> String {
+        let (en, ar) = match self {
+            MessageKind::AppointmentReminder => ("Appointment reminder", "تذكير بالموعد"),
+            MessageKind::AppointmentConfirmation => ("Appointment confirmation", "تأكيد الموعد"),
+            MessageKind::AppointmentUpdate => ("Appointment update", "تحديث الموعد"),
+            MessageKind::Results => ("Results", "نتائج"),
+            MessageKind::Billing => ("Billing", "الفواتير"),
+            MessageKind::Marketing => ("News", "أخبار"),
+        };
+        match language {
+            Language::En => format!("{en} from {clinic}"),
+            Language::Ar => format!("{ar} من {clinic}"),
+        }
+    }
 }
 
 impl fmt::Display for MessageKind {
@@ -591,6 +610,28 @@ impl RenderError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn default_subjects_name_the_kind_and_the_clinic_in_the_language() {
+        use super::{Language, MessageKind};
+        assert_eq!(
+            MessageKind::Results.default_subject(Language::En, "Nour Clinic"),
+            "Results from Nour Clinic"
+        );
+        assert_eq!(
+            MessageKind::Billing.default_subject(Language::Ar, "عيادة نور"),
+            "الفواتير من عيادة نور"
+        );
+        for kind in MessageKind::ALL {
+            for language in [Language::En, Language::Ar] {
+                let s = kind.default_subject(language, "C");
+                assert!(
+                    s.ends_with(" C") && !s.contains('\n'),
+                    "{kind} {language}: {s}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn draft() -> TemplateDraft {

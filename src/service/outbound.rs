@@ -33,6 +33,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::clock::Clock;
+use crate::config::events::EventsBook;
 use crate::store::outbound::OutboundStore;
 
 /// The outbound use cases over one store.
@@ -44,15 +45,22 @@ pub struct Outbound {
     wake: Option<dispatch::DispatchWake>,
     /// How many bulk sends run at once (node, tenant).
     bulk: bulk::BulkLimits,
+    /// Each tenant's clinic name (`[events]`): the default subject of an email.
+    clinics: Arc<EventsBook>,
 }
 
 impl Outbound {
-    pub fn new(store: Arc<dyn OutboundStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn OutboundStore>,
+        clock: Arc<dyn Clock>,
+        clinics: Arc<EventsBook>,
+    ) -> Self {
         Self {
             store,
             clock,
             wake: None,
             bulk: bulk::BulkLimits::default(),
+            clinics,
         }
     }
 

@@ -31,3 +31,4 @@ mod rbac;
 mod realtime_sse;
 mod realtime_ws;
 mod store_conformance;
+mod webhooks_out;

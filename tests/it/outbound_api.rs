@@ -701,11 +701,8 @@ async fn single_sends_queue_suppress_validate_and_replay() {
             .collect();
         assert_eq!(events, vec!["created", "suppressed"]);
     }
-    // Free text: the patient's preferred channel (email) needs a subject.
-    let (s, b) = key_call(&app, Method::POST, "/v1/messages",
-        Some(json!({"patient_id": "p-email", "body": "Your invoice is ready", "kind": "billing", "send_at": LATER}))).await;
-    assert_error(s, &b, 422, "invalid");
-    assert_eq!(b["error"]["field"], "subject");
+    // Free text by email with a subject of its own (without one: see
+    // `plain_text_by_email_gets_a_localized_default_subject`).
     let (s, b) = key_call(&app, Method::POST, "/v1/messages",
         Some(json!({"patient_id": "p-email", "subject": "Invoice", "body": "Your invoice is ready", "kind": "billing", "send_at": LATER}))).await;
     assert_eq!(
@@ -1711,4 +1708,82 @@ async fn every_outbound_path_is_in_the_openapi_document() {
     ] {
         assert!(api["paths"][path].is_object(), "openapi lacks {path}");
     }
+}
+
+/// Issue #15 part 7: a plain-text message (`body`, no `subject`) that goes by email
+/// (here the patient's preferred channel) is sent with a subject made of its kind and
+/// the clinic's name, in the patient's language, instead of being refused.
+#[tokio::test]
+async fn plain_text_by_email_gets_a_localized_default_subject() {
+    let app = crate::support::spawn_app_with(|c| {
+        c.events.clinic_name_en = "Nour Clinic".into();
+        c.events.clinic_name_ar = "عيادة نور".into();
+    })
+    .await;
+    for (patient, language) in [("p-en", "en"), ("p-ar", "ar")] {
+        put_prefs(
+            &app,
+            patient,
+            json!({"email": format!("{patient}@clinic.example"), "preferred_channel": "email", "language": language}),
+        )
+        .await;
+    }
+    let mut subjects = Vec::new();
+    for (patient, kind) in [
+        ("p-en", "billing"),
+        ("p-ar", "results"),
+        ("p-en", "appointment_reminder"),
+    ] {
+        let (s, b) = key_call(&app, Method::POST, "/v1/messages",
+            Some(json!({"patient_id": patient, "body": "Your document is ready", "kind": kind, "send_at": LATER}))).await;
+        assert_eq!(
+            (s, b["channel"].clone()),
+            (StatusCode::ACCEPTED, json!("email")),
+            "{b}"
+        );
+        let (_, m) = key_call(
+            &app,
+            Method::GET,
+            &format!("/v1/messages/{}", b["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        subjects.push(m["subject"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        subjects,
+        vec![
+            "Billing from Nour Clinic",
+            "نتائج من عيادة نور",
+            "Appointment reminder from Nour Clinic",
+        ]
+    );
+    // A subject the caller gives is kept; SMS stays without one.
+    let (s, b) = key_call(&app, Method::POST, "/v1/messages",
+        Some(json!({"patient_id": "p-en", "subject": "March invoice", "body": "B", "kind": "billing", "send_at": LATER}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (_, m) = key_call(
+        &app,
+        Method::GET,
+        &format!("/v1/messages/{}", b["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(m["subject"], "March invoice");
+    let (s, b) = key_call(
+        &app,
+        Method::POST,
+        "/v1/messages",
+        Some(json!({"to": "+966501234567", "body": "B", "kind": "billing", "send_at": LATER})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (_, m) = key_call(
+        &app,
+        Method::GET,
+        &format!("/v1/messages/{}", b["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(m["subject"], Value::Null);
 }

@@ -78,6 +78,30 @@ fn routes() -> Vec<(Method, String, Option<Value>, Who)> {
         m(Method::POST, "/v1/templates", template(), ADMIN),
         m(Method::GET, "/v1/templates/{id}", None, DESK),
         m(Method::PUT, "/v1/templates/{id}", template(), ADMIN),
+        // Webhooks to clinic systems: integration settings with a secret, so not front_desk.
+        m(Method::POST, "/v1/webhook-endpoints", empty(), ADMIN),
+        m(Method::GET, "/v1/webhook-endpoints", None, ADMIN),
+        m(Method::GET, "/v1/webhook-endpoints/{id}", None, ADMIN),
+        m(Method::PUT, "/v1/webhook-endpoints/{id}", empty(), ADMIN),
+        m(Method::DELETE, "/v1/webhook-endpoints/{id}", None, ADMIN),
+        m(
+            Method::GET,
+            "/v1/webhook-endpoints/{id}/deliveries",
+            None,
+            ADMIN,
+        ),
+        m(
+            Method::GET,
+            &format!("/v1/webhook-endpoints/{{id}}/deliveries/{ID}"),
+            None,
+            ADMIN,
+        ),
+        m(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{{id}}/deliveries/{ID}/replay"),
+            None,
+            ADMIN,
+        ),
         m(Method::DELETE, "/v1/templates/{id}", None, ADMIN),
         m(Method::POST, "/v1/templates/{id}/toggle", None, ADMIN),
         m(

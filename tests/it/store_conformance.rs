@@ -98,6 +98,9 @@ conformance!(
     ids_count_per_tenant_without_gaps_from_other_tenants,
     equal_ids_in_two_tenants_stay_apart,
     two_tenants_on_two_writer_nodes_each_get_gapless_ids,
+    webhook_endpoints_round_trip_scoped_by_tenant,
+    webhook_deliveries_are_emitted_claimed_leased_finished_and_replayed,
+    webhook_endpoints_are_disabled_by_the_policy_and_by_410,
 );
 
 fn t(s: &str) -> TenantId {
@@ -1604,4 +1607,509 @@ mod migration {
         let store = postgres_from(&db, 7, &event_notices_sql()).await;
         migrated_links_event_notices(store.as_ref()).await;
     }
+}
+
+// --- webhooks to clinic systems ------------------------------------------------
+
+mod webhook_cases {
+    use super::*;
+    use tidings::domain::message::{MessageId, MessageStatus};
+    use tidings::domain::template::{Channel, MessageKind};
+    use tidings::domain::webhook::DisablePolicy;
+    pub(super) use tidings::domain::webhook::{
+        DisableReason as Reason, EventType as Type, SigningSecret as Secret,
+    };
+    pub(super) use tidings::store::webhooks::{
+        AttemptNext, AttemptRecorded as Recorded, AttemptResult, DeliveryStatus as Status,
+        EndpointDraft, WebhookEvent,
+    };
+
+    pub(super) fn draft(url: &str, types: &[Type], enabled: bool) -> EndpointDraft {
+        EndpointDraft {
+            url: url.into(),
+            event_types: types.to_vec(),
+            enabled,
+        }
+    }
+
+    pub(super) fn failed_message() -> WebhookEvent {
+        WebhookEvent::MessageStatus {
+            message: MessageId::new_random(),
+            channel: Channel::Sms,
+            kind: MessageKind::Results,
+            from: MessageStatus::Sending,
+            to: MessageStatus::Failed,
+        }
+    }
+
+    pub(super) fn result(secs: i64, status: Option<u16>, next: AttemptNext) -> AttemptResult {
+        AttemptResult {
+            at: at(secs),
+            response_status: status,
+            error: status.filter(|s| *s >= 300).map(|s| format!("HTTP {s}")),
+            duration_ms: 7,
+            next,
+        }
+    }
+
+    pub(super) const POLICY: DisablePolicy = DisablePolicy {
+        after_failed_deliveries: 2,
+        after_failing_for: Duration::from_secs(5 * 86_400),
+    };
+}
+
+async fn webhook_endpoints_round_trip_scoped_by_tenant(b: &Backend) {
+    use webhook_cases::*;
+    let s = &b.store;
+    let (a, other) = (t("clinic-a"), t("clinic-b"));
+    let secret = Secret::generate();
+    let id = uuid::Uuid::new_v4();
+    let e = s
+        .create_endpoint(
+            &a,
+            id,
+            &draft(
+                "https://a.example/h",
+                &[Type::MessageFailed, Type::MessageStatusChanged],
+                true,
+            ),
+            &secret,
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            e.id,
+            e.url.as_str(),
+            e.enabled,
+            e.event_types.clone(),
+            e.created_at
+        ),
+        (
+            id,
+            "https://a.example/h",
+            true,
+            vec![Type::MessageStatusChanged, Type::MessageFailed],
+            at(0)
+        )
+    );
+    assert_eq!(s.get_endpoint(&a, id).await.unwrap(), Some(e.clone()));
+    // Another tenant sees nothing and changes nothing.
+    assert_eq!(s.get_endpoint(&other, id).await.unwrap(), None);
+    let upd = draft("https://evil.example/", &[Type::NotificationRead], true);
+    assert!(matches!(
+        s.update_endpoint(&other, id, &upd, at(1)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_endpoint(&other, id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s
+        .list_endpoints(&other, page(10, None))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // Update replaces url, types and enabled.
+    let e2 = s
+        .update_endpoint(
+            &a,
+            id,
+            &draft("https://a.example/v2", &[Type::NotificationRead], false),
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            e2.url.as_str(),
+            e2.event_types.clone(),
+            e2.enabled,
+            e2.updated_at
+        ),
+        (
+            "https://a.example/v2",
+            vec![Type::NotificationRead],
+            false,
+            at(2)
+        )
+    );
+    let second = uuid::Uuid::new_v4();
+    s.create_endpoint(
+        &a,
+        second,
+        &draft("https://a.example/2", &[Type::PatientReplied], true),
+        &Secret::generate(),
+        at(3),
+    )
+    .await
+    .unwrap();
+    let first_page = s.list_endpoints(&a, page(1, None)).await.unwrap();
+    assert_eq!(first_page.items[0].id, second, "newest first");
+    let rest = s
+        .list_endpoints(&a, page(1, first_page.next))
+        .await
+        .unwrap();
+    assert_eq!((rest.items[0].id, rest.next), (id, None));
+    s.delete_endpoint(&a, id).await.unwrap();
+    assert_eq!(s.get_endpoint(&a, id).await.unwrap(), None);
+    assert!(matches!(
+        s.delete_endpoint(&a, id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn webhook_deliveries_are_emitted_claimed_leased_finished_and_replayed(b: &Backend) {
+    use webhook_cases::*;
+    let s = &b.store;
+    let a = t("clinic-a");
+    let (msgs, reads, off) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let both = [Type::MessageStatusChanged, Type::MessageFailed];
+    s.create_endpoint(
+        &a,
+        msgs,
+        &draft("https://m.example/", &both, true),
+        &Secret::generate(),
+        at(0),
+    )
+    .await
+    .unwrap();
+    s.create_endpoint(
+        &a,
+        reads,
+        &draft("https://r.example/", &[Type::NotificationRead], true),
+        &Secret::generate(),
+        at(0),
+    )
+    .await
+    .unwrap();
+    s.create_endpoint(
+        &a,
+        off,
+        &draft("https://o.example/", &both, false),
+        &Secret::generate(),
+        at(0),
+    )
+    .await
+    .unwrap();
+    // Another tenant's endpoint never gets clinic-a's events.
+    s.create_endpoint(
+        &t("clinic-b"),
+        uuid::Uuid::new_v4(),
+        &draft("https://b.example/", &both, true),
+        &Secret::generate(),
+        at(0),
+    )
+    .await
+    .unwrap();
+
+    // A failure makes two events (status_changed, failed) for the one listening endpoint.
+    assert_eq!(s.emit(&a, &failed_message(), at(1)).await.unwrap(), 2);
+    // A read, through the real mark_read: only the opted-in endpoint.
+    let ids = insert_one(s.as_ref(), publish("clinic-a", &["u-1"], "n")).await;
+    s.mark_read(&a, &u("u-1"), &[ids[0].0], at(2))
+        .await
+        .unwrap();
+    s.mark_all_read(&a, &u("u-1"), at(2)).await.unwrap(); // nothing left unread: no event
+    assert_eq!(s.pending_deliveries().await.unwrap(), 3);
+
+    let claimed = s.claim_deliveries(at(3), at(63), 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        s.claim_deliveries(at(4), at(64), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    let read = claimed
+        .iter()
+        .find(|c| c.delivery.endpoint == reads)
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&read.delivery.payload).unwrap();
+    assert_eq!(body["type"], "notification.read");
+    assert_eq!(body["data"]["user_id"], "u-1");
+    assert_eq!(body["data"]["notification_ids"][0], ids[0].0.to_string());
+    let on_msgs: Vec<_> = claimed
+        .iter()
+        .filter(|c| c.delivery.endpoint == msgs)
+        .collect();
+    let types: BTreeSet<&str> = on_msgs
+        .iter()
+        .map(|c| c.delivery.event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["message.failed", "message.status_changed"])
+    );
+    assert_ne!(on_msgs[0].delivery.event_id, on_msgs[1].delivery.event_id);
+    let msg_body: serde_json::Value = serde_json::from_str(&on_msgs[0].delivery.payload).unwrap();
+    assert_eq!(msg_body["data"]["status"], "failed");
+    assert_eq!(msg_body["data"]["previous_status"], "sending");
+    assert!(
+        msg_body["data"].get("body").is_none(),
+        "ids and statuses only"
+    );
+    assert_eq!(read.url, "https://r.example/");
+    assert!(read.secret.expose().starts_with("whsec_"));
+    assert_eq!(read.window_start, at(3));
+
+    // Success; a wrong token records nothing.
+    let ok = result(5, Some(200), AttemptNext::Succeeded);
+    assert_eq!(
+        s.finish_delivery(&a, read.delivery.id, uuid::Uuid::new_v4(), &ok, &POLICY)
+            .await
+            .unwrap(),
+        Recorded::LeaseLost
+    );
+    assert_eq!(
+        s.finish_delivery(&a, read.delivery.id, read.lease_token, &ok, &POLICY)
+            .await
+            .unwrap(),
+        Recorded::Recorded { disabled: None }
+    );
+    // A retry goes back to pending until its time; a crashed worker's lease runs out.
+    let retry = &on_msgs[0];
+    s.finish_delivery(
+        &a,
+        retry.delivery.id,
+        retry.lease_token,
+        &result(5, Some(500), AttemptNext::RetryAt(at(50))),
+        &POLICY,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .claim_deliveries(at(49), at(110), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s.claim_deliveries(at(50), at(110), 10).await.unwrap();
+    let ids_again: Vec<_> = again.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(
+        ids_again,
+        vec![retry.delivery.id],
+        "the other one is still leased until 63"
+    );
+    assert_eq!(
+        again[0].delivery.event_id, retry.delivery.event_id,
+        "same webhook-id"
+    );
+    assert_eq!(
+        (again[0].delivery.attempts, again[0].window_start),
+        (1, at(3))
+    );
+    let crashed = &on_msgs[1];
+    let reclaimed = s.claim_deliveries(at(200), at(260), 10).await.unwrap();
+    let by_id: Vec<_> = reclaimed
+        .iter()
+        .map(|c| (c.delivery.id, c.delivery.event_id.clone()))
+        .collect();
+    assert!(
+        by_id.contains(&(crashed.delivery.id, crashed.delivery.event_id.clone())),
+        "an expired lease is claimed again with the same webhook-id: {by_id:?}"
+    );
+
+    // The log, newest first, with attempts; the replay of a settled delivery only.
+    let log = s.list_deliveries(&a, reads, page(10, None)).await.unwrap();
+    assert_eq!(log.items.len(), 1);
+    assert_eq!(
+        (
+            log.items[0].status,
+            log.items[0].attempts,
+            log.items[0].last_response_status
+        ),
+        (Status::Succeeded, 1, Some(200))
+    );
+    let (d, attempts) = s
+        .get_delivery(&a, reads, read.delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.id, read.delivery.id);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (
+            attempts[0].attempt,
+            attempts[0].response_status,
+            attempts[0].duration_ms
+        ),
+        (1, Some(200), 7)
+    );
+    assert!(s
+        .get_delivery(&t("clinic-b"), reads, read.delivery.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.list_deliveries(&t("clinic-b"), reads, page(10, None))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.replay_delivery(&a, msgs, crashed.delivery.id, at(300))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.replay_delivery(&t("clinic-b"), reads, read.delivery.id, at(300))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let replayed = s
+        .replay_delivery(&a, reads, read.delivery.id, at(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        (replayed.status, replayed.event_id.clone()),
+        (Status::Pending, read.delivery.event_id.clone())
+    );
+    let back = s.claim_deliveries(at(300), at(360), 10).await.unwrap();
+    let replay_claim = back
+        .iter()
+        .find(|c| c.delivery.id == read.delivery.id)
+        .expect("claimed");
+    assert_eq!(
+        replay_claim.window_start,
+        at(300),
+        "a replay starts a new window"
+    );
+}
+
+async fn webhook_endpoints_are_disabled_by_the_policy_and_by_410(b: &Backend) {
+    use webhook_cases::*;
+    let s = &b.store;
+    let a = t("clinic-a");
+    let id = uuid::Uuid::new_v4();
+    let types = [Type::MessageStatusChanged];
+    s.create_endpoint(
+        &a,
+        id,
+        &draft("https://x.example/", &types, true),
+        &Secret::generate(),
+        at(0),
+    )
+    .await
+    .unwrap();
+    let fail = |secs| result(secs, Some(500), AttemptNext::Failed { gone: false });
+    for (round, want) in [(1, None), (2, Some(Reason::Failures))] {
+        s.emit(&a, &failed_message(), at(round)).await.unwrap();
+        let c = s
+            .claim_deliveries(at(round), at(round + 60), 10)
+            .await
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        let got = s
+            .finish_delivery(
+                &a,
+                c[0].delivery.id,
+                c[0].lease_token,
+                &fail(round),
+                &POLICY,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, Recorded::Recorded { disabled: want }, "round {round}");
+    }
+    let e = s.get_endpoint(&a, id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            e.enabled,
+            e.disabled_reason,
+            e.failed_deliveries,
+            e.failing_since
+        ),
+        (false, Some(Reason::Failures), 2, Some(at(1)))
+    );
+    // Disabled: no new deliveries.
+    assert_eq!(s.emit(&a, &failed_message(), at(10)).await.unwrap(), 0);
+    // Enabled again: a clean run; a success also ends a run.
+    let e = s
+        .update_endpoint(&a, id, &draft("https://x.example/", &types, true), at(11))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            e.enabled,
+            e.disabled_reason,
+            e.failed_deliveries,
+            e.failing_since
+        ),
+        (true, None, 0, None)
+    );
+    s.emit(&a, &failed_message(), at(12)).await.unwrap();
+    let c = s.claim_deliveries(at(12), at(72), 10).await.unwrap();
+    s.finish_delivery(
+        &a,
+        c[0].delivery.id,
+        c[0].lease_token,
+        &result(12, None, AttemptNext::RetryAt(at(20))),
+        &POLICY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_endpoint(&a, id).await.unwrap().unwrap().failing_since,
+        Some(at(12))
+    );
+    let c = s.claim_deliveries(at(20), at(80), 10).await.unwrap();
+    s.finish_delivery(
+        &a,
+        c[0].delivery.id,
+        c[0].lease_token,
+        &result(20, Some(204), AttemptNext::Succeeded),
+        &POLICY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_endpoint(&a, id).await.unwrap().unwrap().failing_since,
+        None
+    );
+    // A deliveries of a disabled endpoint waits; 410 disables at once.
+    s.emit(&a, &failed_message(), at(30)).await.unwrap();
+    s.emit(&a, &failed_message(), at(30)).await.unwrap();
+    let c = s.claim_deliveries(at(30), at(90), 1).await.unwrap();
+    let got = s
+        .finish_delivery(
+            &a,
+            c[0].delivery.id,
+            c[0].lease_token,
+            &result(30, Some(410), AttemptNext::Failed { gone: true }),
+            &POLICY,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        Recorded::Recorded {
+            disabled: Some(Reason::Gone)
+        }
+    );
+    assert!(
+        s.claim_deliveries(at(31), at(91), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "waits while disabled"
+    );
+    assert_eq!(
+        s.pending_deliveries().await.unwrap(),
+        0,
+        "the backlog counts enabled endpoints"
+    );
+    s.update_endpoint(&a, id, &draft("https://x.example/", &types, true), at(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_deliveries(at(33), at(93), 10).await.unwrap().len(),
+        1,
+        "resumes when enabled"
+    );
 }

@@ -252,6 +252,7 @@ impl Outbound {
             send_at: req.send_at.unwrap_or(now),
             group_key: req.group_key.as_deref(),
             batch: Some(batch.id),
+            clinic: &self.clinics.for_tenant(tenant).clinic,
         };
         let prepared = self.prepare_all(tenant, &recipe, count, recipient).await?;
         let counted = (prepared.queued, prepared.suppressed);

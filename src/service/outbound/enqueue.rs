@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::Outbound;
+use crate::domain::clinic_plan::ClinicName;
 use crate::domain::contact::{Address, EmailAddress, PhoneNumber};
 use crate::domain::ids::{BatchId, PatientId, TenantId};
 use crate::domain::message::{KindSwitches, MessageId, MessageStatus, PatientPreferences};
@@ -174,6 +175,8 @@ pub(crate) struct Recipe<'a> {
     pub send_at: DateTime<Utc>,
     pub group_key: Option<&'a str>,
     pub batch: Option<BatchId>,
+    /// The sending clinic's name: the default subject of an email without one.
+    pub clinic: &'a ClinicName,
 }
 
 /// The parts that do.
@@ -275,19 +278,17 @@ pub(crate) fn build(
             Some((why.code().to_owned(), why.to_string())),
         ),
     };
-    // A subject only means something by email; free text going by email needs one.
+    // A subject only means something by email. Text without one (free text, which
+    // may fall back to email from the patient's channels) gets its kind and the
+    // clinic's name; only a template that declares a subject must render one.
     let subject = match channel {
-        Channel::Email => match rendered.subject {
-            Some(s) => Some(s),
-            None if status == MessageStatus::Queued => {
-                return Err(Invalid::new(
-                    format!("{prefix}subject"),
-                    "is required: this message goes by email",
-                )
-                .into())
-            }
-            None => None,
-        },
+        Channel::Email => Some(rendered.subject.unwrap_or_else(|| {
+            let clinic = match language {
+                Language::En => &recipe.clinic.en,
+                Language::Ar => &recipe.clinic.ar,
+            };
+            recipe.kind.default_subject(language, clinic)
+        })),
         _ => None,
     };
     let outcome = match &suppression {
@@ -430,6 +431,7 @@ impl Outbound {
                 send_at: req.send_at.unwrap_or(now),
                 group_key: req.group_key.as_deref(),
                 batch: None,
+                clinic: &self.clinics.for_tenant(tenant).clinic,
             },
             &Recipient {
                 patient: req.patient.as_ref(),
@@ -541,8 +543,14 @@ mod tests {
             send_at: t0(),
             group_key: None,
             batch: None,
+            clinic: &CLINIC,
         }
     }
+
+    static CLINIC: ClinicName = ClinicName {
+        en: String::new(),
+        ar: String::new(),
+    };
 
     #[test]
     fn patient_language_and_preferences_decide() {

@@ -679,8 +679,9 @@ impl NotificationStore for PostgresStore {
             CounterChange::Minus(changed.len() as i64),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
         changed.sort();
+        emit_read(&mut tx, tenant, user, Some(&changed), at).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(ReadOutcome { changed, count })
     }
 
@@ -728,6 +729,7 @@ impl NotificationStore for PostgresStore {
             });
         }
         let count = lower_counter(&mut tx, tenant, user, CounterChange::Zero).await?;
+        emit_read(&mut tx, tenant, user, None, at).await?;
         tx.commit().await.map_err(map_err)?;
         // `changed` stays empty: the `read_all` event names no ids, and a user may have thousands.
         Ok(ReadOutcome {
@@ -810,6 +812,23 @@ fn decode_created(raw: &str) -> Result<Vec<(NotificationId, UserId)>, StoreError
             ))
         })
         .collect()
+}
+
+/// `notification.read` for the endpoints that opted in, written with the read
+/// (`ids: None`: all of the user's notifications).
+async fn emit_read(
+    conn: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    user: &UserId,
+    ids: Option<&[NotificationId]>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let event = crate::store::webhooks::WebhookEvent::NotificationsRead {
+        user: user.clone(),
+        ids: ids.map(<[NotificationId]>::to_vec),
+    };
+    super::sql::webhooks::emit(conn, tenant, &event, at).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::messages::insert_events;
 use super::phi::scrub_late_texts;
+use super::webhooks::{self, status_change};
 use super::{map_err, millis, Backend, DbRow, FOR_UPDATE};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{advance, MessageId, MessageStatus};
@@ -69,15 +70,16 @@ impl CallbackStore for Backend {
     ) -> Result<CallbackOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
-            "SELECT status, redacted_at FROM messages WHERE tenant_id = $1 AND id = $2{FOR_UPDATE}"
+            "SELECT status, redacted_at, channel, kind FROM messages
+             WHERE tenant_id = $1 AND id = $2{FOR_UPDATE}"
         );
-        let row: Option<(String, Option<i64>)> = sqlx::query_as(&sql)
+        let row: Option<(String, Option<i64>, String, String)> = sqlx::query_as(&sql)
             .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        let Some((status, redacted_at)) = row else {
+        let Some((status, redacted_at, channel, kind)) = row else {
             return Err(StoreError::NotFound);
         };
         let current = MessageStatus::parse(&status)
@@ -143,6 +145,10 @@ impl CallbackStore for Backend {
             detail: update.event.detail.clone(),
         };
         insert_events(&mut tx, tenant, &[event]).await?;
+        if applied {
+            let change = status_change(id, &channel, &kind, current, update.status)?;
+            webhooks::emit(&mut tx, tenant, &change, now).await?;
+        }
         if redacted_at.is_some() {
             scrub_late_texts(&mut tx, tenant, id).await?;
         }

@@ -25,6 +25,7 @@ pub(super) mod preferences;
 mod queue;
 mod templates;
 mod tenants;
+pub(super) mod webhooks;
 
 /// `NotFound` when a write by id touched no row (`rows_affected`).
 fn found(rows_affected: u64) -> Result<(), crate::store::StoreError> {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::super::queue::claim_rows;
 pub(super) use super::super::queue::{insert_events, insert_messages};
 use super::phi::scrub_late_texts;
+use super::webhooks::{self, status_change};
 use super::{audit, map_err, millis, Backend, FOR_UPDATE};
 use crate::domain::ids::TenantId;
 use crate::domain::message::{MessageId, MessageStatus};
@@ -166,8 +167,8 @@ impl QueueStore for Backend {
         let mut tx = self.begin_write().await?;
         // Locked on PostgreSQL: a callback for this message waits until the result is
         // written, and then applies against it (and the other way round).
-        let row: Option<(String, Option<i64>)> = sqlx::query_as(&format!(
-            "SELECT status, redacted_at FROM messages
+        let row: Option<(String, Option<i64>, String, String)> = sqlx::query_as(&format!(
+            "SELECT status, redacted_at, channel, kind FROM messages
              WHERE tenant_id = $1 AND id = $2 AND lease_token = $3{FOR_UPDATE}"
         ))
         .bind(tenant.as_str())
@@ -176,7 +177,7 @@ impl QueueStore for Backend {
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        let Some((status, redacted_at)) = row else {
+        let Some((status, redacted_at, channel, kind)) = row else {
             return Ok(false);
         };
         let current = MessageStatus::parse(&status)
@@ -218,6 +219,8 @@ impl QueueStore for Backend {
             })
             .collect();
         insert_events(&mut tx, tenant, &events).await?;
+        let change = status_change(id, &channel, &kind, current, plan.status)?;
+        webhooks::emit(&mut tx, tenant, &change, now).await?;
         if redacted_at.is_some() {
             // The patient was erased while this send was in flight.
             scrub_late_texts(&mut tx, tenant, id).await?;

@@ -599,8 +599,9 @@ impl NotificationStore for SqliteStore {
             )
             .await?
         };
-        tx.commit().await.map_err(map_err)?;
         changed.sort();
+        emit_read(&mut tx, tenant, user, Some(&changed), at).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(ReadOutcome { changed, count })
     }
 
@@ -648,6 +649,7 @@ impl NotificationStore for SqliteStore {
             });
         }
         let count = lower_counter(&mut tx, tenant, user, CounterChange::Zero).await?;
+        emit_read(&mut tx, tenant, user, None, at).await?;
         tx.commit().await.map_err(map_err)?;
         // `changed` stays empty: the `read_all` event names no ids, and a user may have thousands.
         Ok(ReadOutcome {
@@ -732,4 +734,21 @@ fn decode_created(raw: String) -> Result<Vec<(NotificationId, UserId)>, StoreErr
             ))
         })
         .collect()
+}
+
+/// `notification.read` for the endpoints that opted in, written with the read
+/// (`ids: None`: all of the user's notifications).
+async fn emit_read(
+    conn: &mut sqlx::SqliteConnection,
+    tenant: &TenantId,
+    user: &UserId,
+    ids: Option<&[NotificationId]>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let event = crate::store::webhooks::WebhookEvent::NotificationsRead {
+        user: user.clone(),
+        ids: ids.map(<[NotificationId]>::to_vec),
+    };
+    super::sql::webhooks::emit(conn, tenant, &event, at).await?;
+    Ok(())
 }
