@@ -20,6 +20,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, AuthSettings, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
+use crate::service::escalation::{EscalationSettings, Escalator};
 use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
 use crate::service::outbound::bulk::BulkLimits;
@@ -52,6 +53,8 @@ pub struct App {
     retention: retention::RetentionSettings,
     /// The outbound queue worker, started by `run_until_stopped`.
     dispatcher: Arc<Dispatcher>,
+    /// The escalation worker, started by `run_until_stopped`.
+    escalator: Arc<Escalator>,
     /// The store, for the node's background tasks (retention) and the tests' set-up;
     /// the HTTP handlers reach it only through the services (and `/readyz` its health).
     store: Arc<dyn Store>,
@@ -152,6 +155,17 @@ impl App {
             },
             clock.clone(),
         );
+        let escalator = Escalator::new(
+            store.clone(),
+            directory.clone(),
+            hub.clone(),
+            clock.clone(),
+            EscalationSettings {
+                poll_interval: Duration::from_millis(config.escalation.poll_interval_ms),
+                lease: Duration::from_secs(config.escalation.lease_secs),
+                claim_batch: config.escalation.claim_batch,
+            },
+        );
         let events_book = crate::config::events::load(&config.events)?;
         let events = Arc::new(
             ClinicEvents::new(
@@ -230,6 +244,7 @@ impl App {
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: config.retention.settings(),
             dispatcher,
+            escalator,
             store,
             created_dev_credentials,
         })
@@ -274,6 +289,7 @@ impl App {
             stopping.clone(),
         ));
         let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
+        let escalation_worker = tokio::spawn(self.escalator.clone().run(stopping.clone()));
         let revocations = tokio::spawn(self.state.auth.clone().watch_revocations(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
@@ -311,6 +327,13 @@ impl App {
             .is_err()
         {
             tracing::warn!("outbound sends still in flight after the grace period; they are claimed again after their lease");
+        }
+        // A step being fired is one transaction: let it finish within the grace.
+        if tokio::time::timeout(self.grace, escalation_worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("escalation worker still running after the grace period; its claimed steps are claimed again after their lease");
         }
         retention.abort();
         revocations.abort();

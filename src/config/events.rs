@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::domain::clinic_plan::ClinicName;
 use crate::domain::clinic_rules::{
-    Catalog, EventRuleDraft, InAppDraft, InAppText, MessageDraft, Rules, RulesDraft,
+    Catalog, EventRuleDraft, InAppDraft, InAppText, MessageDraft, Rules, RulesDraft, StepDraft,
 };
 use crate::domain::ids::TenantId;
 use crate::domain::template::{Bilingual, Template, TemplateDraft, TemplateText};
@@ -86,6 +86,24 @@ struct InAppFile {
     #[serde(rename = "type")]
     kind: String,
     category: String,
+    priority: Option<String>,
+    #[serde(default)]
+    escalate: Vec<StepFile>,
+}
+
+/// `{ after_s = 600, to = { role = "front_desk" } }` (or `to = { user_id = "u-1" }`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    after_s: Option<i64>,
+    to: StepToFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepToFile {
+    user_id: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +279,16 @@ pub fn load_rules(path: &str, texts: &TextCatalog) -> Result<Rules, ConfigError>
                                 text: a.text,
                                 kind: a.kind,
                                 category: a.category,
+                                priority: a.priority,
+                                escalate: a
+                                    .escalate
+                                    .into_iter()
+                                    .map(|s| StepDraft {
+                                        after_s: s.after_s,
+                                        user_id: s.to.user_id,
+                                        role: s.to.role,
+                                    })
+                                    .collect(),
                             })
                             .collect(),
                         messages: e

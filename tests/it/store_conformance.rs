@@ -124,18 +124,18 @@ fn content(title: &str, category: Option<&str>) -> NotificationContent {
         link: Some("/appointments/8a6f"),
         // Key order and spacing kept byte for byte (PostgreSQL stores it as JSON, not JSONB).
         data_json: Some(r#"{"z": 1, "a": [true, null]}"#.into()),
+        priority: None,
     })
     .unwrap()
 }
 
 fn publish(tenant: &str, users: &[&str], title: &str) -> PublishRequest {
-    PublishRequest {
-        tenant: t(tenant),
-        recipients: users.iter().map(|x| u(x)).collect(),
-        content: content(title, None),
-        idempotency: None,
-        now: at(0),
-    }
+    PublishRequest::new(
+        t(tenant),
+        users.iter().map(|x| u(x)).collect(),
+        content(title, None),
+        at(0),
+    )
 }
 
 fn with_key(mut req: PublishRequest, key: &str, hash: &str) -> PublishRequest {
