@@ -483,4 +483,53 @@ mod tests {
             .to_string();
         assert!(err.contains("rule events.in_progres"), "{err}");
     }
+
+    #[test]
+    fn arrivals_escalate_to_the_front_desk_and_bad_steps_are_named() {
+        use crate::domain::escalation::{EscalationStep, EscalationTarget};
+        use crate::domain::priority::Priority;
+        let texts = load_texts("").unwrap();
+        let rules = load_rules("", &texts).unwrap();
+        let arrived = &rules.rule(EventType::Arrived).in_app[0];
+        assert_eq!(arrived.priority, Priority::High);
+        assert_eq!(
+            arrived.escalate,
+            [EscalationStep {
+                after_secs: 600,
+                to: EscalationTarget::Role(crate::domain::auth::Role::FrontDesk)
+            }]
+        );
+        let booked = &rules.rule(EventType::Booked).in_app[0];
+        assert_eq!(
+            (booked.priority, booked.escalate.len()),
+            (Priority::Normal, 0)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        for (from, to, named) in [
+            (
+                "after_s = 600",
+                "after_s = 0",
+                "rule events.arrived.in_app[0].escalate[0].after_s",
+            ),
+            (
+                "{ role = \"front_desk\" }",
+                "{ role = \"janitor\" }",
+                "rule events.arrived.in_app[0].escalate[0].to.role",
+            ),
+            (
+                "priority = \"high\"",
+                "priority = \"urgent\"",
+                "rule events.arrived.in_app[0].priority",
+            ),
+        ] {
+            assert!(DEFAULT_RULES.contains(from), "{from}");
+            std::fs::write(&path, DEFAULT_RULES.replace(from, to)).unwrap();
+            let err = load_rules(path.to_str().unwrap(), &texts)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{err}");
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub struct ClaimedEscalation {
     pub chain: NotificationId,
     /// 1 for the first step.
     pub step: i64,
+    pub due_at: DateTime<Utc>,
     pub to: EscalationTarget,
     pub lease_token: uuid::Uuid,
 }
@@ -82,7 +83,8 @@ pub enum FireOutcome {
 #[async_trait]
 pub trait EscalationStore: Send + Sync {
     /// Claims up to `limit` pending steps due at `now` whose lease (if any) ended, for
-    /// `lease_until`, under one fresh token. Two workers, on one node or many, never
+    /// `lease_until`, under one fresh token; returned in due order (a chain's steps in
+    /// step order). Two workers, on one node or many, never
     /// hold the same step at once.
     async fn claim_escalations(
         &self,

@@ -500,3 +500,27 @@ async fn shared_database() -> Option<PgTestDb> {
         _ => None,
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_priority_and_escalation() {
+    let app = spawn_app().await;
+    let (s, api) = split(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    let schemas = &api["components"]["schemas"];
+    for (schema, field) in [
+        ("PublishBody", "priority"),
+        ("PublishBody", "escalate"),
+        ("EscalateStepBody", "after_s"),
+        ("EscalateStepBody", "to"),
+        ("EscalateToBody", "user_id"),
+        ("EscalateToBody", "role"),
+        ("NotificationWire", "priority"),
+        ("NotificationWire", "escalated_from"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "openapi: {schema}.{field} missing in {}",
+            schemas[schema]
+        );
+    }
+}

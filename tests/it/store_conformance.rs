@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use tidings::domain::auth::Role;
 use tidings::domain::escalation::{EscalationStep, EscalationTarget};
-use tidings::domain::priority::Priority;
 use tidings::domain::ids::{NotificationId, TenantId, UserId};
 use tidings::domain::notification::{ContentInput, NotificationContent, UnreadCount};
 use tidings::domain::preferences::{QuietHours, StaffPreferences};
+use tidings::domain::priority::Priority;
 use tidings::domain::user::DirectoryUser;
 use tidings::store::{
     self, IdempotencyClaim, InboxFilter, PageRequest, PublishOutcome, PublishRequest, Store,
@@ -1660,7 +1660,10 @@ async fn priority_is_stored_and_critical_is_never_silent(b: &Backend) {
         .unwrap();
     assert_eq!(replay.len(), 1);
     assert_eq!(replay[0].content.priority, Critical);
-    assert!(listed.items.iter().all(|n| n.chain.is_none() && n.escalated_from.is_none()));
+    assert!(listed
+        .items
+        .iter()
+        .all(|n| n.chain.is_none() && n.escalated_from.is_none()));
 }
 
 /// A publish to `users` with two steps: the front desk after 300 s, `u-3` after 600 s.
@@ -1687,13 +1690,20 @@ async fn escalation_steps_are_claimed_under_a_lease_and_fired_once(b: &Backend) 
     let plain = insert_one(one.as_ref(), publish("clinic-a", &["u-1"], "plain")).await;
     let steps = one.escalation_steps(&a, chain).await.unwrap();
     assert_eq!(
-        steps.iter().map(|s| (s.step, s.due_at, s.state)).collect::<Vec<_>>(),
+        steps
+            .iter()
+            .map(|s| (s.step, s.due_at, s.state))
+            .collect::<Vec<_>>(),
         [
             (1, at(300), EscalationState::Pending),
             (2, at(600), EscalationState::Pending)
         ]
     );
-    assert!(one.escalation_steps(&a, plain[0].0).await.unwrap().is_empty());
+    assert!(one
+        .escalation_steps(&a, plain[0].0)
+        .await
+        .unwrap()
+        .is_empty());
     // Nothing is due before its time.
     assert!(one
         .claim_escalations(at(299), at(329), 10)
@@ -1702,7 +1712,10 @@ async fn escalation_steps_are_claimed_under_a_lease_and_fired_once(b: &Backend) 
         .is_empty());
     let claimed = one.claim_escalations(at(300), at(330), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!((claimed[0].chain, claimed[0].step), (chain, 1));
+    assert_eq!(
+        (claimed[0].chain, claimed[0].step, claimed[0].due_at),
+        (chain, 1, at(300))
+    );
     assert_eq!(claimed[0].to, EscalationTarget::Role(Role::FrontDesk));
     // Leased: the other node gets nothing until the lease ends, then takes it over.
     assert!(two

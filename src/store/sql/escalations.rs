@@ -89,7 +89,7 @@ impl EscalationStore for Backend {
                SELECT tenant_id, chain_seq, step FROM escalations
                WHERE state = $5 AND due_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
                ORDER BY due_at LIMIT $4{SKIP_LOCKED})
-             RETURNING tenant_id, chain_seq, CAST(step AS BIGINT) AS step, to_user, to_role"
+             RETURNING tenant_id, chain_seq, CAST(step AS BIGINT) AS step, due_at, to_user, to_role"
         ))
         .bind(token.to_string())
         .bind(millis(lease_until))
@@ -100,18 +100,23 @@ impl EscalationStore for Backend {
         .await
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        rows.iter()
+        let mut claimed = rows
+            .iter()
             .map(|r| {
                 Ok(ClaimedEscalation {
                     tenant: TenantId::parse(&r.get::<String, _>("tenant_id"))
                         .map_err(|e| StoreError::Internal(format!("bad escalation: {e}")))?,
                     chain: NotificationId::from_seq(r.get("chain_seq")),
                     step: r.get("step"),
+                    due_at: from_millis(r.get("due_at")),
                     to: target(r.get("to_user"), r.get("to_role"))?,
                     lease_token: token,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING keeps no order: fire in due order, so a chain's steps fire in turn.
+        claimed.sort_by_key(|c| (c.due_at, c.step));
+        Ok(claimed)
     }
 
     async fn fire_escalation(
