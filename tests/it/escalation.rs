@@ -524,3 +524,62 @@ async fn the_openapi_document_describes_priority_and_escalation() {
         );
     }
 }
+
+/// A clinic event about patient `p-77` with provider `dr-1`.
+fn clinic_event(id: &str, kind: &str, at: DateTime<Utc>) -> Value {
+    let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json!({
+        "id": id, "type": format!("appointment.{kind}"), "occurred_at": iso(at),
+        "appointment": {
+            "id": "apt-1", "number": "APT-1", "start_at": iso(at + Duration::hours(1)),
+            "provider": {"id": "dr-1", "name": "Dr. Sara"},
+            "patient": {"id": "p-77", "name": "Ahmed Al-Saud", "phone": "+966501234567"},
+            "financially_cleared": true, "consent_verified": true
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_arrival_unread_by_the_provider_reaches_the_front_desk_after_ten_minutes() {
+    let (app, clock) = clocked(|_| {}).await;
+    put_user(&app, "fd-1", "front_desk").await;
+    put_user(&app, "dr-1", "provider").await;
+    for (id, kind) in [("e1", "booked"), ("e2", "arrived")] {
+        let (s, b) = app
+            .post_key("/v1/events", clinic_event(id, kind, late_evening()))
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let provider = inbox(&app, "dr-1").await;
+    let arrival = &provider[0];
+    assert_eq!(arrival["priority"], "high");
+    assert!(arrival["title"].as_str().unwrap().contains("Ahmed Al-Saud"));
+    assert_eq!(
+        provider[1]["priority"], "normal",
+        "booked keeps the default"
+    );
+    clock.advance(Duration::seconds(599));
+    still(&app, "fd-1", 0).await;
+    clock.advance(Duration::seconds(1));
+    let copy = &wait_for_inbox(&app, "fd-1", 1).await[0];
+    assert_eq!(copy["escalated_from"], arrival["id"]);
+    assert_eq!(copy["title"], arrival["title"]);
+    assert_eq!(copy["priority"], "high");
+
+    // The copy names the patient as the original does: an erasure redacts both.
+    let (s, b) = split(
+        app.http
+            .delete(app.url("/v1/patients/p-77/data"))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    for user in ["dr-1", "fd-1"] {
+        for n in inbox(&app, user).await {
+            assert_eq!(n["title"], "[redacted]", "{user}: {n}");
+        }
+    }
+}

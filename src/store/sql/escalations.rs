@@ -12,15 +12,16 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::notifications::insert_batch_in;
+use super::phi::mark_about_patient;
 use super::{map_err, millis, Backend, Conn, SKIP_LOCKED};
 use crate::domain::auth::Role;
 use crate::domain::escalation::EscalationTarget;
-use crate::domain::ids::{NotificationId, TenantId, UserId};
+use crate::domain::ids::{NotificationId, PatientId, TenantId, UserId};
 use crate::store::columns::{from_millis, notification_from_row, NOTIFICATION_COLUMNS};
 use crate::store::escalations::{
     ClaimedEscalation, EscalationRecord, EscalationState, EscalationStore, FireOutcome,
 };
-use crate::store::{PublishRequest, StoreError};
+use crate::store::{PublishOutcome, PublishRequest, StoreError};
 
 fn target(user: Option<String>, role: Option<String>) -> Result<EscalationTarget, StoreError> {
     let corrupt = |e: crate::domain::Invalid| StoreError::Internal(format!("bad escalation: {e}"));
@@ -141,7 +142,8 @@ impl EscalationStore for Backend {
             .bind(claimed.lease_token.to_string())
         };
         let original = sqlx::query(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE tenant_id = $1 AND seq = $2"
+            "SELECT {NOTIFICATION_COLUMNS}, about_patient_id FROM notifications
+             WHERE tenant_id = $1 AND seq = $2"
         ))
         .bind(claimed.tenant.as_str())
         .bind(claimed.chain.seq())
@@ -161,11 +163,26 @@ impl EscalationStore for Backend {
             tx.commit().await.map_err(map_err)?;
             return Ok(FireOutcome::Dropped);
         };
+        // The copies name the patient the original names: an erasure must find them too.
+        let about: Option<String> = original.get("about_patient_id");
         let original = notification_from_row(&original, false)?;
         let mut copy =
             PublishRequest::new(claimed.tenant.clone(), recipients, original.content, now);
         copy.escalated_from = Some(claimed.chain);
         let mut published = insert_batch_in(&mut tx, std::slice::from_ref(&copy)).await?;
+        if let Some(patient) = about {
+            let patient = PatientId::parse(&patient)
+                .map_err(|e| StoreError::Internal(format!("bad notification row: {e}")))?;
+            let copies: Vec<NotificationId> = published
+                .iter()
+                .flat_map(|p| match p {
+                    PublishOutcome::Created { notifications, .. } => notifications.as_slice(),
+                    _ => &[],
+                })
+                .map(|n| n.id)
+                .collect();
+            mark_about_patient(&mut tx, &claimed.tenant, &patient, &[], &copies).await?;
+        }
         tx.commit().await.map_err(map_err)?;
         published
             .pop()
