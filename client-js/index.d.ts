@@ -17,6 +17,10 @@ export interface TidingsNotification {
   /** RFC 3339, UTC. */
   created_at: string
   updated_at: string
+  /** `normal` unless the publisher said otherwise; `critical` is pushed even in quiet hours and muted categories. */
+  priority: 'low' | 'normal' | 'high' | 'critical'
+  /** On an escalation's copy: the id of the notification it escalates; `null` otherwise. */
+  escalated_from: string | null
 }
 
 /** A page of `list()`. Pass `next_cursor` back as `cursor` for the next page; `null` at the end. */

@@ -20,6 +20,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, AuthSettings, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
+use crate::service::escalation::{EscalationSettings, Escalator};
 use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
 use crate::service::outbound::bulk::BulkLimits;
@@ -56,6 +57,8 @@ pub struct App {
     dispatcher: Arc<Dispatcher>,
     /// The webhook delivery worker, started by `run_until_stopped`.
     webhook_worker: Arc<WebhookWorker>,
+    /// The escalation worker, started by `run_until_stopped`.
+    escalator: Arc<Escalator>,
     /// The store, for the node's background tasks (retention) and the tests' set-up;
     /// the HTTP handlers reach it only through the services (and `/readyz` its health).
     store: Arc<dyn Store>,
@@ -163,6 +166,17 @@ impl App {
             config.webhooks.settings(),
         )
         .map_err(|e| anyhow::anyhow!("webhook sender: {e}"))?;
+        let escalator = Escalator::new(
+            store.clone(),
+            directory.clone(),
+            hub.clone(),
+            clock.clone(),
+            EscalationSettings {
+                poll_interval: Duration::from_millis(config.escalation.poll_interval_ms),
+                lease: Duration::from_secs(config.escalation.lease_secs),
+                claim_batch: config.escalation.claim_batch,
+            },
+        );
         let events_book = crate::config::events::load(&config.events)?;
         let events = Arc::new(
             ClinicEvents::new(
@@ -247,6 +261,7 @@ impl App {
             retention: config.retention.settings(),
             dispatcher,
             webhook_worker,
+            escalator,
             store,
             created_dev_credentials,
         })
@@ -292,6 +307,7 @@ impl App {
         ));
         let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
         let webhook_worker = tokio::spawn(self.webhook_worker.clone().run(stopping.clone()));
+        let escalation_worker = tokio::spawn(self.escalator.clone().run(stopping.clone()));
         let revocations = tokio::spawn(self.state.auth.clone().watch_revocations(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
@@ -335,6 +351,13 @@ impl App {
             .is_err()
         {
             tracing::warn!("webhook deliveries still in flight after the grace period; they are sent again after their lease");
+        }
+        // A step being fired is one transaction: let it finish within the grace.
+        if tokio::time::timeout(self.grace, escalation_worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("escalation worker still running after the grace period; its claimed steps are claimed again after their lease");
         }
         retention.abort();
         revocations.abort();

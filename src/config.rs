@@ -39,6 +39,7 @@ pub struct Config {
     pub events: events::EventsSection,
     pub outbound: outbound::OutboundSection,
     pub webhooks: WebhooksSection,
+    pub escalation: EscalationSection,
 }
 
 /// `[webhooks]`: webhooks to clinic systems (the delivery worker and when the hub
@@ -211,6 +212,34 @@ pub struct PublishSection {
     pub queue: usize,
 }
 
+/// The escalation worker's pace (one worker per node; steps are shared through the store).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSection {
+    /// How often the worker looks for due steps: how late a step may fire.
+    pub poll_interval_ms: u64,
+    /// How long a claimed step belongs to this node before another may take it.
+    pub lease_secs: u64,
+    /// Most steps claimed per look.
+    pub claim_batch: u32,
+}
+
+impl EscalationSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `escalation.{key}`: {why}")));
+        if self.poll_interval_ms == 0 {
+            return bad("poll_interval_ms", "must be at least 1");
+        }
+        if self.lease_secs == 0 {
+            return bad("lease_secs", "must be at least 1");
+        }
+        if self.claim_batch == 0 {
+            return bad("claim_batch", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
@@ -339,6 +368,7 @@ const ENV_KEYS: &[&str] = &[
     "events",
     "outbound",
     "webhooks",
+    "escalation",
 ];
 
 impl Config {
@@ -441,6 +471,7 @@ impl Config {
         }
         self.rate_limits.validate()?;
         self.retention.validate()?;
+        self.escalation.validate()?;
         // Rules and texts are read and validated here so a bad rule stops the start
         // like any other configuration error (exit 2), naming the rule.
         events::load(&self.events)?;

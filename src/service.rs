@@ -8,6 +8,7 @@ pub mod auth;
 pub mod batch;
 pub mod clock;
 pub mod directory;
+pub mod escalation;
 pub mod events;
 pub mod frames;
 pub mod inbox;

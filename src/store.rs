@@ -4,6 +4,7 @@
 //! and the domain types; no SQL or driver type crosses this boundary.
 
 pub(crate) mod columns;
+pub mod escalations;
 pub mod events;
 mod filters;
 mod finish;
@@ -22,8 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use self::escalations::EscalationStore;
 use self::outbound::OutboundStore;
 use crate::domain::auth::Role;
+use crate::domain::escalation::EscalationStep;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, NotificationContent, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
@@ -249,6 +252,31 @@ pub struct PublishRequest {
     pub content: NotificationContent,
     pub idempotency: Option<IdempotencyClaim>,
     pub now: DateTime<Utc>,
+    /// Steps to escalate the publish by (due `after_secs` after `now`), stored in the
+    /// same transaction. Empty for almost every publish: then nothing more is written.
+    pub escalate: Vec<EscalationStep>,
+    /// Set when this publish is an escalation step's copy of that original.
+    pub escalated_from: Option<NotificationId>,
+}
+
+impl PublishRequest {
+    /// A plain publish: no escalation.
+    pub fn new(
+        tenant: TenantId,
+        recipients: Vec<UserId>,
+        content: NotificationContent,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tenant,
+            recipients,
+            content,
+            idempotency: None,
+            now,
+            escalate: Vec::new(),
+            escalated_from: None,
+        }
+    }
 }
 
 /// The result of one publish in a batch.
@@ -359,6 +387,7 @@ pub trait Store:
     + DirectoryStore
     + PreferenceStore
     + NotificationStore
+    + EscalationStore
     + OutboundStore
     + events::EventStore
     + webhooks::WebhookStore
@@ -370,6 +399,7 @@ impl<
             + DirectoryStore
             + PreferenceStore
             + NotificationStore
+            + EscalationStore
             + OutboundStore
             + events::EventStore
             + webhooks::WebhookStore

@@ -49,6 +49,12 @@ pub struct NotificationWire<'a> {
     pub read_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// low | normal | high | critical
+    pub priority: &'static str,
+    /// On an escalation's copy: the id of the notification it escalates (the chain's
+    /// original); null otherwise. Reading any notification of the chain cancels its
+    /// later steps.
+    pub escalated_from: Option<String>,
 }
 
 impl<'a> NotificationWire<'a> {
@@ -73,6 +79,8 @@ impl<'a> NotificationWire<'a> {
             read_at: n.read_at.map(time),
             created_at: time(n.created_at),
             updated_at: time(n.updated_at),
+            priority: c.priority.as_str(),
+            escalated_from: n.escalated_from.map(|id| id.to_string()),
         }
     }
 }

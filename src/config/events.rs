@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::domain::clinic_plan::ClinicName;
 use crate::domain::clinic_rules::{
-    Catalog, EventRuleDraft, InAppDraft, InAppText, MessageDraft, Rules, RulesDraft,
+    Catalog, EventRuleDraft, InAppDraft, InAppText, MessageDraft, Rules, RulesDraft, StepDraft,
 };
 use crate::domain::ids::TenantId;
 use crate::domain::template::{Bilingual, Template, TemplateDraft, TemplateText};
@@ -86,6 +86,24 @@ struct InAppFile {
     #[serde(rename = "type")]
     kind: String,
     category: String,
+    priority: Option<String>,
+    #[serde(default)]
+    escalate: Vec<StepFile>,
+}
+
+/// `{ after_s = 600, to = { role = "front_desk" } }` (or `to = { user_id = "u-1" }`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    after_s: Option<i64>,
+    to: StepToFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepToFile {
+    user_id: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +279,16 @@ pub fn load_rules(path: &str, texts: &TextCatalog) -> Result<Rules, ConfigError>
                                 text: a.text,
                                 kind: a.kind,
                                 category: a.category,
+                                priority: a.priority,
+                                escalate: a
+                                    .escalate
+                                    .into_iter()
+                                    .map(|s| StepDraft {
+                                        after_s: s.after_s,
+                                        user_id: s.to.user_id,
+                                        role: s.to.role,
+                                    })
+                                    .collect(),
                             })
                             .collect(),
                         messages: e
@@ -454,5 +482,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rule events.in_progres"), "{err}");
+    }
+
+    #[test]
+    fn arrivals_escalate_to_the_front_desk_and_bad_steps_are_named() {
+        use crate::domain::escalation::{EscalationStep, EscalationTarget};
+        use crate::domain::priority::Priority;
+        let texts = load_texts("").unwrap();
+        let rules = load_rules("", &texts).unwrap();
+        let arrived = &rules.rule(EventType::Arrived).in_app[0];
+        assert_eq!(arrived.priority, Priority::High);
+        assert_eq!(
+            arrived.escalate,
+            [EscalationStep {
+                after_secs: 600,
+                to: EscalationTarget::Role(crate::domain::auth::Role::FrontDesk)
+            }]
+        );
+        let booked = &rules.rule(EventType::Booked).in_app[0];
+        assert_eq!(
+            (booked.priority, booked.escalate.len()),
+            (Priority::Normal, 0)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        for (from, to, named) in [
+            (
+                "after_s = 600",
+                "after_s = 0",
+                "rule events.arrived.in_app[0].escalate[0].after_s",
+            ),
+            (
+                "{ role = \"front_desk\" }",
+                "{ role = \"janitor\" }",
+                "rule events.arrived.in_app[0].escalate[0].to.role",
+            ),
+            (
+                "priority = \"high\"",
+                "priority = \"urgent\"",
+                "rule events.arrived.in_app[0].priority",
+            ),
+        ] {
+            assert!(DEFAULT_RULES.contains(from), "{from}");
+            std::fs::write(&path, DEFAULT_RULES.replace(from, to)).unwrap();
+            let err = load_rules(path.to_str().unwrap(), &texts)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{err}");
+        }
     }
 }

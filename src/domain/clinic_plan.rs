@@ -14,8 +14,10 @@ use super::clinic_event::{AppointmentState, ClinicEvent, Disposition};
 use super::clinic_format;
 use super::clinic_rules::{InAppText, MessageAction, Recipient, ReminderEffect, Rules};
 use super::contact::Address;
+use super::escalation::EscalationStep;
 use super::message::{PatientPreferences, Suppression};
 use super::notification::NotificationType;
+use super::priority::Priority;
 use super::template::{Channel, Language, MessageKind};
 
 /// The clinic's display name in both languages (when the event names none).
@@ -51,6 +53,8 @@ pub struct PlannedNotification {
     pub en: (String, String),
     pub ar: (String, String),
     pub link: String,
+    pub priority: Priority,
+    pub escalate: Vec<EscalationStep>,
 }
 
 /// An outbound message to record: queued, or suppressed with the reason.
@@ -347,6 +351,8 @@ pub fn plan(event: &ClinicEvent, ctx: &PlanContext<'_>) -> Result<Plan, String> 
             en: render_in_app(text, facts.values(Language::En), Language::En)?,
             ar: render_in_app(text, facts.values(Language::Ar), Language::Ar)?,
             link: link.clone(),
+            priority: action.priority,
+            escalate: action.escalate.clone(),
         });
     }
     let messages = rule

@@ -12,7 +12,9 @@ use chrono::Duration;
 
 use super::auth::Role;
 use super::clinic_event::EventType;
+use super::escalation::{parse_steps, EscalationStep, StepInput};
 use super::notification::NotificationType;
+use super::priority::Priority;
 use super::template::{Bilingual, Channel, MessageKind, Template, TemplateText};
 
 /// Who a rule addresses.
@@ -48,6 +50,9 @@ pub struct InAppAction {
     pub text: String,
     pub kind: NotificationType,
     pub category: String,
+    pub priority: Priority,
+    /// Escalation steps of each notification it publishes (none by default).
+    pub escalate: Vec<EscalationStep>,
 }
 
 /// An outbound message a rule enqueues.
@@ -130,6 +135,17 @@ pub struct InAppDraft {
     pub text: String,
     pub kind: String,
     pub category: String,
+    /// `None`: normal.
+    pub priority: Option<String>,
+    pub escalate: Vec<StepDraft>,
+}
+
+/// An escalation step of a rule, as written (`{ after_s, to = { user_id | role } }`).
+#[derive(Debug, Clone, Default)]
+pub struct StepDraft {
+    pub after_s: Option<i64>,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -344,11 +360,33 @@ impl Rules {
                 if n == 0 || n > 100 {
                     return err(format!("{p}.category"), "must be 1..100 characters");
                 }
+                let priority = match &a.priority {
+                    Some(raw) => {
+                        Priority::parse(raw).or_else(|e| err(format!("{p}.priority"), e.message))?
+                    }
+                    None => Priority::Normal,
+                };
+                let escalate = if a.escalate.is_empty() {
+                    Vec::new()
+                } else {
+                    let steps: Vec<StepInput<'_>> = a
+                        .escalate
+                        .iter()
+                        .map(|s| StepInput {
+                            after_s: s.after_s,
+                            user_id: s.user_id.as_deref(),
+                            role: s.role.as_deref(),
+                        })
+                        .collect();
+                    parse_steps(&steps).or_else(|e| err(format!("{p}.{}", e.field), e.message))?
+                };
                 in_app.push(InAppAction {
                     to,
                     text: a.text.clone(),
                     kind,
                     category: a.category.clone(),
+                    priority,
+                    escalate,
                 });
             }
             let messages = d

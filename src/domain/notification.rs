@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::ids::{NotificationId, TenantId, UserId};
+use super::priority::Priority;
 use super::{text, Invalid};
 
 /// The contract's limit on a notification title.
@@ -90,6 +91,7 @@ pub struct NotificationContent {
     /// Serialized JSON object, at most [`DATA_MAX_BYTES`]. Kept as text so it is
     /// parsed once at the edge and never re-encoded on the hot path.
     pub data: String,
+    pub priority: Priority,
 }
 
 /// Unvalidated content as it arrives from a caller.
@@ -102,6 +104,7 @@ pub struct ContentInput<'a> {
     pub related: Option<(&'a str, &'a str)>,
     pub link: Option<&'a str>,
     pub data_json: Option<String>,
+    pub priority: Option<&'a str>,
 }
 
 fn check_chars(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
@@ -160,6 +163,11 @@ impl NotificationContent {
         }
         let data = input.data_json.unwrap_or_else(|| "{}".to_owned());
         check_data(&data)?;
+        let priority = input
+            .priority
+            .map(Priority::parse)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             title: input.title.to_owned(),
             message: input.message.to_owned(),
@@ -168,6 +176,7 @@ impl NotificationContent {
             related,
             link: input.link.map(str::to_owned),
             data,
+            priority,
         })
     }
 }
@@ -183,8 +192,14 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Decided at publish time from the recipient's preferences (muted category or
-    /// quiet hours): stored and counted, but not pushed live nor replayed on resume.
+    /// quiet hours), unless it is critical (`priority::reach`): stored and counted,
+    /// but not pushed live nor replayed on resume.
     pub silent: bool,
+    /// The escalation chain it belongs to, named by the chain's original: set on every
+    /// notification of a publish with `escalate`, and on the copies its steps publish.
+    pub chain: Option<NotificationId>,
+    /// On an escalation's copy only: the original it escalates (the API's `escalated_from`).
+    pub escalated_from: Option<NotificationId>,
 }
 
 impl Notification {
@@ -254,5 +269,14 @@ mod tests {
         let mut i = input("t", "m");
         i.kind = Some("fatal");
         assert_eq!(NotificationContent::parse(i).unwrap_err().field, "type");
+        let mut i = input("t", "m");
+        i.priority = Some("urgent");
+        assert_eq!(NotificationContent::parse(i).unwrap_err().field, "priority");
+        assert_eq!(
+            NotificationContent::parse(input("t", "m"))
+                .unwrap()
+                .priority,
+            Priority::Normal
+        );
     }
 }

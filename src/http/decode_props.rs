@@ -44,6 +44,7 @@ fn decode_all(body: &[u8]) {
                 related: p.related.as_ref().map(|r| (r.kind.as_str(), r.id.as_str())),
                 link: p.link.as_deref(),
                 data_json,
+                priority: p.priority.as_deref(),
             });
         }
         Err(e) => assert_client_error(&e),

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiKey, IdempotentJson};
 use super::AppState;
+use crate::domain::escalation::{parse_steps, StepInput};
 use crate::domain::ids::UserId;
 use crate::domain::notification::{ContentInput, NotificationContent};
 use crate::service::publish::Target;
@@ -43,6 +44,32 @@ pub(super) struct PublishBody {
     /// Free JSON, at most 8 KiB.
     #[schema(value_type = Object)]
     pub data: Option<Box<RawValue>>,
+    /// low | normal (default) | high | critical. `critical` is pushed live even in a
+    /// muted category or the recipient's quiet hours; `low` is never pushed outside
+    /// the inbox (no web push).
+    pub priority: Option<String>,
+    /// 1..5 steps, `after_s` increasing (1..604800): when no notification of this
+    /// publish (nor an earlier step's copy) has been read `after_s` seconds after the
+    /// publish, the step's recipients get a copy with `escalated_from`.
+    pub escalate: Option<Vec<EscalateStepBody>>,
+}
+
+/// One escalation step.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EscalateStepBody {
+    /// Seconds after the publish.
+    pub after_s: Option<i64>,
+    pub to: EscalateToBody,
+}
+
+/// Exactly one of `user_id`, `role`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EscalateToBody {
+    pub user_id: Option<String>,
+    /// Every directory user of this role when the step fires.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,11 +162,26 @@ async fn publish(
             .map(|r| (r.kind.as_str(), r.id.as_str())),
         link: body.link.as_deref(),
         data_json,
+        priority: body.priority.as_deref(),
     })
     .map_err(crate::service::ServiceError::from)?;
+    let escalate = match &body.escalate {
+        None => Vec::new(),
+        Some(steps) => {
+            let steps: Vec<StepInput<'_>> = steps
+                .iter()
+                .map(|s| StepInput {
+                    after_s: s.after_s,
+                    user_id: s.to.user_id.as_deref(),
+                    role: s.to.role.as_deref(),
+                })
+                .collect();
+            parse_steps(&steps).map_err(crate::service::ServiceError::from)?
+        }
+    };
     let published = state
         .publisher
-        .publish(&tenant, target, content, req.claim)
+        .publish(&tenant, target, content, escalate, req.claim)
         .await?;
     let notifications = published
         .created

@@ -17,6 +17,7 @@ use super::directory::Directory;
 use super::{frames, ServiceError};
 use crate::bus::Delivery;
 use crate::domain::auth::Role;
+use crate::domain::escalation::EscalationStep;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::NotificationContent;
 use crate::domain::Invalid;
@@ -85,6 +86,7 @@ impl Publisher {
         tenant: &TenantId,
         target: Target,
         content: NotificationContent,
+        escalate: Vec<EscalationStep>,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<Published, ServiceError> {
         let recipients = match target {
@@ -107,13 +109,9 @@ impl Publisher {
         };
         let started = Instant::now();
         let (reply, rx) = oneshot::channel();
-        let req = PublishRequest {
-            tenant: tenant.clone(),
-            recipients,
-            content,
-            idempotency,
-            now: self.clock.now(),
-        };
+        let mut req = PublishRequest::new(tenant.clone(), recipients, content, self.clock.now());
+        req.idempotency = idempotency;
+        req.escalate = escalate;
         self.jobs
             .send(Job {
                 req,

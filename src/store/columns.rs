@@ -4,6 +4,7 @@
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, NotificationContent, NotificationType, Related};
 use crate::domain::preferences::{QuietHours, StaffPreferences};
+use crate::domain::priority::Priority;
 use crate::store::StoreError;
 
 pub(crate) mod directory;
@@ -66,6 +67,14 @@ pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_default()
 }
 
+/// The columns [`notification_from_row`] reads, as both backends select them (`silent`
+/// apart: its type differs, INTEGER / BOOLEAN). The casts make `data` text and
+/// `priority` a BIGINT on both.
+pub(crate) const NOTIFICATION_COLUMNS: &str =
+    "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
+     link, CAST(data AS TEXT) AS data, CAST(priority AS BIGINT) AS priority, chain_seq, \
+     escalated_from, read_at, created_at, updated_at";
+
 /// Rebuilds a notification from a row of the `notifications` table, whichever backend
 /// read it. `silent` is passed in because its column type differs (INTEGER / BOOLEAN).
 pub(crate) fn notification_from_row<'r, R>(
@@ -101,10 +110,17 @@ where
             related,
             link: row.get("link"),
             data: row.get("data"),
+            priority: Priority::from_code(row.get("priority")).map_err(corrupt)?,
         },
         read_at: row.get::<Option<i64>, _>("read_at").map(from_millis),
         created_at: from_millis(row.get("created_at")),
         updated_at: from_millis(row.get("updated_at")),
         silent,
+        chain: row
+            .get::<Option<i64>, _>("chain_seq")
+            .map(NotificationId::from_seq),
+        escalated_from: row
+            .get::<Option<i64>, _>("escalated_from")
+            .map(NotificationId::from_seq),
     })
 }

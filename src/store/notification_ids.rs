@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 
+use super::columns::millis;
 use super::{PublishRequest, StoreError};
+use crate::domain::escalation::EscalationTarget;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::Notification;
 use crate::domain::preferences::StaffPreferences;
+use crate::domain::priority::reach;
 
 /// A recipient of a batch: (tenant, user).
 pub(crate) type UserKey = (TenantId, UserId);
@@ -49,21 +52,30 @@ impl IdBlocks {
 }
 
 /// The rows one publish creates, in recipient order, as both backends build them: each
-/// takes the tenant's next id, and is `silent` when the recipient's preferences say so at
-/// the request's time. Adds one unread and the newest id to each recipient's `deltas`.
+/// takes the tenant's next id, and is `silent` unless [`reach`] says it goes live (the
+/// recipient's preferences at the request's time, and its priority). A publish with
+/// `escalate` starts a chain named by its first row; a copy joins its original's.
+/// Adds one unread and the newest id to each recipient's `deltas`.
 pub(crate) fn rows_for(
     req: &PublishRequest,
     ids: &mut IdBlocks,
     prefs: &HashMap<UserKey, StaffPreferences>,
     deltas: &mut HashMap<UserKey, (i64, i64)>,
 ) -> Result<Vec<Notification>, StoreError> {
-    let mut rows = Vec::with_capacity(req.recipients.len());
+    let mut rows: Vec<Notification> = Vec::with_capacity(req.recipients.len());
     for user in &req.recipients {
         let seq = ids.next(&req.tenant)?;
         let key = (req.tenant.clone(), user.clone());
-        let silent = prefs
+        let silenced = prefs
             .get(&key)
             .is_some_and(|p| p.silences(req.content.category.as_deref(), req.now));
+        let silent = !reach(req.content.priority, silenced).live;
+        let chain = match (req.escalated_from, rows.first()) {
+            (Some(original), _) => Some(original),
+            (None, _) if req.escalate.is_empty() => None,
+            (None, Some(first)) => first.chain,
+            (None, None) => Some(NotificationId::from_seq(seq)),
+        };
         let delta = deltas.entry(key).or_default();
         delta.0 += 1;
         delta.1 = seq;
@@ -76,9 +88,49 @@ pub(crate) fn rows_for(
             created_at: req.now,
             updated_at: req.now,
             silent,
+            chain,
+            escalated_from: req.escalated_from,
         });
     }
     Ok(rows)
+}
+
+/// An escalation step to store with its publish.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEscalation {
+    pub(crate) tenant: TenantId,
+    pub(crate) chain_seq: i64,
+    /// 1 for the first step.
+    pub(crate) step: i64,
+    pub(crate) due_at: i64,
+    pub(crate) to_user: Option<String>,
+    pub(crate) to_role: Option<&'static str>,
+}
+
+/// The steps a publish's rows schedule: none without `escalate`, or when the publish
+/// reached nobody (there is no chain to escalate).
+pub(crate) fn escalations_for(req: &PublishRequest, rows: &[Notification]) -> Vec<NewEscalation> {
+    let Some(chain) = rows.first().and_then(|n| n.chain) else {
+        return Vec::new();
+    };
+    req.escalate
+        .iter()
+        .zip(1..)
+        .map(|(s, step)| {
+            let (to_user, to_role) = match &s.to {
+                EscalationTarget::User(u) => (Some(u.as_str().to_owned()), None),
+                EscalationTarget::Role(r) => (None, Some(r.as_str())),
+            };
+            NewEscalation {
+                tenant: req.tenant.clone(),
+                chain_seq: chain.seq(),
+                step,
+                due_at: millis(req.now) + s.after_secs * 1000,
+                to_user,
+                to_role,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

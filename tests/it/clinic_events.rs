@@ -1311,7 +1311,7 @@ async fn a_tenant_override_uses_its_own_rules_and_time_zone() {
     // This clinic also alerts the front desk when a patient arrives, and reminds 3 h before.
     let custom = shipped
         .replace(
-            "  { to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n",
+            "  { to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\", priority = \"high\", escalate = [{ after_s = 600, to = { role = \"front_desk\" } }] },\n",
             "  { to = \"provider\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n  { to = \"role:front_desk\", text = \"appointment.arrived.provider\", type = \"info\", category = \"arrivals\" },\n",
         )
         .replace("offsets_minutes = [1440, 120]", "offsets_minutes = [180]");

@@ -9,6 +9,7 @@ mod auth;
 mod bulk_fairness;
 mod cli;
 mod clinic_events;
+mod escalation;
 mod hostile_conn;
 mod inbox;
 mod input_validation;

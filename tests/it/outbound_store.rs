@@ -2424,13 +2424,12 @@ fn naming_patient(tenant: &TenantId, user: &str, related: (&str, &str)) -> Publi
         ..ContentInput::default()
     })
     .unwrap();
-    PublishRequest {
-        tenant: tenant.clone(),
-        recipients: vec![UserId::parse(user).unwrap()],
+    PublishRequest::new(
+        tenant.clone(),
+        vec![UserId::parse(user).unwrap()],
         content,
-        idempotency: None,
-        now: at(5),
-    }
+        at(5),
+    )
 }
 
 /// A clinic event about `patient` whose one staff notice (to `dr-1`, related to the

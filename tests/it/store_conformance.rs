@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tidings::domain::auth::Role;
+use tidings::domain::escalation::{EscalationStep, EscalationTarget};
 use tidings::domain::ids::{NotificationId, TenantId, UserId};
 use tidings::domain::notification::{ContentInput, NotificationContent, UnreadCount};
 use tidings::domain::preferences::{QuietHours, StaffPreferences};
+use tidings::domain::priority::Priority;
 use tidings::domain::user::DirectoryUser;
 use tidings::store::{
     self, IdempotencyClaim, InboxFilter, PageRequest, PublishOutcome, PublishRequest, Store,
     StoreError, StoreOptions,
 };
+
+use tidings::store::escalations::{EscalationState, FireOutcome};
 
 use crate::support::{conformance, postgres_admin_url, PgTestDb};
 
@@ -101,6 +105,9 @@ conformance!(
     webhook_endpoints_round_trip_scoped_by_tenant,
     webhook_deliveries_are_emitted_claimed_leased_finished_and_replayed,
     webhook_endpoints_are_disabled_by_the_policy_and_by_410,
+    priority_is_stored_and_critical_is_never_silent,
+    escalation_steps_are_claimed_under_a_lease_and_fired_once,
+    a_read_of_any_notification_of_a_chain_cancels_its_pending_steps,
 );
 
 fn t(s: &str) -> TenantId {
@@ -127,18 +134,18 @@ fn content(title: &str, category: Option<&str>) -> NotificationContent {
         link: Some("/appointments/8a6f"),
         // Key order and spacing kept byte for byte (PostgreSQL stores it as JSON, not JSONB).
         data_json: Some(r#"{"z": 1, "a": [true, null]}"#.into()),
+        priority: None,
     })
     .unwrap()
 }
 
 fn publish(tenant: &str, users: &[&str], title: &str) -> PublishRequest {
-    PublishRequest {
-        tenant: t(tenant),
-        recipients: users.iter().map(|x| u(x)).collect(),
-        content: content(title, None),
-        idempotency: None,
-        now: at(0),
-    }
+    PublishRequest::new(
+        t(tenant),
+        users.iter().map(|x| u(x)).collect(),
+        content(title, None),
+        at(0),
+    )
 }
 
 fn with_key(mut req: PublishRequest, key: &str, hash: &str) -> PublishRequest {
@@ -2112,4 +2119,243 @@ async fn webhook_endpoints_are_disabled_by_the_policy_and_by_410(b: &Backend) {
         1,
         "resumes when enabled"
     );
+}
+
+async fn priority_is_stored_and_critical_is_never_silent(b: &Backend) {
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    s.put_staff_preferences(
+        &a,
+        &u("muter"),
+        &StaffPreferences::new(vec!["lab.result".into()], None).unwrap(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let mut batch = Vec::new();
+    for p in Priority::ALL {
+        let mut req = publish("clinic-a", &["muter"], p.as_str());
+        req.content = content(p.as_str(), Some("lab.result"));
+        req.content.priority = p;
+        batch.push(req);
+    }
+    let out = s.insert_batch(&batch).await.unwrap();
+    let rows: Vec<(Priority, bool)> = out
+        .iter()
+        .flat_map(|o| match o {
+            PublishOutcome::Created { notifications, .. } => notifications.clone(),
+            other => panic!("{other:?}"),
+        })
+        .map(|n| (n.content.priority, n.silent))
+        .collect();
+    use Priority::*;
+    let want = [(Low, true), (Normal, true), (High, true), (Critical, false)];
+    assert_eq!(rows, want);
+    let listed = s
+        .list(&a, &u("muter"), InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    let stored: Vec<(Priority, bool)> = listed
+        .items
+        .iter()
+        .rev()
+        .map(|n| (n.content.priority, n.silent))
+        .collect();
+    assert_eq!(stored, want, "read back as written");
+    let replay = s
+        .replay_after(&a, &u("muter"), NotificationId::from_seq(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(replay.len(), 1);
+    assert_eq!(replay[0].content.priority, Critical);
+    assert!(listed
+        .items
+        .iter()
+        .all(|n| n.chain.is_none() && n.escalated_from.is_none()));
+}
+
+/// A publish to `users` with two steps: the front desk after 300 s, `u-3` after 600 s.
+fn escalated(tenant: &str, users: &[&str]) -> PublishRequest {
+    let mut req = publish(tenant, users, "escalated");
+    req.escalate = vec![
+        EscalationStep {
+            after_secs: 300,
+            to: EscalationTarget::Role(Role::FrontDesk),
+        },
+        EscalationStep {
+            after_secs: 600,
+            to: EscalationTarget::User(u("u-3")),
+        },
+    ];
+    req
+}
+
+async fn escalation_steps_are_claimed_under_a_lease_and_fired_once(b: &Backend) {
+    let [one, two] = b.two_nodes().await;
+    let a = t("clinic-a");
+    let ids = insert_one(one.as_ref(), escalated("clinic-a", &["u-1", "u-2"])).await;
+    let chain = ids[0].0;
+    let plain = insert_one(one.as_ref(), publish("clinic-a", &["u-1"], "plain")).await;
+    let steps = one.escalation_steps(&a, chain).await.unwrap();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.step, s.due_at, s.state))
+            .collect::<Vec<_>>(),
+        [
+            (1, at(300), EscalationState::Pending),
+            (2, at(600), EscalationState::Pending)
+        ]
+    );
+    assert!(one
+        .escalation_steps(&a, plain[0].0)
+        .await
+        .unwrap()
+        .is_empty());
+    // Nothing is due before its time.
+    assert!(one
+        .claim_escalations(at(299), at(329), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = one.claim_escalations(at(300), at(330), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].chain, claimed[0].step, claimed[0].due_at),
+        (chain, 1, at(300))
+    );
+    assert_eq!(claimed[0].to, EscalationTarget::Role(Role::FrontDesk));
+    // Leased: the other node gets nothing until the lease ends, then takes it over.
+    assert!(two
+        .claim_escalations(at(310), at(340), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let taken = two.claim_escalations(at(330), at(360), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_ne!(taken[0].lease_token, claimed[0].lease_token);
+    // The first claim's token no longer holds: it writes nothing.
+    let late = one
+        .fire_escalation(&claimed[0], vec![u("fd-1")], at(331))
+        .await
+        .unwrap();
+    assert!(matches!(late, FireOutcome::NotMine), "{late:?}");
+    let fired = two
+        .fire_escalation(&taken[0], vec![u("fd-1"), u("fd-2")], at(332))
+        .await
+        .unwrap();
+    let FireOutcome::Fired(PublishOutcome::Created {
+        notifications,
+        counts,
+    }) = fired
+    else {
+        panic!("{fired:?}")
+    };
+    assert_eq!(notifications.len(), 2);
+    for n in &notifications {
+        assert_eq!((n.chain, n.escalated_from), (Some(chain), Some(chain)));
+        assert_eq!(n.content.title, "escalated");
+        assert_eq!(n.created_at, at(332));
+    }
+    assert_eq!(counts.len(), 2);
+    // Fired once: firing again, or claiming again, does nothing.
+    let again = two
+        .fire_escalation(&taken[0], vec![u("fd-1")], at(333))
+        .await
+        .unwrap();
+    assert!(matches!(again, FireOutcome::NotMine), "{again:?}");
+    let listed = one
+        .list(&a, &u("fd-1"), InboxFilter::All, page(10, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].escalated_from, Some(chain));
+    let next = one.claim_escalations(at(600), at(630), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].chain, next[0].step), (chain, 2));
+    assert_eq!(next[0].to, EscalationTarget::User(u("u-3")));
+    let states: Vec<EscalationState> = one
+        .escalation_steps(&a, chain)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(states, [EscalationState::Fired, EscalationState::Pending]);
+    // Another tenant sees none of it.
+    assert!(one
+        .escalation_steps(&t("clinic-b"), chain)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_read_of_any_notification_of_a_chain_cancels_its_pending_steps(b: &Backend) {
+    let s = b.store.as_ref();
+    let a = t("clinic-a");
+    let tenant = &a;
+    let states = |chain: NotificationId| async move {
+        s.escalation_steps(tenant, chain)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.state)
+            .collect::<Vec<_>>()
+    };
+    use EscalationState::*;
+    // Read by a co-recipient of the original (mark_read).
+    let first = insert_one(s, escalated("clinic-a", &["u-1", "u-2"])).await;
+    // The same recipient in another tenant reading its own does not touch this chain.
+    let other = insert_one(s, escalated("clinic-b", &["u-2"])).await;
+    s.mark_read(&t("clinic-b"), &u("u-2"), &[other[0].0], at(10))
+        .await
+        .unwrap();
+    assert_eq!(states(first[0].0).await, [Pending, Pending]);
+    s.mark_read(&a, &u("u-2"), &[first[1].0], at(11))
+        .await
+        .unwrap();
+    assert_eq!(states(first[0].0).await, [Cancelled, Cancelled]);
+    assert!(s
+        .claim_escalations(at(900), at(930), 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.tenant != a));
+
+    // Read of a copy (mark_all_read) after step 1 fired cancels step 2 only.
+    let second = insert_one(s, escalated("clinic-a", &["u-1"])).await;
+    let chain = second[0].0;
+    let claimed = s.claim_escalations(at(300), at(330), 10).await.unwrap();
+    let step1 = claimed
+        .iter()
+        .find(|c| c.chain == chain && c.tenant == a)
+        .unwrap();
+    let FireOutcome::Fired(_) = s
+        .fire_escalation(step1, vec![u("fd-1")], at(301))
+        .await
+        .unwrap()
+    else {
+        panic!("step 1 fires")
+    };
+    // A read of something else of fd-1 leaves the chain alone.
+    let unrelated = insert_one(s, publish("clinic-a", &["fd-1"], "unrelated")).await;
+    s.mark_read(&a, &u("fd-1"), &[unrelated[0].0], at(302))
+        .await
+        .unwrap();
+    assert_eq!(states(chain).await, [Fired, Pending]);
+    s.mark_all_read(&a, &u("fd-1"), at(303)).await.unwrap();
+    assert_eq!(states(chain).await, [Fired, Cancelled]);
+    // A cancelled step cannot be fired by a claim taken before the read.
+    let third = insert_one(s, escalated("clinic-a", &["u-1"])).await;
+    let claimed = s.claim_escalations(at(300), at(330), 10).await.unwrap();
+    let step1 = claimed.iter().find(|c| c.chain == third[0].0).unwrap();
+    s.mark_read(&a, &u("u-1"), &[third[0].0], at(304))
+        .await
+        .unwrap();
+    let lost = s
+        .fire_escalation(step1, vec![u("fd-1")], at(305))
+        .await
+        .unwrap();
+    assert!(matches!(lost, FireOutcome::NotMine), "{lost:?}");
+    assert_eq!(states(third[0].0).await, [Cancelled, Cancelled]);
 }

@@ -162,15 +162,12 @@ impl ClinicEvents {
                     related: Some(("appointment", a.id.as_str())),
                     link: Some(&n.link),
                     data_json: Some(data.clone()),
+                    priority: Some(n.priority.as_str()),
                 })
                 .map_err(|e| ServiceError::Internal(format!("event notification: {e}")))?;
-                notifications.push(PublishRequest {
-                    tenant: tenant.clone(),
-                    recipients: vec![user],
-                    content,
-                    idempotency: None,
-                    now,
-                });
+                let mut req = PublishRequest::new(tenant.clone(), vec![user], content, now);
+                req.escalate = n.escalate.clone();
+                notifications.push(req);
             }
         }
         let mut messages = Vec::with_capacity(plan.messages.len() + plan.reminders.len());

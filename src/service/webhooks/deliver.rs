@@ -244,12 +244,20 @@ impl WebhookWorker {
             kind: Some("error"),
             category: Some("webhook.endpoint_disabled"),
             related: Some(("webhook_endpoint", &endpoint)),
+            // Deliveries to the clinic's systems stopped: someone should look today.
+            priority: Some("high"),
             ..ContentInput::default()
         });
         let published = match content {
             Ok(content) => {
                 self.publisher
-                    .publish(&claimed.tenant, Target::Role(Role::Admin), content, None)
+                    .publish(
+                        &claimed.tenant,
+                        Target::Role(Role::Admin),
+                        content,
+                        Vec::new(),
+                        None,
+                    )
                     .await
             }
             Err(e) => Err(e.into()),

@@ -41,27 +41,30 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
+use super::sql::escalations::{acknowledge_read, purge_ended};
 use super::sql::preferences::PREF_COLUMNS;
 use super::{map_err, millis, PostgresStore};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
-use crate::store::columns::prefs_from_columns;
-use crate::store::notification_ids::{rows_for, IdBlocks, UserKey};
+use crate::store::columns::{prefs_from_columns, NOTIFICATION_COLUMNS};
+use crate::store::notification_ids::{escalations_for, rows_for, IdBlocks, NewEscalation, UserKey};
 use crate::store::{
     IdempotencyClaim, InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome,
     PublishRequest, ReadOutcome, StoreError,
 };
 
-const COLUMNS: &str =
-    "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
-     link, data::text AS data, silent, read_at, created_at, updated_at";
 const PUBLISH_SCOPE: &str = "publish";
 /// The advisory-lock class of "assigning notification ids for a tenant" ("tdng").
 const ID_LOCK_CLASS: i32 = 0x7464_6e67;
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
+}
+
+/// Every column a notification is read with.
+fn columns() -> String {
+    format!("{NOTIFICATION_COLUMNS}, silent")
 }
 
 fn notification_from_row(row: &PgRow) -> Result<Notification, StoreError> {
@@ -272,16 +275,33 @@ async fn insert_rows(
         created.iter().map(|(r, _)| f(r)).collect()
     };
     let at: Vec<i64> = created.iter().map(|(r, _)| millis(r.now)).collect();
+    let priority: Vec<i16> = created
+        .iter()
+        .map(|(r, _)| r.content.priority.code())
+        .collect();
+    // A request's rows share their chain (its first row's, or the original's for a copy).
+    let chain: Vec<Option<i64>> = created
+        .iter()
+        .map(|(_, rows)| rows.first().and_then(|n| n.chain).map(|id| id.seq()))
+        .collect();
+    let escalated_from: Vec<Option<i64>> = created
+        .iter()
+        .map(|(r, _)| r.escalated_from.map(|id| id.seq()))
+        .collect();
     sqlx::query(
         "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type, category,
-           related_type, related_id, link, data, silent, read_at, created_at, updated_at)
+           related_type, related_id, link, data, silent, read_at, created_at, updated_at,
+           priority, chain_seq, escalated_from)
          SELECT r.seq, c.tenant_id, r.user_id, c.title, c.message, c.type, c.category,
-           c.related_type, c.related_id, c.link, c.data::json, r.silent, NULL, c.at, c.at
+           c.related_type, c.related_id, c.link, c.data::json, r.silent, NULL, c.at, c.at,
+           c.priority, c.chain_seq, c.escalated_from
          FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::bool[]) AS r(seq, req, user_id, silent)
          JOIN UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                     $11::text[], $12::text[], $13::text[], $14::int8[])
+                     $11::text[], $12::text[], $13::text[], $14::int8[], $15::int2[], $16::int8[],
+                     $17::int8[])
               WITH ORDINALITY AS c(tenant_id, title, message, type, category, related_type,
-                                   related_id, link, data, at, req)
+                                   related_id, link, data, at, priority, chain_seq,
+                                   escalated_from, req)
            ON c.req = r.req",
     )
     .bind(&seqs)
@@ -302,6 +322,40 @@ async fn insert_rows(
     .bind(content(|r| r.content.link.as_deref()))
     .bind(content(|r| Some(r.content.data.as_str())))
     .bind(&at)
+    .bind(&priority)
+    .bind(&chain)
+    .bind(&escalated_from)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Stores the escalation steps of the batch's publishes with `escalate`, in one
+/// statement; a batch without any (almost every one) sends nothing.
+async fn insert_escalations(
+    tx: &mut Transaction<'_, Postgres>,
+    steps: &[NewEscalation],
+) -> Result<(), StoreError> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = steps.iter().map(|e| e.tenant.as_str()).collect();
+    let chains: Vec<i64> = steps.iter().map(|e| e.chain_seq).collect();
+    let numbers: Vec<i16> = steps.iter().map(|e| e.step as i16).collect();
+    let due: Vec<i64> = steps.iter().map(|e| e.due_at).collect();
+    let users: Vec<Option<&str>> = steps.iter().map(|e| e.to_user.as_deref()).collect();
+    let roles: Vec<Option<&str>> = steps.iter().map(|e| e.to_role).collect();
+    sqlx::query(
+        "INSERT INTO escalations (tenant_id, chain_seq, step, due_at, to_user, to_role)
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int2[], $4::int8[], $5::text[], $6::text[])",
+    )
+    .bind(&tenants)
+    .bind(&chains)
+    .bind(&numbers)
+    .bind(&due)
+    .bind(&users)
+    .bind(&roles)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -510,6 +564,11 @@ pub(super) async fn insert_batch_in(
             .map(|((r, _), rows)| (r, rows.as_slice()))
             .collect();
         insert_rows(tx, &created).await?;
+        let escalations: Vec<NewEscalation> = created
+            .iter()
+            .flat_map(|(req, rows)| escalations_for(req, rows))
+            .collect();
+        insert_escalations(tx, &escalations).await?;
         record_keys(tx, &created).await?;
         let counts = if deltas.is_empty() {
             HashMap::new()
@@ -581,9 +640,10 @@ impl NotificationStore for PostgresStore {
             ""
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM notifications
+            "SELECT {} FROM notifications
              WHERE tenant_id = $1 AND user_id = $2 AND archived_at IS NULL AND seq < $3{unread_only}
-             ORDER BY seq DESC LIMIT $4"
+             ORDER BY seq DESC LIMIT $4",
+            columns()
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_str())
@@ -608,10 +668,11 @@ impl NotificationStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM notifications
+            "SELECT {} FROM notifications
              WHERE tenant_id = $1 AND user_id = $2 AND seq > $3 AND archived_at IS NULL
                AND NOT silent
-             ORDER BY seq ASC LIMIT $4"
+             ORDER BY seq ASC LIMIT $4",
+            columns()
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_str())
@@ -672,6 +733,7 @@ impl NotificationStore for PostgresStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
+        acknowledge_read(&mut tx, tenant, user, at).await?;
         let count = lower_counter(
             &mut tx,
             tenant,
@@ -728,6 +790,7 @@ impl NotificationStore for PostgresStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
+        acknowledge_read(&mut tx, tenant, user, at).await?;
         let count = lower_counter(&mut tx, tenant, user, CounterChange::Zero).await?;
         emit_read(&mut tx, tenant, user, None, at).await?;
         tx.commit().await.map_err(map_err)?;
@@ -789,6 +852,7 @@ impl NotificationStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        purge_ended(&mut tx, cutoff).await?;
         // The outbound sends' idempotency records age out with the same retention.
         sqlx::query("DELETE FROM outbound_idempotency WHERE created_at < $1")
             .bind(millis(cutoff))

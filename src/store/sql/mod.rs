@@ -16,6 +16,7 @@ use super::*;
 mod audit;
 mod callbacks;
 mod directory;
+pub(super) mod escalations;
 mod events;
 mod health;
 mod messages;

@@ -16,20 +16,18 @@ use rusqlite::OptionalExtension;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use super::sql::escalations::{acknowledge_read, purge_ended};
 use super::{map_err, millis, placeholders, rusqlite_err, SqliteStore, IN_CHUNK};
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::{Notification, UnreadCount};
 use crate::domain::preferences::StaffPreferences;
-use crate::store::columns::prefs_from_columns;
-use crate::store::notification_ids::{rows_for, IdBlocks, UserKey};
+use crate::store::columns::{prefs_from_columns, NOTIFICATION_COLUMNS};
+use crate::store::notification_ids::{escalations_for, rows_for, IdBlocks, NewEscalation, UserKey};
 use crate::store::{
     InboxFilter, NotificationStore, Page, PageRequest, PublishOutcome, PublishRequest, ReadOutcome,
     StoreError,
 };
 
-const COLUMNS: &str =
-    "seq, tenant_id, user_id, title, message, type, category, related_type, related_id, \
-                       link, data, silent, read_at, created_at, updated_at";
 const PUBLISH_SCOPE: &str = "publish";
 
 // The statements of a publish batch, one row each: on the writer thread a statement is a
@@ -50,8 +48,12 @@ const FIND_CLAIM: &str = "SELECT request_hash, result FROM idempotency_keys
 const INSERT_CLAIM: &str = "INSERT INTO idempotency_keys
      (tenant_id, scope, key, request_hash, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const INSERT_ROW: &str = "INSERT INTO notifications (seq, tenant_id, user_id, title, message, type,
-     category, related_type, related_id, link, data, silent, read_at, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, ?13, ?13)";
+     category, related_type, related_id, link, data, silent, read_at, created_at, updated_at,
+     priority, chain_seq, escalated_from)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, ?13, ?13, ?14, ?15, ?16)";
+/// One escalation step of a publish with `escalate` (none otherwise).
+const INSERT_ESCALATION: &str = "INSERT INTO escalations
+     (tenant_id, chain_seq, step, due_at, to_user, to_role) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 /// Adds `?3` unread to the user's counter, bumps its version; returns the counter.
 const BUMP_COUNTER: &str =
     "INSERT INTO unread_counters (tenant_id, user_id, unread, version, head) VALUES (?1, ?2, ?3, 1, ?4)
@@ -62,6 +64,11 @@ const BUMP_COUNTER: &str =
 
 fn corrupt(what: &str) -> impl Fn(crate::domain::Invalid) -> StoreError + '_ {
     move |e| StoreError::Internal(format!("bad {what} row: {e}"))
+}
+
+/// Every column a notification is read with.
+fn columns() -> String {
+    format!("{NOTIFICATION_COLUMNS}, silent")
 }
 
 fn notification_from_row(row: &SqliteRow) -> Result<Notification, StoreError> {
@@ -106,6 +113,7 @@ struct Claim<'a> {
 /// What a batch writes, decided from its [`Reads`].
 struct Plan<'a> {
     rows: Vec<Notification>,
+    escalations: Vec<NewEscalation>,
     claims: Vec<Claim<'a>>,
     /// Per user: (new unread, newest seq) over the whole batch.
     deltas: Vec<(UserKey, (i64, i64))>,
@@ -123,6 +131,7 @@ fn plan<'a>(batch: &'a [PublishRequest], reads: Reads) -> Result<Plan<'a>, Store
         claims: stored,
     } = reads;
     let mut rows: Vec<Notification> = Vec::new();
+    let mut escalations = Vec::new();
     let mut claims: Vec<Claim<'a>> = Vec::new();
     let mut deltas: HashMap<UserKey, (i64, i64)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -145,6 +154,7 @@ fn plan<'a>(batch: &'a [PublishRequest], reads: Reads) -> Result<Plan<'a>, Store
         }
         let first = rows.len();
         rows.extend(rows_for(req, &mut ids, &prefs, &mut deltas)?);
+        escalations.extend(escalations_for(req, &rows[first..]));
         if let Some(claim) = &req.idempotency {
             let created: Vec<(i64, &str)> = rows[first..]
                 .iter()
@@ -166,6 +176,7 @@ fn plan<'a>(batch: &'a [PublishRequest], reads: Reads) -> Result<Plan<'a>, Store
     let unused = ids.unused().map(|(t, n)| (t.clone(), n)).collect();
     Ok(Plan {
         rows,
+        escalations,
         claims,
         deltas: deltas.into_iter().collect(),
         outcomes,
@@ -273,8 +284,26 @@ pub(super) fn publish_batch(
                     c.data.as_str(),
                     i64::from(n.silent),
                     millis(n.created_at),
+                    c.priority.code(),
+                    n.chain.map(|id| id.seq()),
+                    n.escalated_from.map(|id| id.seq()),
                 ])
                 .map_err(rusqlite_err)?;
+        }
+        if !plan.escalations.is_empty() {
+            let mut escalate = tx.prepare_cached(INSERT_ESCALATION).map_err(rusqlite_err)?;
+            for e in &plan.escalations {
+                escalate
+                    .execute(params![
+                        e.tenant.as_str(),
+                        e.chain_seq,
+                        e.step,
+                        e.due_at,
+                        e.to_user,
+                        e.to_role
+                    ])
+                    .map_err(rusqlite_err)?;
+            }
         }
         let mut claim = tx.prepare_cached(INSERT_CLAIM).map_err(rusqlite_err)?;
         for c in &plan.claims {
@@ -374,6 +403,21 @@ pub(super) async fn insert_batch_in(
             .bind(c.data.as_str())
             .bind(i64::from(n.silent))
             .bind(millis(n.created_at))
+            .bind(c.priority.code())
+            .bind(n.chain.map(|id| id.seq()))
+            .bind(n.escalated_from.map(|id| id.seq()))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    for e in &plan.escalations {
+        sqlx::query(INSERT_ESCALATION)
+            .bind(e.tenant.as_str())
+            .bind(e.chain_seq)
+            .bind(e.step)
+            .bind(e.due_at)
+            .bind(e.to_user.as_deref())
+            .bind(e.to_role)
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
@@ -496,9 +540,10 @@ impl NotificationStore for SqliteStore {
             ""
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM notifications
+            "SELECT {} FROM notifications
              WHERE tenant_id = ? AND user_id = ? AND archived_at IS NULL AND seq < ?{unread_only}
-             ORDER BY seq DESC LIMIT ?"
+             ORDER BY seq DESC LIMIT ?",
+            columns()
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_str())
@@ -523,9 +568,10 @@ impl NotificationStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM notifications
+            "SELECT {} FROM notifications
              WHERE tenant_id = ? AND user_id = ? AND seq > ? AND archived_at IS NULL AND silent = 0
-             ORDER BY seq ASC LIMIT ?"
+             ORDER BY seq ASC LIMIT ?",
+            columns()
         );
         let rows = sqlx::query(&sql)
             .bind(tenant.as_str())
@@ -591,6 +637,7 @@ impl NotificationStore for SqliteStore {
                 count: self.read_counter(tenant, user).await?,
             });
         } else {
+            acknowledge_read(&mut tx, tenant, user, at).await?;
             lower_counter(
                 &mut tx,
                 tenant,
@@ -648,6 +695,7 @@ impl NotificationStore for SqliteStore {
                 count: self.read_counter(tenant, user).await?,
             });
         }
+        acknowledge_read(&mut tx, tenant, user, at).await?;
         let count = lower_counter(&mut tx, tenant, user, CounterChange::Zero).await?;
         emit_read(&mut tx, tenant, user, None, at).await?;
         tx.commit().await.map_err(map_err)?;
@@ -711,6 +759,7 @@ impl NotificationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        purge_ended(&mut tx, cutoff).await?;
         // The outbound sends' idempotency records age out with the same retention.
         sqlx::query("DELETE FROM outbound_idempotency WHERE created_at < ?")
             .bind(millis(cutoff))
