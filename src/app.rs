@@ -158,7 +158,7 @@ impl App {
                 store.clone(),
                 hub.clone(),
                 directory.clone(),
-                events_book,
+                events_book.clone(),
                 clock.clone(),
             )
             .waking(dispatcher.wake_handle()),
@@ -202,6 +202,7 @@ impl App {
             stopping: CancellationToken::new(),
             outbound: Arc::new(
                 Outbound::new(outbound_store, clock.clone())
+                    .with_rules(events_book)
                     .waking(dispatcher.wake_handle())
                     .bulk_limits(BulkLimits::new(
                         config.outbound.bulk_concurrency,

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::clock::Clock;
+use crate::config::events::EventsBook;
+use crate::domain::ids::TenantId;
 use crate::store::outbound::OutboundStore;
 
 /// The outbound use cases over one store.
@@ -44,6 +46,9 @@ pub struct Outbound {
     wake: Option<dispatch::DispatchWake>,
     /// How many bulk sends run at once (node, tenant).
     bulk: bulk::BulkLimits,
+    /// The clinic-event rules of each tenant: a template they send cannot be
+    /// deleted. `None` (tests of the outbound service alone): no rule uses any.
+    rules: Option<EventsBook>,
 }
 
 impl Outbound {
@@ -53,7 +58,23 @@ impl Outbound {
             clock,
             wake: None,
             bulk: bulk::BulkLimits::default(),
+            rules: None,
         }
+    }
+
+    /// Guards the templates `book`'s rules send (see [`Outbound::rules_using`]).
+    pub fn with_rules(mut self, book: EventsBook) -> Self {
+        self.rules = Some(book);
+        self
+    }
+
+    /// The rules of `tenant` that send the template named `name` (paths in the
+    /// rules file, e.g. `events.confirmed.messages[0]`); empty when none does.
+    pub fn rules_using(&self, tenant: &TenantId, name: &str) -> Vec<String> {
+        self.rules
+            .as_ref()
+            .map(|book| book.for_tenant(tenant).rules.rules_using(name))
+            .unwrap_or_default()
     }
 
     /// Limits concurrent bulk sends (`[outbound] bulk_concurrency`, `…_per_tenant`).
