@@ -124,13 +124,13 @@ export function showErrors(box, errors, form, title = 'Please fix these fields:'
   for (const e of errors) {
     const control = e.field && form && findControl(form, e.field)
     if (!control) continue
-    messages.set(control, [...(messages.get(control) || []), e.message])
+    messages.set(control, [...(messages.get(control) || []), (e.label ? e.label + ': ' : '') + e.message])
   }
   for (const [control, list] of messages) {
     const id = control.id + '-err'
     control.setAttribute('aria-invalid', 'true')
     control.setAttribute('aria-describedby', [control.getAttribute('aria-describedby'), id].filter(Boolean).join(' '))
-    control.closest('.field, fieldset').append(h('span', { class: 'field-error', id, text: list.join(' ') }))
+    control.closest('.field, fieldset').append(h('span', { class: 'field-error', id, text: list.join('; ') }))
     first ||= control
   }
   if (first) first.focus()
