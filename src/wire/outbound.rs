@@ -52,6 +52,9 @@ pub struct TemplateBody {
     #[serde(default)]
     #[schema(ignore)]
     pub updated_at: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub used_by_rules: Option<serde::de::IgnoredAny>,
 }
 
 fn yes() -> bool {
