@@ -9,6 +9,28 @@ export const credential = {
   clear: () => sessionStorage.removeItem(KEY),
 }
 
+/**
+ * What the signed-in credential may do: `full` for an API key or an `admin` token,
+ * `front_desk` for a front-desk token (the hub lets it read, send single messages and
+ * retry; everything else is a 403). The role is the token's `role` claim, read
+ * without checking the signature: this only decides which buttons to show, the hub
+ * decides what is allowed. A credential that is not a JWT is an API key.
+ */
+export function access(c = credential.get()) {
+  const parts = String(c || '').split('.')
+  if (parts.length != 3) return 'full'
+  try {
+    const json = atob(parts[1].replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(parts[1].length / 4) * 4, '='))
+    const role = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (ch) => ch.charCodeAt(0)))).role
+    return role == 'admin' ? 'full' : role == 'front_desk' ? 'front_desk' : 'none'
+  } catch {
+    return 'none'
+  }
+}
+
+/** True when the credential may change things beyond single sends and retries. */
+export const canWrite = () => access() == 'full'
+
 /** An error answered by the hub: `status`, and the contract's `code`, `message`, `field`. */
 export class ApiError extends Error {
   constructor(status, body) {

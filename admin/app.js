@@ -1,6 +1,6 @@
 // The admin console: sign-in gate, hash router (#/section/...), navigation.
 // Each page module exports `render(main, params, query)`; it draws into `main`.
-import { credential, setUnauthorizedHandler } from './api.js'
+import { credential, access, setUnauthorizedHandler } from './api.js'
 import { h, fill } from './dom.js'
 
 const pages = {
@@ -36,12 +36,19 @@ function route(hash) {
 const main = document.getElementById('main')
 const nav = document.getElementById('nav')
 const signout = document.getElementById('signout')
+const roleNote = document.getElementById('role')
 let seq = 0
 let first = true
 
 async function show() {
   const signedIn = !!credential.get()
   nav.hidden = signout.hidden = !signedIn
+  // The signed-in role decides what is offered: a front-desk token reads, sends single
+  // messages and retries; the hub answers 403 to anything else, so it is not shown.
+  const role = signedIn ? access() : null
+  document.body.dataset.access = role || ''
+  for (const a of nav.querySelectorAll('[data-write]')) a.closest('li').hidden = role != 'full'
+  roleNote.hidden = role != 'front_desk'
   const r = signedIn ? route(location.hash) : { page: 'signin', params: {}, query: {} }
   for (const a of nav.querySelectorAll('a')) a.dataset.section == r.section ? a.setAttribute('aria-current', 'page') : a.removeAttribute('aria-current')
   const mine = ++seq

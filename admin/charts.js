@@ -9,8 +9,10 @@ const s = (tag, attrs, ...kids) => h('svg:' + tag, attrs, ...kids)
  * Daily trend: for each day, three bars (total, delivered, failed).
  * `days` = [{date, total, delivered, failed}].
  */
-export function dailyChart(days, title) {
-  const W = 640, H = 220, L = 36, B = 28, T = 10
+export function dailyChart(days, title, width = 640) {
+  // Drawn at the width it is shown at (`width`, the card's), so its 12-px text stays
+  // 12 px on a phone instead of being scaled down with a 640-wide drawing.
+  const W = Math.max(260, Math.min(640, Math.round(width))), H = 220, L = 36, B = 28, T = 10
   const max = Math.max(1, ...days.map((d) => d.total))
   const step = (W - L - 8) / Math.max(1, days.length)
   const bw = Math.max(2, Math.min(14, (step - 4) / 3))
@@ -32,7 +34,8 @@ export function dailyChart(days, title) {
         [['total', '#0f5f8a'], ['delivered', '#15803d'], ['failed', '#b91c1c']].map(([k, c], j) =>
           s('rect', { class: 'bar ' + k, x: x + j * bw, y: y(d[k]), width: bw - 1, height: Math.max(0, H - B - y(d[k])), fill: c }, s('title', { text: `${d.date} ${k}: ${d[k]}` })),
         ),
-        days.length <= 14 || i % Math.ceil(days.length / 10) == 0
+        // A date label is ~40 px wide: as many as fit, evenly spaced.
+        i % Math.max(1, Math.ceil(days.length / Math.max(1, Math.floor((W - L) / 44)))) == 0
           ? s('text', { x: x + bw * 1.5, y: H - 10, 'text-anchor': 'middle', text: d.date.slice(5) })
           : null,
       )
@@ -43,7 +46,12 @@ export function dailyChart(days, title) {
 /** Horizontal bars for `{label: value}`; `fmt` formats a value. */
 export function barChart(values, title, fmt = String, colour = '#0f5f8a') {
   const entries = Object.entries(values)
-  const W = 360, row = 26, L = 96, R = 60
+  // Room for the longest label and value (12-px text: about 7.5 px a character), so
+  // neither is clipped ("12.50 SAR" did not fit a fixed 60).
+  const chars = (list) => Math.max(1, ...list.map((x) => String(x).length))
+  const W = 360, row = 26
+  const L = Math.min(140, Math.ceil(chars(entries.map(([k]) => k)) * 7.5) + 10)
+  const R = Math.min(120, Math.ceil(chars(entries.map(([, v]) => fmt(v))) * 7.5) + 12)
   const H = Math.max(1, entries.length) * row + 6
   const max = Math.max(1e-9, ...entries.map(([, v]) => Number(v)))
   const summary = entries.map(([k, v]) => `${k}: ${fmt(v)}`).join(', ')

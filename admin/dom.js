@@ -102,6 +102,41 @@ export function showError(box, err, form) {
   } else box.querySelector('.alert').setAttribute('tabindex', '-1')
 }
 
+/**
+ * Shows several field errors at once (`errors`: [{field, message, label?}]): one alert
+ * listing them all, and every named control of `form` marked invalid and described by
+ * its messages; the first one is focused. `label` is how the list names the place
+ * (e.g. "Line 3, column to"), by default the field.
+ */
+export function showErrors(box, errors, form, title = 'Please fix these fields:') {
+  clearErrors(form)
+  fill(
+    box,
+    h(
+      'div',
+      { class: 'alert', role: 'alert' },
+      h('strong', { text: title }),
+      h('ul', { class: 'errors' }, errors.map((e) => h('li', {}, e.label || e.field ? h('strong', { text: (e.label || e.field) + ': ' }) : null, e.message))),
+    ),
+  )
+  let first = null
+  const messages = new Map()
+  for (const e of errors) {
+    const control = e.field && form && findControl(form, e.field)
+    if (!control) continue
+    messages.set(control, [...(messages.get(control) || []), (e.label ? e.label + ': ' : '') + e.message])
+  }
+  for (const [control, list] of messages) {
+    const id = control.id + '-err'
+    control.setAttribute('aria-invalid', 'true')
+    control.setAttribute('aria-describedby', [control.getAttribute('aria-describedby'), id].filter(Boolean).join(' '))
+    control.closest('.field, fieldset').append(h('span', { class: 'field-error', id, text: list.join('; ') }))
+    first ||= control
+  }
+  if (first) first.focus()
+  else box.querySelector('.alert').setAttribute('tabindex', '-1')
+}
+
 /** The control for an API field path: exact name, else its first segment (`variables.patient_name` → `variables`). */
 function findControl(form, path) {
   const esc = (s) => s.replace(/["\\]/g, '\\$&')
@@ -129,10 +164,19 @@ export function announce(text) {
 export function table(caption, cols, rows, empty = 'Nothing here.') {
   if (!rows.length) return h('p', { class: 'muted empty', text: empty })
   return h(
-    'table',
-    { class: 'data' },
-    h('caption', { class: 'sr-only', text: caption }),
-    h('thead', {}, h('tr', {}, cols.map(([l]) => h('th', { scope: 'col', text: l })))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, cols.map(([l, f]) => h('td', { 'data-label': l }, f(r)))))),
+    'div',
+    // Focusable, so a table that has to scroll sideways can be scrolled with the keyboard.
+    { class: 'table-wrap', role: 'region', 'aria-label': caption, tabindex: '0' },
+    h(
+      'table',
+      { class: 'data' },
+      h('caption', { class: 'sr-only', text: caption }),
+      h('thead', {}, h('tr', {}, cols.map(([l]) => h('th', { scope: 'col', text: l })))),
+      h('tbody', {}, rows.map((r) => h('tr', {}, cols.map(([l, f]) => h('td', { 'data-label': l }, f(r)))))),
+    ),
   )
 }
+
+/** What a front-desk token sees on a page only an admin may use (the hub would answer 403). */
+export const adminOnly = (what) =>
+  h('p', { class: 'notice', role: 'status', text: `Signed in as front desk: ${what} needs an API key or an admin token.` })

@@ -163,6 +163,8 @@ export interface TidingsClient {
   preferences(): Promise<StaffPreferences>
   /** `PUT /v1/me/preferences`; resolves with the stored preferences, rejects with `field` on 422. */
   setPreferences(prefs: StaffPreferences): Promise<StaffPreferences>
+  /** `GET /v1/me/categories`: every category of the user's notifications, sorted. */
+  categories(): Promise<string[]>
   /** Closes the connection (another tab takes over if this one led). Final. */
   close(): void
 }

@@ -235,6 +235,15 @@ pub trait PreferenceStore: Send + Sync {
         prefs: &StaffPreferences,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// The categories of the user's notifications (archived ones excluded), sorted,
+    /// at most `limit`: what a staff member can filter by or mute, whether or not
+    /// a page of them is loaded.
+    async fn notification_categories(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// An idempotency claim attached to a write: `request_hash` is the SHA-256 of the body.

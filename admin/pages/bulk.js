@@ -1,15 +1,16 @@
 // Bulk send: a template and a CSV of recipients (pasted or uploaded) →
 // POST /v1/messages/bulk, then the batch's counts by status.
-import { api, all, qs, newKey } from '../api.js'
-import { h, field, fill, table, showError, announce } from '../dom.js'
+import { api, all, qs, newKey, canWrite } from '../api.js'
+import { h, field, fill, table, showError, showErrors, announce, adminOnly } from '../dom.js'
 import { CHANNELS, time } from '../format.js'
-import { recipientsFromCsv } from '../csv.js'
+import { recipientsFromCsv, recipientRows, checkRecipients, csvPlace } from '../csv.js'
 import { go } from '../app.js'
 
 const EXAMPLE = 'patient_id,to,patient_name,time\np-1001,,Sara Haddad,Sun 10:00\n,+966500000001,Omar Khalil,Sun 10:30'
 
 export async function render(main, _p, query) {
   main.append(h('h1', { text: 'Bulk send' }))
+  if (!canWrite()) return main.append(adminOnly('a bulk send'))
   const status = h('div')
   main.append(status)
   if (query.batch) await batchCard(main, status, query.batch)
@@ -62,22 +63,31 @@ export async function render(main, _p, query) {
   })
   form.addEventListener('submit', async (e) => {
     e.preventDefault()
-    if (!form.template.value) return showError(status, { code: 'required', message: 'Choose a template.', field: 'template' }, form)
-    let recipients
+    // Everything that can be checked here is checked at once and listed together,
+    // each recipient problem by its CSV line and column.
+    const errors = []
+    const template = active.find((t) => t.name == form.template.value)
+    if (!template) errors.push({ field: 'template', message: 'Choose a template.' })
+    let csv = null
     try {
-      recipients = recipientsFromCsv(form.recipients.value)
+      csv = recipientRows(form.recipients.value)
     } catch (err) {
-      return showError(status, { code: 'invalid_csv', message: err.message, field: 'recipients' }, form)
+      errors.push({ field: 'recipients', label: 'CSV', message: err.message })
     }
+    if (csv) errors.push(...checkRecipients(csv, template, form.channel.value))
+    if (errors.length) return showErrors(status, errors.slice(0, 50), form, errors.length > 50 ? `${errors.length} problems; the first 50:` : 'Nothing was sent. Please fix:')
     const button = form.querySelector('button[type=submit]')
     button.disabled = true
     try {
-      const body = { template: form.template.value, channel: form.channel.value || undefined, recipients }
+      const body = { template: form.template.value, channel: form.channel.value || undefined, recipients: csv.recipients }
       const r = await api('POST', '/v1/messages/bulk', body, { headers: { 'Idempotency-Key': newKey() } })
       sessionStorage.setItem('tidings.admin.flash', `Batch accepted: ${r.queued} queued, ${r.suppressed} suppressed.`)
       go('#/bulk' + qs({ batch: r.batch_id }))
     } catch (err) {
-      showError(status, err, form)
+      // The hub names `recipients[i].field`: say it as the CSV's line and column.
+      const place = csvPlace(err.field, csv.lines)
+      if (place) showErrors(status, [{ field: 'recipients', label: place[0].toUpperCase() + place.slice(1), message: err.message }], form, `Nothing was sent (HTTP ${err.status} ${err.code}):`)
+      else showError(status, err, form)
     } finally {
       button.disabled = false
     }

@@ -47,7 +47,7 @@ export async function render(main, _p, query) {
     h(
       'div',
       { class: 'grid' },
-      chartCard('Daily trend', 'daily', dailyChart(st.daily || [], `Messages per day, last ${days} days`),
+      chartCard('Daily trend', 'daily', dailyChart(st.daily || [], `Messages per day, last ${days} days`, chartWidth(main)),
         h('ul', { class: 'legend' }, ['total', 'delivered', 'failed'].map((k) => h('li', {}, h('span', { class: 'swatch s-' + k }), k)))),
       chartCard('By channel', 'channel', barChart(st.by_channel || {}, 'Messages by channel')),
       chartCard('By status', 'status', barChart(byStatus, 'Messages by status', String, '#475569')),
@@ -56,6 +56,9 @@ export async function render(main, _p, query) {
     ),
   )
 }
+
+/** The daily chart's drawing width: the card's content box (main less the card's padding). */
+const chartWidth = (main) => main.clientWidth - parseFloat(getComputedStyle(main).paddingLeft) * 2 - 34
 
 function chartCard(title, key, svg, extra) {
   const id = 'chart-' + key

@@ -1,12 +1,12 @@
 // One message: what was sent to whom, its event timeline, and retry / cancel
 // when the hub allows them (retry: failed or bounced; cancel: not yet sent).
-import { api } from '../api.js'
+import { api, canWrite } from '../api.js'
 import { h, showError, notice, announce } from '../dom.js'
 import { time, pill, textDir, templateName, label } from '../format.js'
 import { go } from '../app.js'
 
 export const canRetry = (m) => m.status == 'failed' || m.status == 'bounced'
-export const canCancel = (m) => m.status == 'queued'
+export const canCancel = (m) => m.status == 'queued' && canWrite()
 
 export async function render(main, { id }) {
   const status = h('div')

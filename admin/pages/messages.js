@@ -1,7 +1,7 @@
 // Messages: filters (status, channel, template, date range, search), cursor
 // paging, and the CSV export of the same filters. The filters live in the URL
 // (#/messages?status=failed&...), so a filtered list can be bookmarked.
-import { api, all, qs, download } from '../api.js'
+import { api, all, qs, download, canWrite } from '../api.js'
 import { h, field, table, showError, notice, announce } from '../dom.js'
 import { time, pill, dayStart, CHANNELS, STATUSES, templateName, textDir } from '../format.js'
 import { go } from '../app.js'
@@ -124,7 +124,7 @@ export async function render(main, _params, query) {
     )
   pager.append(h('span', { class: 'muted', text: `${page.items.length} shown` }))
   results.append(pager)
-  main.append(cancelGroupForm())
+  if (canWrite()) main.append(cancelGroupForm())
 }
 
 /**

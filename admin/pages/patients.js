@@ -1,6 +1,6 @@
 // A patient's outbound preferences: addresses, language, preferred channel,
 // channels and kinds of message allowed (GET/PUT /v1/patients/{id}/preferences).
-import { api } from '../api.js'
+import { api, canWrite } from '../api.js'
 import { h, field, fill, showError, notice, announce } from '../dom.js'
 import { CHANNELS, LANGUAGES, label } from '../format.js'
 import { go } from '../app.js'
@@ -67,12 +67,13 @@ export async function render(main, { id }) {
     ),
     checks('Channels allowed', 'channels', CHANNELS, prefs.channels),
     checks('Messages allowed', 'kinds', kindKeys, prefs.kinds),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Save preferences' }),
+    h('div', { class: 'actions' }, canWrite() ? h('button', { type: 'submit', text: 'Save preferences' }) : null,
       h('a', { class: 'button secondary', href: '#/messages/new?patient=' + encodeURIComponent(id), text: 'Send a message' }),
       h('a', { class: 'button secondary', href: '#/messages?q=' + encodeURIComponent(id), text: 'Their messages' })),
   )
   form.addEventListener('submit', async (e) => {
     e.preventDefault()
+    if (!canWrite()) return
     const v = (n) => form[n].value.trim() || null
     const body = {
       phone: v('phone'),

@@ -24,7 +24,7 @@ export async function render(main, _p, query) {
     ),
     h('div', { class: 'row' },
       field({ label: 'Channel', name: 'channel', type: 'select', options: [['', "Patient's preferred"], ...CHANNELS.map((c) => [c, c])] }),
-      field({ label: 'Kind', name: 'kind', type: 'select', value: 'appointment_reminder', options: KINDS.map((k) => [k, label(k)]) }),
+      field({ label: 'Kind (plain text)', name: 'kind', type: 'select', value: 'appointment_reminder', options: KINDS.map((k) => [k, label(k)]) }),
       field({ label: 'Language', name: 'language', type: 'select', options: [['', "Patient's language"], ...LANGUAGES] }),
     ),
     field({ label: 'Template', name: 'template', type: 'select', value: query.template, options: [['', 'No template (plain text below)'], ...templates.filter((t) => t.is_active !== false).map((t) => [t.name, `${t.name} (${t.channel})`])] }),
@@ -37,6 +37,19 @@ export async function render(main, _p, query) {
     ),
     h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Send message' })),
   )
+  // A template carries its own kind (the hub refuses another one): Kind, Subject and
+  // Body are for plain text only, and shown only then.
+  const byName = new Map(templates.map((t) => [t.name, t]))
+  const kindNote = h('p', { class: 'hint template-kind', 'aria-live': 'polite' })
+  form.template.closest('.field').append(kindNote)
+  const plainOnly = ['kind', 'subject', 'body'].map((n) => form[n].closest('.field'))
+  const syncTemplate = () => {
+    const t = byName.get(form.template.value)
+    for (const f of plainOnly) f.hidden = !!t
+    kindNote.textContent = t ? `Kind: ${label(t.kind)} (from the template)` : ''
+  }
+  form.template.addEventListener('change', syncTemplate)
+  syncTemplate()
   form.addEventListener('submit', async (e) => {
     e.preventDefault()
     const v = (n) => form[n].value.trim() || undefined
@@ -46,7 +59,7 @@ export async function render(main, _p, query) {
         patient_id: v('patient_id'),
         to: v('to'),
         channel: v('channel'),
-        kind: v('kind'),
+        kind: v('template') ? undefined : v('kind'),
         language: v('language'),
         template: v('template'),
         variables: v('variables') ? parseVariables(form.variables.value) : undefined,

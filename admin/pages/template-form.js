@@ -1,7 +1,7 @@
 // Create or edit a template. Editing makes a new version (the hub keeps the
 // old ones for the messages rendered from them). Arabic fields are RTL.
-import { api, newKey } from '../api.js'
-import { h, field, showError } from '../dom.js'
+import { api, newKey, canWrite } from '../api.js'
+import { h, field, showError, showErrors, adminOnly } from '../dom.js'
 import { CHANNELS, KINDS, label } from '../format.js'
 import { getTemplate } from './templates.js'
 import { go } from '../app.js'
@@ -13,9 +13,39 @@ export function placeholders(...texts) {
   return seen
 }
 
+const NAME = /^[a-z0-9_.-]{1,100}$/
+const VARIABLE = /^[a-z_][a-z0-9_]*$/
+
+/**
+ * Every error the hub would answer for `body`, all at once (the hub stops at the
+ * first): [{field, message}], the fields named as the hub names them.
+ */
+export function checkTemplate(body, editing) {
+  const errors = []
+  const add = (field, message) => errors.push({ field, message })
+  if (!editing && !NAME.test(body.name)) add('name', 'must be 1 to 100 of a-z, 0-9, _ - . (e.g. appointment_reminder_24h)')
+  for (const f of ['body_en', 'body_ar']) if (!body[f].trim()) add(f, 'must not be empty')
+  for (const f of ['subject_en', 'subject_ar']) {
+    const v = body[f]
+    if (body.channel == 'email' && !v) add(f, 'is required for email templates')
+    else if (body.channel == 'email' && /[\r\n]/.test(v)) add(f, 'must be one line')
+    else if (body.channel != 'email' && v) add(f, 'only email templates have a subject')
+  }
+  const vars = body.variables
+  if (vars.length > 50) add('variables', 'at most 50 variables')
+  vars.forEach((v, i) => {
+    if (!VARIABLE.test(v)) add('variables', `${v} is not a variable name: a-z, 0-9, _ (not starting with a digit)`)
+    else if (vars.indexOf(v) != i) add('variables', `${v} is declared twice`)
+  })
+  const undeclared = placeholders(body.subject_en, body.body_en, body.subject_ar, body.body_ar).filter((p) => !vars.includes(p))
+  if (undeclared.length) add('variables', `not declared but used in the text: ${undeclared.join(', ')}`)
+  return errors
+}
+
 export async function render(main, { id }) {
   const status = h('div')
   const editing = !!id
+  if (!canWrite()) return main.append(h('h1', { text: editing ? 'Edit template' : 'New template' }), adminOnly('changing templates'))
   let t = { channel: 'sms', kind: 'appointment_reminder', is_active: true, variables: [] }
   if (editing) {
     try {
@@ -67,6 +97,8 @@ export async function render(main, { id }) {
       variables,
       is_active: form.is_active.checked,
     }
+    const errors = checkTemplate(body, editing)
+    if (errors.length) return showErrors(status, errors, form)
     const button = form.querySelector('button[type=submit]')
     button.disabled = true
     try {

@@ -1,9 +1,9 @@
 // One template: both languages (Arabic right-to-left), its version, edit,
 // activate/deactivate, delete (confirmed inline), and a test render.
-import { api } from '../api.js'
-import { h, field, fill, table, showError, notice, announce } from '../dom.js'
+import { api, canWrite } from '../api.js'
+import { h, field, fill, table, showError, clearErrors, notice, announce } from '../dom.js'
 import { time, pill, label, LANGUAGES } from '../format.js'
-import { getTemplate } from './templates.js'
+import { getTemplate, rulesOf, rulesMark } from './templates.js'
 import { go } from '../app.js'
 
 export async function render(main, { id }) {
@@ -41,7 +41,15 @@ export async function render(main, { id }) {
     },
   })
   const confirmBox = h('div')
-  const del = h('button', {
+  const rules = rulesOf(t)
+  // The hub refuses to delete a template the clinic-event rules send (409
+  // template_in_use): the button says why instead of offering a deletion that fails.
+  const why = rules.length
+    ? h('p', { class: 'why', id: 'delete-why', text: `Cannot be deleted: the clinic-event rules send it (${rules.join(', ')}). Change the rules first, or deactivate it to suppress those messages.` })
+    : null
+  const del = rules.length
+    ? h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-disabled': 'true', 'aria-describedby': 'delete-why', onclick: () => announce(why.textContent) })
+    : h('button', {
     type: 'button',
     class: 'danger',
     text: 'Delete',
@@ -86,7 +94,8 @@ export async function render(main, { id }) {
         [
           ['Name', t.name],
           ['Version', h('span', { class: 'version', text: String(t.version) })],
-          ['State', pill(t.is_active ? 'active' : 'inactive')],
+          ['State', [pill(t.is_active ? 'active' : 'inactive'), rulesMark(t)]],
+          ['Used by rules', rules.length ? h('span', { class: 'used-by', text: rules.join(', ') }) : 'none'],
           ['Channel', t.channel],
           ['Kind', label(t.kind)],
           ['Variables', (t.variables || []).join(', ') || '—'],
@@ -94,7 +103,8 @@ export async function render(main, { id }) {
           ['Updated', time(t.updated_at)],
         ].map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]),
       ),
-      h('div', { class: 'actions' }, h('a', { class: 'button', href: `#/templates/${encodeURIComponent(id)}/edit`, text: 'Edit' }), toggle, del),
+      // A front-desk token may only read templates (the hub answers 403 to the rest).
+      canWrite() ? h('div', { class: 'actions' }, h('a', { class: 'button', href: `#/templates/${encodeURIComponent(id)}/edit`, text: 'Edit' }), toggle, del, why) : null,
       confirmBox,
     ),
     h(
@@ -157,9 +167,11 @@ function testRender(path, t) {
       if (val !== '') variables[v] = val
     }
     const language = form.language.value
+    // The marks of the previous attempt go: a variable filled since is no longer missing.
+    clearErrors(form)
+    fill(status)
     try {
       const r = await api('POST', path + '/test', { language, variables })
-      fill(status)
       const dir = language == 'ar' ? 'rtl' : 'ltr'
       fill(
         out,

@@ -9,7 +9,8 @@ const CSS = `${THEME}
 .bell { position: relative; display: inline-flex; align-items: center; justify-content: center; width: 40px; height: 40px;
   border: 0; border-radius: 50%; background: transparent; color: var(--tidings-icon, inherit); cursor: pointer; padding: 0; }
 .bell:hover { background: var(--tidings-bell-hover, rgb(127 127 127 / 0.15)); }
-.badge { position: absolute; top: 1px; inset-inline-end: 0; min-width: 18px; height: 18px; padding: 0 5px; box-sizing: border-box;
+/* The badge starts at the icon's upper end corner and grows outward: "99+" never covers the bell. */
+.badge { position: absolute; top: 1px; inset-inline-start: 22px; min-width: 18px; height: 18px; padding: 0 5px; box-sizing: border-box; white-space: nowrap;
   border-radius: 9px; background: var(--tidings-badge-bg, #c81e1e); color: var(--tidings-badge-fg, #fff);
   font: 700 11px/18px var(--tidings-font, system-ui, sans-serif); text-align: center; box-shadow: 0 0 0 2px var(--tidings-badge-ring, #fff); }
 .panel { position: absolute; top: calc(100% + 6px); inset-inline-end: 0; z-index: var(--tidings-z, 1000);
@@ -65,6 +66,10 @@ export class TidingsBell extends TidingsElement {
     super()
     this._items = new Map()
     this._unread = null
+    // Unread notifications pushed live since the last count: a count that rises by
+    // more was raised by notifications that were stored but not pushed (a muted
+    // category, quiet hours). The count includes them, so the menu must too.
+    this._pushed = 0
     this._loaded = false
     this._open = false
     this._built = false
@@ -339,11 +344,22 @@ export class TidingsBell extends TidingsElement {
   }
 
   onUnread(n) {
+    const was = this._unread
     this._unread = n
-    if (this._built) this._renderBadge()
+    const unpushed = was != null && n - was > this._pushed
+    this._pushed = 0
+    if (!this._built) return
+    this._renderBadge()
+    // The badge and the menu count the same notifications (the hub's unread ones, muted
+    // or not): the menu reloads its page now if it is open, else when it next opens.
+    if (unpushed && this._loaded) {
+      this._loaded = false
+      if (this._open) this._load(true)
+    }
   }
 
   onNotification(n) {
+    if (!n.is_read) this._pushed++
     this._items.set(n.id, n)
     if (!this._built) return
     this._renderItems()

@@ -1,5 +1,5 @@
 import { TidingsElement, h, THEME } from './base.js'
-import { relTime, absTime, targetOf, TYPES } from './i18n.js'
+import { relTime, absTime, targetOf, TYPES, categoryLabel } from './i18n.js'
 
 const CSS = `${THEME}
 :host { display: block; font-size: 15px; line-height: 1.45; }
@@ -61,6 +61,9 @@ export class TidingsCenter extends TidingsElement {
     super()
     this._rows = []
     this._ids = new Set()
+    // Every category the hub knows for this user (GET /v1/me/categories), not only
+    // those of the pages loaded so far.
+    this._known = new Set()
     this._cursor = null
     this._done = false
     this._busy = false
@@ -195,7 +198,7 @@ export class TidingsCenter extends TidingsElement {
       sel.replaceChildren(...list.map(([v, label]) => h('option', { value: v, selected: v == value, text: label })))
     opts($.status, [['all', s.all], ['unread', s.unreadOnly]], this._filter.status)
     opts($.type, [['', s.allTypes], ...TYPES.map((t) => [t, s.types[t]])], this._filter.type)
-    opts($.category, [['', s.allCategories], ...this._categories().map((c) => [c, c])], this._filter.category)
+    this._renderCategories()
     $.markAll.textContent = s.markAll
     $.more.textContent = s.more
     $.mutedLegend.textContent = s.muted
@@ -208,16 +211,35 @@ export class TidingsCenter extends TidingsElement {
     $.lEnd.textContent = s.to
     $.lTz.textContent = s.tz
     $.save.textContent = s.save
-    $.known.replaceChildren(...this._categories().map((c) => h('option', { value: c })))
     this._renderRows()
     this._renderPrefs()
   }
 
   _categories() {
-    const set = new Set(this._rows.map((n) => n.category).filter(Boolean))
+    const set = new Set([...this._known, ...this._rows.map((n) => n.category).filter(Boolean)])
     if (this._prefs) for (const c of this._prefs.muted_categories) set.add(c)
     if (this._filter.category) set.add(this._filter.category)
     return [...set].sort()
+  }
+
+  /** The category filter's options and the preferences' suggestions: codes as values, labels as text. */
+  _renderCategories() {
+    const s = this.strings
+    const $ = this.$
+    const cats = this._categories()
+    $.category.replaceChildren(
+      ...[['', s.allCategories], ...cats.map((c) => [c, categoryLabel(c, s)])].map(([v, text]) =>
+        h('option', { value: v, selected: v == this._filter.category, text }),
+      ),
+    )
+    $.known.replaceChildren(...cats.map((c) => h('option', { value: c, label: categoryLabel(c, s) })))
+  }
+
+  /** A category seen for the first time (a live notification): offered from now on. */
+  _learn(category) {
+    if (!category || this._known.has(category)) return
+    this._known.add(category)
+    if (this._built) this._renderCategories()
   }
 
   _match(n) {
@@ -225,50 +247,81 @@ export class TidingsCenter extends TidingsElement {
     return (!f.type || n.type == f.type) && (!f.category || n.category == f.category)
   }
 
+  /** One row of the history. */
+  _row(n, now = Date.now()) {
+    const s = this.strings
+    const lang = this.lang_
+    const type = s.types[n.type] ? n.type : 'info'
+    const url = targetOf(n, this.getAttribute('related-url'))
+    const title = url ? h('a', { href: url, text: n.title, onclick: (e) => this._follow(e, n, url) }) : n.title
+    return h(
+      'li',
+      { class: 'row' + (n.is_read ? '' : ' unread'), 'data-id': n.id, 'data-type': type },
+      h(
+        'div',
+        { class: 'main' },
+        h('h3', null, title),
+        h('p', { text: n.message }),
+        h(
+          'p',
+          { class: 'meta' },
+          h('span', { class: 'kind', text: s.types[type] }),
+          n.category ? h('span', { class: 'cat', 'data-category': n.category, text: categoryLabel(n.category, s) }) : null,
+          h('time', { datetime: n.created_at, title: absTime(n.created_at, lang), text: relTime(n.created_at, lang, now) }),
+          h('span', { text: n.is_read ? s.read : s.unread }),
+        ),
+      ),
+      n.is_read
+        ? null
+        : h('button', {
+            type: 'button',
+            class: 'act',
+            'aria-label': s.markRead + ': ' + n.title,
+            text: s.markRead,
+            onclick: () => this.client && this.client.markRead(n.id).catch(() => {}),
+          }),
+    )
+  }
+
+  /** Redraws the whole list (a load, a filter); focus stays on the same row when it is still there. */
   _renderRows() {
+    const $ = this.$
+    const now = Date.now()
+    const focused = this._focusedRow()
+    $.list.replaceChildren(...this._rows.filter((n) => this._match(n)).map((n) => this._row(n, now)))
+    this._refocus(focused)
+    this._renderCount()
+  }
+
+  /** The row holding the focus, and whether its title link or its button had it. */
+  _focusedRow() {
+    const el = this.shadowRoot.activeElement
+    const li = el && el.closest && el.closest('li.row')
+    return li ? { id: li.dataset.id, button: el.tagName == 'BUTTON' } : null
+  }
+
+  _refocus(f) {
+    if (!f) return
+    const li = [...this.$.list.children].find((x) => x.dataset.id == f.id)
+    const el = li && ((f.button && li.querySelector('button')) || li.querySelector('a') || li.querySelector('button'))
+    if (el) el.focus()
+  }
+
+  _renderCount() {
     const s = this.strings
     const $ = this.$
-    const lang = this.lang_
-    const now = Date.now()
-    const rows = this._rows.filter((n) => this._match(n))
-    $.list.replaceChildren(
-      ...rows.map((n) => {
-        const type = s.types[n.type] ? n.type : 'info'
-        const url = targetOf(n, this.getAttribute('related-url'))
-        const title = url ? h('a', { href: url, text: n.title, onclick: (e) => this._follow(e, n, url) }) : n.title
-        return h(
-          'li',
-          { class: 'row' + (n.is_read ? '' : ' unread'), 'data-id': n.id, 'data-type': type },
-          h(
-            'div',
-            { class: 'main' },
-            h('h3', null, title),
-            h('p', { text: n.message }),
-            h(
-              'p',
-              { class: 'meta' },
-              h('span', { class: 'kind', text: s.types[type] }),
-              n.category ? h('span', { text: n.category }) : null,
-              h('time', { datetime: n.created_at, title: absTime(n.created_at, lang), text: relTime(n.created_at, lang, now) }),
-              h('span', { text: n.is_read ? s.read : s.unread }),
-            ),
-          ),
-          n.is_read
-            ? null
-            : h('button', {
-                type: 'button',
-                class: 'act',
-                'aria-label': s.markRead + ': ' + n.title,
-                text: s.markRead,
-                onclick: () => this.client && this.client.markRead(n.id).catch(() => {}),
-              }),
-        )
-      }),
-    )
-    $.count.textContent = this._error || (this._busy && !rows.length ? s.loading : !rows.length && this._done ? s.none : s.shown(rows.length))
+    const shown = $.list.children.length
+    $.count.textContent = this._error || (this._busy && !shown ? s.loading : !shown && this._done ? s.none : s.shown(shown))
     $.more.hidden = this._done
     $.more.disabled = this._busy
-    if (this._done && rows.length) $.count.textContent += ' · ' + s.end
+    if (this._done && shown) $.count.textContent += ' · ' + s.end
+  }
+
+  /** Moves the relative times on, in place (a redraw would take the focus away). */
+  _tick() {
+    const lang = this.lang_
+    const now = Date.now()
+    for (const t of this.$.list.querySelectorAll('time')) t.textContent = relTime(t.getAttribute('datetime'), lang, now)
   }
 
   async _follow(e, n, url) {
@@ -402,7 +455,7 @@ export class TidingsCenter extends TidingsElement {
                     d.muted = e.target.checked ? [...d.muted, c] : d.muted.filter((x) => x != c)
                   },
                 }),
-                c,
+                categoryLabel(c, s),
               ),
             ),
           )
@@ -466,7 +519,7 @@ export class TidingsCenter extends TidingsElement {
   connectedCallback() {
     super.connectedCallback()
     // Relative times move on.
-    this._timer = setInterval(() => this._built && this._renderRows(), 60000)
+    this._timer = setInterval(() => this._built && this._tick(), 60000)
   }
 
   disconnectedCallback() {
@@ -478,22 +531,52 @@ export class TidingsCenter extends TidingsElement {
     if (s == 'open' && !this._started) {
       this._started = true
       this._loadMore()
+      this._loadCategories()
       if (this.view == 'preferences') this._loadPrefs()
     }
   }
 
+  async _loadCategories() {
+    try {
+      for (const c of await this.client.categories()) this._known.add(c)
+    } catch {
+      // The filter then offers the categories of the rows loaded, as before.
+    }
+    if (this._built) this.render()
+  }
+
+  /**
+   * A live notification: one row on top, nothing else redrawn, so a burst costs a
+   * row each and the focus stays where the user put it.
+   */
   onNotification(n) {
     if (this._ids.has(n.id) || !this._started) return
     if (this._filter.status == 'unread' && n.is_read) return
     this._ids.add(n.id)
     this._rows.unshift(n)
-    if (this._built) this.render()
+    this._learn(n.category)
+    if (!this._built) return
+    if (this._match(n)) this.$.list.prepend(this._row(n))
+    this._renderCount()
   }
 
+  /** Reads (from any tab): only the rows that changed are redrawn. */
   onRead({ ids, all }) {
     const at = new Date().toISOString()
-    this._rows = this._rows.map((n) => (!n.is_read && (all || ids.includes(n.id)) ? { ...n, is_read: true, read_at: at } : n))
-    if (this._built) this._renderRows()
+    const changed = new Map()
+    this._rows = this._rows.map((n) => {
+      if (n.is_read || !(all || ids.includes(n.id))) return n
+      const m = { ...n, is_read: true, read_at: at }
+      changed.set(n.id, m)
+      return m
+    })
+    if (!this._built || !changed.size) return
+    const focused = this._focusedRow()
+    for (const li of [...this.$.list.children]) {
+      const m = changed.get(li.dataset.id)
+      if (m) li.replaceWith(this._row(m))
+    }
+    this._refocus(focused)
   }
 }
 

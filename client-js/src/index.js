@@ -146,6 +146,9 @@ export function connect(opts = {}) {
     setPreferences(prefs) {
       return api('PUT', '/v1/me/preferences', true, prefs)
     },
+    async categories() {
+      return (await api('GET', '/v1/me/categories')).categories
+    },
     close() {
       if (state == 'closed') return
       if (conn) conn.close()

@@ -56,3 +56,12 @@ test('setPreferences() rejects with the field the hub names, and retries a 401 o
   assert.equal(calls, 1)
   c.close()
 })
+
+test('categories() reads /v1/me/categories and resolves with the list', async () => {
+  const fetch = fakeFetch(() => [200, { categories: ['appointments', 'lab_results'] }])
+  const w = world({ fetch })
+  const c = connect({ url: 'http://hub.test', token: 't1', share: false, env: w.tab().env })
+  assert.deepEqual(await c.categories(), ['appointments', 'lab_results'])
+  assert.deepEqual(fetch.calls.map((x) => [x.method, x.path, x.auth]), [['GET', '/v1/me/categories', 'Bearer t1']])
+  c.close()
+})

@@ -73,6 +73,11 @@ impl MessageAction {
     pub fn template_for(&self, channel: Channel) -> String {
         format!("{}.{}", self.template, channel.as_str())
     }
+
+    /// Whether the template named `name` is one this action may send.
+    pub fn sends(&self, name: &str) -> bool {
+        self.channels.iter().any(|c| self.template_for(*c) == name)
+    }
 }
 
 /// What an event does to the appointment's pending reminders.
@@ -456,6 +461,27 @@ impl Rules {
     pub fn rule(&self, kind: EventType) -> &EventRule {
         // `build` inserts every event type.
         &self.events[&kind]
+    }
+
+    /// The rules that send the template named `name`, as paths in the rules file
+    /// (`events.confirmed.messages[0]`, `reminders`), in file order: deleting that
+    /// template would make each of them fail with `template_unavailable`.
+    pub fn rules_using(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .events
+            .iter()
+            .flat_map(|(kind, rule)| {
+                rule.messages
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, a)| a.sends(name))
+                    .map(move |(i, _)| format!("events.{}.messages[{i}]", kind.short()))
+            })
+            .collect();
+        if self.reminders.action.sends(name) {
+            out.push("reminders".to_owned());
+        }
+        out
     }
 
     /// Every template name the rules may use (what a tenant is seeded with).

@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_all))
         .routes(routes!(archive))
         .routes(routes!(get_preferences, put_preferences))
+        .routes(routes!(categories))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -183,6 +184,29 @@ async fn get_preferences(
     Ok(Json(
         state.inbox.preferences(&me.tenant, &me.user).await?.into(),
     ))
+}
+
+/// The categories of my notifications: `{"categories": ["appointments", ...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct CategoriesWire {
+    /// Sorted; archived notifications are not counted; at most 500.
+    pub categories: Vec<String>,
+}
+
+/// Every category my notifications carry (an extension): what a notification
+/// center offers as filters and as categories to mute, loaded pages or not.
+#[utoipa::path(
+    get, path = "/v1/me/categories", tag = "inbox",
+    responses((status = 200, body = CategoriesWire), (status = 401, body = ErrorBody)),
+    security(("user_token" = []))
+)]
+async fn categories(
+    State(state): State<AppState>,
+    User(me): User,
+) -> ApiResult<Json<CategoriesWire>> {
+    Ok(Json(CategoriesWire {
+        categories: state.inbox.categories(&me.tenant, &me.user).await?,
+    }))
 }
 
 /// Replace my preferences.

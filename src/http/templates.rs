@@ -16,7 +16,7 @@ use super::AppState;
 use crate::domain::ids::TemplateId;
 use crate::domain::template::{Channel, Language, MessageKind, TemplateDraft};
 use crate::service::ServiceError;
-use crate::store::outbound::TemplateFilter;
+use crate::store::outbound::{StoredTemplate, TemplateFilter};
 use crate::wire::outbound::{
     RenderedWire, TemplateBody, TemplatePage, TemplateVersionWire, TemplateVersionsWire,
     TemplateWire, TestRenderBody,
@@ -34,6 +34,14 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// A template id that cannot exist is simply not found.
 pub(super) fn template_id(raw: &str) -> Result<TemplateId, ApiError> {
     TemplateId::parse(raw).map_err(|_| ServiceError::NotFound.into())
+}
+
+/// A template as answered, with the clinic-event rules that send it.
+fn wire(state: &AppState, admin: &Admin, t: &StoredTemplate) -> TemplateWire {
+    let rules = state
+        .outbound
+        .rules_using(&admin.tenant, t.template.name.as_str());
+    TemplateWire::new(t, rules)
 }
 
 fn draft(b: TemplateBody) -> TemplateDraft {
@@ -72,7 +80,7 @@ async fn create_template(
         .outbound
         .create_template(&admin.tenant, draft(body), &admin.actor)
         .await?;
-    Ok((StatusCode::CREATED, Json(TemplateWire::from(&t))))
+    Ok((StatusCode::CREATED, Json(wire(&state, &admin, &t))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -120,7 +128,7 @@ async fn list_templates(
         .list_templates(&admin.tenant, &filter, page)
         .await?;
     Ok(Json(TemplatePage {
-        items: page.items.iter().map(TemplateWire::from).collect(),
+        items: page.items.iter().map(|t| wire(&state, &admin, t)).collect(),
         next_cursor: page.next.map(encode_cursor),
     }))
 }
@@ -141,7 +149,7 @@ async fn get_template(
         .outbound
         .template(&admin.tenant, template_id(&id)?)
         .await?;
-    Ok(Json(TemplateWire::from(&t)))
+    Ok(Json(wire(&state, &admin, &t)))
 }
 
 /// Edit a template: the body is the whole next version (the name cannot change).
@@ -166,14 +174,15 @@ async fn update_template(
         .outbound
         .update_template(&admin.tenant, template_id(&id)?, draft(body), &admin.actor)
         .await?;
-    Ok(Json(TemplateWire::from(&t)))
+    Ok(Json(wire(&state, &admin, &t)))
 }
 
 /// Delete a template (its name becomes free; its versions stay for the messages that used them).
 #[utoipa::path(
     delete, path = "/v1/templates/{id}", tag = "templates", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "template_in_use: the clinic-event rules send it; the message names them")),
     security(("api_key" = []), ("user_token" = []))
 )]
 async fn delete_template(
@@ -206,7 +215,7 @@ async fn toggle_template(
         .outbound
         .toggle_template(&admin.tenant, template_id(&id)?, &admin.actor)
         .await?;
-    Ok(Json(TemplateWire::from(&t)))
+    Ok(Json(wire(&state, &admin, &t)))
 }
 
 /// Render the current version with sample values. A missing variable is a 422

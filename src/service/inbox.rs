@@ -16,6 +16,10 @@ use crate::store::{InboxFilter, Page, PageRequest, ReadOutcome, Store};
 /// Most ids in one mark-read request or frame.
 pub const MAX_READ_IDS: usize = 1000;
 
+/// Most categories `categories` answers: categories are a short fixed list in
+/// practice; the bound keeps a pathological publisher from making the answer huge.
+pub const MAX_CATEGORIES: u32 = 500;
+
 pub struct Inbox {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
@@ -144,6 +148,20 @@ impl Inbox {
         user: &UserId,
     ) -> Result<StaffPreferences, ServiceError> {
         Ok(self.store.staff_preferences(tenant, user).await?)
+    }
+
+    /// The categories of the user's notifications, sorted (at most
+    /// [`MAX_CATEGORIES`]), so a notification center can offer every one, not only
+    /// those of the pages it loaded.
+    pub async fn categories(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<String>, ServiceError> {
+        Ok(self
+            .store
+            .notification_categories(tenant, user, MAX_CATEGORIES)
+            .await?)
     }
 
     pub async fn set_preferences(

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 
 use super::clock::Clock;
 use crate::config::events::EventsBook;
+use crate::domain::ids::TenantId;
 use crate::store::outbound::OutboundStore;
 
 /// The outbound use cases over one store.
@@ -45,7 +46,8 @@ pub struct Outbound {
     wake: Option<dispatch::DispatchWake>,
     /// How many bulk sends run at once (node, tenant).
     bulk: bulk::BulkLimits,
-    /// Each tenant's clinic name (`[events]`): the default subject of an email.
+    /// Each tenant's `[events]`: its clinic name (the default subject of an email)
+    /// and its clinic-event rules (a template they send cannot be deleted).
     clinics: Arc<EventsBook>,
 }
 
@@ -62,6 +64,12 @@ impl Outbound {
             bulk: bulk::BulkLimits::default(),
             clinics,
         }
+    }
+
+    /// The rules of `tenant` that send the template named `name` (paths in the
+    /// rules file, e.g. `events.confirmed.messages[0]`); empty when none does.
+    pub fn rules_using(&self, tenant: &TenantId, name: &str) -> Vec<String> {
+        self.clinics.for_tenant(tenant).rules.rules_using(name)
     }
 
     /// Limits concurrent bulk sends (`[outbound] bulk_concurrency`, `…_per_tenant`).

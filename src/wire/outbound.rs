@@ -52,6 +52,9 @@ pub struct TemplateBody {
     #[serde(default)]
     #[schema(ignore)]
     pub updated_at: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub used_by_rules: Option<serde::de::IgnoredAny>,
 }
 
 fn yes() -> bool {
@@ -74,10 +77,15 @@ pub struct TemplateWire {
     pub version: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// The clinic-event rules that send this template (an extension), e.g.
+    /// `events.confirmed.messages[0]`, `reminders`; empty when none. A template
+    /// some rule uses cannot be deleted (409 `template_in_use`).
+    pub used_by_rules: Vec<String>,
 }
 
-impl From<&StoredTemplate> for TemplateWire {
-    fn from(s: &StoredTemplate) -> Self {
+impl TemplateWire {
+    /// `used_by_rules`: the rules that send it (`Outbound::rules_using`).
+    pub fn new(s: &StoredTemplate, used_by_rules: Vec<String>) -> Self {
         let t = &s.template;
         TemplateWire {
             id: s.id.to_string(),
@@ -93,6 +101,7 @@ impl From<&StoredTemplate> for TemplateWire {
             version: t.version,
             created_at: time(s.created_at),
             updated_at: time(s.updated_at),
+            used_by_rules,
         }
     }
 }

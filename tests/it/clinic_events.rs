@@ -16,7 +16,7 @@ use tidings::service::clock::ManualClock;
 use tidings::store::outbound::{MessageFilter, MessageRecord};
 use tidings::store::{InboxFilter, PageRequest};
 
-use crate::support::{spawn_app_with_clock, TestApp};
+use crate::support::{assert_error, spawn_app_with_clock, split, TestApp};
 
 /// Friday 27 November 2026, 09:00 in Riyadh.
 fn start_of_day() -> DateTime<Utc> {
@@ -897,6 +897,81 @@ async fn a_missing_template_fails_the_whole_event() {
         .iter()
         .all(|m| m.status == MessageStatus::Queued));
     assert_eq!(c.log("a0").await.len(), 1);
+}
+
+/// `DELETE /v1/templates/{id}` of a template the rules send is a 409 naming the
+/// rules, and changes nothing: the template stays and the events that use it work.
+/// A template no rule sends is deleted as before. Lists and details say which
+/// rules use a template (`used_by_rules`).
+#[tokio::test]
+async fn a_template_the_rules_use_cannot_be_deleted() {
+    let c = clinic().await;
+    let start = start_of_day() + Duration::days(2);
+    // The first event seeds the tenant's templates.
+    c.apply(&event("e0", "booked", "a0", start, start_of_day()))
+        .await;
+    let key = &c.app.api_key;
+    let get = |path: String| c.app.http.get(c.app.url(&path)).bearer_auth(key).send();
+    let delete = |path: String| c.app.http.delete(c.app.url(&path)).bearer_auth(key).send();
+    let (_, page) = split(get("/v1/templates?limit=200".into()).await.unwrap()).await;
+    let by_name = |name: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} seeded: {page}"))
+            .clone()
+    };
+    // The SMS and WhatsApp cancellations come from messages[0], the email from messages[1].
+    let email = by_name("appointment.cancelled.email");
+    assert_eq!(
+        email["used_by_rules"],
+        json!(["events.cancelled.messages[1]"])
+    );
+    assert_eq!(
+        by_name("appointment.reminder.sms")["used_by_rules"],
+        json!(["reminders"])
+    );
+    let path = format!("/v1/templates/{}", email["id"].as_str().unwrap());
+    let (status, body) = split(delete(path.clone()).await.unwrap()).await;
+    assert_error(status, &body, 409, "template_in_use");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("appointment.cancelled.email"), "{message}");
+    assert!(
+        message.contains("events.cancelled.messages[1]"),
+        "{message}"
+    );
+    // Nothing changed: the template is there, and the event that sends it works.
+    let (status, detail) = split(get(path).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(
+        detail["used_by_rules"],
+        json!(["events.cancelled.messages[1]"])
+    );
+    c.apply(&event(
+        "e1",
+        "cancelled",
+        "a0",
+        start,
+        start_of_day() + Duration::minutes(1),
+    ))
+    .await;
+    // A template of the clinic's own, which no rule sends, is deleted as before.
+    let (status, own) = c
+        .app
+        .post_key(
+            "/v1/templates",
+            json!({"name": "own_note", "channel": "sms", "kind": "billing",
+                   "body_en": "Hi {patient_name}", "body_ar": "مرحباً {patient_name}",
+                   "variables": ["patient_name"], "is_active": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{own}");
+    assert_eq!(own["used_by_rules"], json!([]));
+    let own_path = format!("/v1/templates/{}", own["id"].as_str().unwrap());
+    let res = delete(own_path).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
 }
 
 /// Breaks the message event trail under the running hub: the event's transaction

@@ -174,3 +174,61 @@ async fn preferences_round_trip_and_validate() {
     let (_, p) = app.get_user(&token, "/v1/me/preferences").await;
     assert_eq!(p, want, "a rejected update changes nothing");
 }
+
+/// `GET /v1/me/categories`: every category of my notifications, sorted, loaded
+/// pages or not; archived ones and other users' (or tenants') do not count.
+#[tokio::test]
+async fn categories_are_the_users_own_sorted() {
+    let app = spawn_app().await;
+    let token = app.token("u-cat", "provider").await;
+    let (s, body) = app.get_user(&token, "/v1/me/categories").await;
+    assert_eq!((s.as_u16(), body), (200, json!({"categories": []})));
+    for (user, category) in [
+        ("u-cat", Some("results.lab")),
+        ("u-cat", Some("appointments")),
+        ("u-cat", Some("results.lab")),
+        ("u-cat", None),
+        ("u-cat", Some("billing")),
+        ("u-other", Some("someone_elses")),
+    ] {
+        let (s, _) = app
+            .publish(json!({"user_id": user, "title": "t", "message": "m", "category": category}))
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (_, body) = app.get_user(&token, "/v1/me/categories").await;
+    assert_eq!(
+        body,
+        json!({"categories": ["appointments", "billing", "results.lab"]})
+    );
+    // Archiving the only `billing` one removes it.
+    let (_, page) = app.get_user(&token, "/v1/me/notifications").await;
+    let billing = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["category"] == "billing")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .http
+        .delete(app.url(&format!("/v1/me/notifications/{billing}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (_, body) = app.get_user(&token, "/v1/me/categories").await;
+    assert_eq!(body, json!({"categories": ["appointments", "results.lab"]}));
+    // An API key is not a user.
+    let res = app
+        .http
+        .get(app.url("/v1/me/categories"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}

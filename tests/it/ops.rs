@@ -47,6 +47,7 @@ async fn health_readiness_metrics_and_openapi() {
         "/v1/me/notifications/read-all",
         "/v1/me/notifications/{id}",
         "/v1/me/preferences",
+        "/v1/me/categories",
         "/v1/ws",
         "/v1/sse",
         "/healthz",

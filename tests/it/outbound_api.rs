@@ -1708,6 +1708,15 @@ async fn every_outbound_path_is_in_the_openapi_document() {
     ] {
         assert!(api["paths"][path].is_object(), "openapi lacks {path}");
     }
+    // The extensions: a template names the rules that send it, and deleting one of
+    // those is a documented 409.
+    let template = &api["components"]["schemas"]["TemplateWire"];
+    assert!(
+        template["properties"]["used_by_rules"].is_object(),
+        "{template}"
+    );
+    let delete = &api["paths"]["/v1/templates/{id}"]["delete"]["responses"];
+    assert!(delete["409"].is_object(), "{delete}");
 }
 
 /// Issue #15 part 7: a plain-text message (`body`, no `subject`) that goes by email

@@ -138,6 +138,8 @@ impl Outbound {
     }
 
     /// Soft delete: the name is free again; stored messages keep their version.
+    /// A template the clinic-event rules send is a 409 `template_in_use` naming
+    /// the rules: deleting it would make every such event fail.
     pub async fn delete_template(
         &self,
         tenant: &TenantId,
@@ -145,6 +147,18 @@ impl Outbound {
         actor: &Actor,
     ) -> Result<(), ServiceError> {
         let current = self.template(tenant, id).await?;
+        let name = current.template.name.as_str();
+        let rules = self.rules_using(tenant, name);
+        if !rules.is_empty() {
+            return Err(ServiceError::Conflict {
+                code: "template_in_use",
+                message: format!(
+                    "template {name} is used by the clinic-event rules {}; change the rules \
+                     first, or deactivate it to suppress those messages",
+                    rules.join(", ")
+                ),
+            });
+        }
         let audit = entry(
             actor,
             "template.delete",

@@ -1,4 +1,5 @@
-//! Staff notification preferences: muted categories and quiet hours, one row per user.
+//! Staff notification preferences: muted categories and quiet hours, one row per user,
+//! and the categories a user's notifications carry (what there is to filter or mute).
 //! Written once for both backends (see `store/sql/mod.rs`).
 
 use async_trait::async_trait;
@@ -67,5 +68,24 @@ impl PreferenceStore for Backend {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn notification_categories(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT category FROM notifications
+             WHERE tenant_id = $1 AND user_id = $2 AND archived_at IS NULL AND category IS NOT NULL
+             ORDER BY category LIMIT $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await
+        .map_err(map_err)
     }
 }
