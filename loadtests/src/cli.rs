@@ -359,6 +359,11 @@ pub(crate) struct HostileArgs {
     #[arg(long, default_value_t = 50.0)]
     pub(crate) victim_p99_ms: f64,
 
+    /// The bound on `/healthz`'s p99 during the attack, ms. Issue 11's target (100 ms)
+    /// by default; scripts/hostile sets what the hub reliably meets per scenario.
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) healthz_p99_ms: f64,
+
     /// The victim's publish rate, notifications per second.
     #[arg(long, default_value_t = 50.0)]
     pub(crate) victim_rate: f64,

@@ -145,7 +145,7 @@ async fn run_scenario(
     let watched = watch.stop().await;
     let victim = victim.finish(published?).await?;
 
-    let mut checks = watched.checks(rss_bound_kib(scenario, args));
+    let mut checks = watched.checks(rss_bound_kib(scenario, args), args.healthz_p99_ms);
     checks.extend(victim.checks());
     checks.extend(attack.checks.iter().cloned());
     let json = json!({

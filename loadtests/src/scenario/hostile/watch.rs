@@ -199,7 +199,7 @@ async fn sample(hub: WatchedProcess, baseline_kib: u64, cancel: CancellationToke
 
 impl Watched {
     /// The health and memory checks; `rss_bound_kib` is the growth allowed over the baseline.
-    pub(super) fn checks(&self, rss_bound_kib: u64) -> Vec<Check> {
+    pub(super) fn checks(&self, rss_bound_kib: u64, healthz_p99_ms: f64) -> Vec<Check> {
         let growth_kib = self
             .memory
             .peak_kib
@@ -214,7 +214,7 @@ impl Watched {
             Check::at_most(
                 "healthz p99, ms",
                 self.latency.p99_us as f64 / 1000.0,
-                HEALTHZ_LIMIT_MS,
+                healthz_p99_ms,
                 1,
             ),
             Check::new(
