@@ -23,6 +23,11 @@ pub struct EndpointInput {
     pub enabled: Option<bool>,
 }
 
+/// Endpoints one tenant may have. Every event is delivered once per endpoint that
+/// lists it, by workers shared with every other tenant: without a cap one API key could
+/// multiply its events into a backlog that holds up everyone's deliveries.
+pub const MAX_ENDPOINTS_PER_TENANT: u32 = 20;
+
 pub struct Webhooks {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -55,6 +60,24 @@ impl Webhooks {
         input: EndpointInput,
     ) -> Result<(WebhookEndpoint, SigningSecret), ServiceError> {
         let draft = self.draft(input)?;
+        let existing = self
+            .store
+            .list_endpoints(
+                tenant,
+                PageRequest {
+                    limit: MAX_ENDPOINTS_PER_TENANT,
+                    before: None,
+                },
+            )
+            .await?;
+        if existing.items.len() >= MAX_ENDPOINTS_PER_TENANT as usize {
+            return Err(ServiceError::Conflict {
+                code: "endpoint_limit",
+                message: format!(
+                    "a tenant may have {MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first"
+                ),
+            });
+        }
         let secret = SigningSecret::generate();
         let endpoint = self
             .store

@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tidings::domain::ids::TenantId;
 use tidings::service::clock::{Clock, ManualClock};
 
 use crate::support::{assert_error, spawn_app_with, spawn_app_with_clock, split, TestApp};
@@ -407,6 +408,46 @@ async fn bad_endpoints_are_refused_with_the_field_and_change_nothing() {
     let desk = app.token("d-1", "front_desk").await;
     let (s, b) = call(&app, &desk, Method::GET, "/v1/webhook-endpoints", None).await;
     assert_error(s, &b, 403, "forbidden");
+}
+
+/// One tenant's endpoints are capped (each multiplies its events on the workers every
+/// tenant shares); the cap is per tenant, and deleting one makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_has_a_bounded_number_of_endpoints() {
+    let app = spawn_app_with(fast).await;
+    let body = |i: usize| {
+        Some(json!({"url": format!("https://h{i}.example/hook"),
+                    "event_types": ["message.failed"]}))
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (s, b) = key_call(&app, Method::POST, "/v1/webhook-endpoints", body(i)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    let (s, b) = key_call(&app, Method::POST, "/v1/webhook-endpoints", body(20)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["error"]["code"], "endpoint_limit", "{b}");
+    let (s, b) = key_call(&app, Method::GET, "/v1/webhook-endpoints?limit=100", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["items"].as_array().unwrap().len(), 20, "nothing written");
+    // Another tenant has its own room.
+    let other = TenantId::parse("clinic-b").unwrap();
+    let (key_b, _) = app.create_tenant(&other, "B").await;
+    let (s, b) = call(
+        &app,
+        &key_b.key,
+        Method::POST,
+        "/v1/webhook-endpoints",
+        body(0),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let path = format!("/v1/webhook-endpoints/{}", ids[0]);
+    let (s, _) = key_call(&app, Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = key_call(&app, Method::POST, "/v1/webhook-endpoints", body(20)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
