@@ -20,12 +20,13 @@ use crate::hub::{Hub, HubConfig};
 use crate::service::auth::{self, AuthSettings, Authenticator};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::directory::Directory;
-use crate::service::escalation::{EscalationSettings, Escalator};
+use crate::service::escalation::Escalator;
 use crate::service::events::ClinicEvents;
 use crate::service::inbox::Inbox;
+use crate::service::leased::{self, LeaseSettings};
 use crate::service::outbound::bulk::BulkLimits;
 use crate::service::outbound::callbacks::Callbacks;
-use crate::service::outbound::dispatch::{DispatchSettings, Dispatcher};
+use crate::service::outbound::dispatch::Dispatcher;
 use crate::service::outbound::routing::ProviderRouting;
 use crate::service::outbound::Outbound;
 use crate::service::publish::{PublishConfig, Publisher};
@@ -53,12 +54,10 @@ pub struct App {
     state: AppState,
     grace: Duration,
     retention: retention::RetentionSettings,
-    /// The outbound queue worker, started by `run_until_stopped`.
-    dispatcher: Arc<Dispatcher>,
-    /// The webhook delivery worker, started by `run_until_stopped`.
-    webhook_worker: Arc<WebhookWorker>,
-    /// The escalation worker, started by `run_until_stopped`.
-    escalator: Arc<Escalator>,
+    /// The workers of the leased queues, started by `run_until_stopped`.
+    outbound_worker: Arc<leased::Worker<Dispatcher>>,
+    webhook_worker: Arc<leased::Worker<WebhookWorker>>,
+    escalation_worker: Arc<leased::Worker<Escalator>>,
     /// The store, for the node's background tasks (retention) and the tests' set-up;
     /// the HTTP handlers reach it only through the services (and `/readyz` its health).
     store: Arc<dyn Store>,
@@ -130,16 +129,20 @@ impl App {
             ProviderRouting::build(&config.outbound)
                 .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
         );
-        let dispatcher = Dispatcher::new(
-            outbound_store.clone(),
-            routing.clone(),
+        let outbound_worker = leased::Worker::new(
+            "outbound",
+            Dispatcher::new(
+                outbound_store.clone(),
+                routing.clone(),
+                clock.clone(),
+                config.outbound.retry.policy(),
+            ),
             clock.clone(),
-            DispatchSettings {
+            LeaseSettings {
                 concurrency: config.outbound.concurrency,
                 poll_interval: config.outbound.poll_interval(),
                 claim_batch: config.outbound.claim_batch,
                 lease: config.outbound.lease(),
-                retry: config.outbound.retry.policy(),
             },
         );
         let outbound_callbacks = Arc::new(Callbacks::new(
@@ -159,23 +162,24 @@ impl App {
             },
             clock.clone(),
         );
-        let webhook_worker = WebhookWorker::new(
-            store.clone(),
-            publisher.clone(),
+        let webhook_settings = config.webhooks.settings();
+        let webhook_worker = leased::Worker::new(
+            "webhooks",
+            WebhookWorker::new(
+                store.clone(),
+                publisher.clone(),
+                clock.clone(),
+                webhook_settings.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("webhook sender: {e}"))?,
             clock.clone(),
-            config.webhooks.settings(),
-        )
-        .map_err(|e| anyhow::anyhow!("webhook sender: {e}"))?;
-        let escalator = Escalator::new(
-            store.clone(),
-            directory.clone(),
-            hub.clone(),
+            webhook_settings.queue,
+        );
+        let escalation_worker = leased::Worker::new(
+            "escalation",
+            Escalator::new(store.clone(), directory.clone(), hub.clone(), clock.clone()),
             clock.clone(),
-            EscalationSettings {
-                poll_interval: Duration::from_millis(config.escalation.poll_interval_ms),
-                lease: Duration::from_secs(config.escalation.lease_secs),
-                claim_batch: config.escalation.claim_batch,
-            },
+            config.escalation.settings(),
         );
         let events_book = crate::config::events::load(&config.events)?;
         let events = Arc::new(
@@ -186,7 +190,7 @@ impl App {
                 events_book.clone(),
                 clock.clone(),
             )
-            .waking(dispatcher.wake_handle()),
+            .waking(outbound_worker.wake_handle()),
         );
         let state = AppState {
             events,
@@ -227,7 +231,7 @@ impl App {
             stopping: CancellationToken::new(),
             outbound: Arc::new(
                 Outbound::new(outbound_store, clock.clone(), Arc::new(events_book))
-                    .waking(dispatcher.wake_handle())
+                    .waking(outbound_worker.wake_handle())
                     .bulk_limits(BulkLimits::new(
                         config.outbound.bulk_concurrency,
                         config.outbound.bulk_concurrency_per_tenant,
@@ -241,7 +245,7 @@ impl App {
             )),
             clock,
             outbound_callbacks,
-            outbound_wake: dispatcher.wake_handle(),
+            outbound_wake: outbound_worker.wake_handle(),
         };
         let options = HttpOptions {
             body_limit: config.body_limit_bytes,
@@ -259,9 +263,9 @@ impl App {
             state,
             grace: Duration::from_secs(config.shutdown.grace_secs),
             retention: config.retention.settings(),
-            dispatcher,
+            outbound_worker,
             webhook_worker,
-            escalator,
+            escalation_worker,
             store,
             created_dev_credentials,
         })
@@ -282,7 +286,7 @@ impl App {
     }
 
     /// Wakes this node's outbound worker (what an enqueue on this node calls).
-    pub fn outbound_wake(&self) -> crate::service::outbound::dispatch::DispatchWake {
+    pub fn outbound_wake(&self) -> leased::Wake {
         self.state.outbound_wake.clone()
     }
 
@@ -305,9 +309,20 @@ impl App {
             self.retention.clone(),
             stopping.clone(),
         ));
-        let outbound_worker = tokio::spawn(self.dispatcher.clone().run(stopping.clone()));
-        let webhook_worker = tokio::spawn(self.webhook_worker.clone().run(stopping.clone()));
-        let escalation_worker = tokio::spawn(self.escalator.clone().run(stopping.clone()));
+        let workers = [
+            (
+                "outbound",
+                tokio::spawn(self.outbound_worker.clone().run(stopping.clone())),
+            ),
+            (
+                "webhooks",
+                tokio::spawn(self.webhook_worker.clone().run(stopping.clone())),
+            ),
+            (
+                "escalation",
+                tokio::spawn(self.escalation_worker.clone().run(stopping.clone())),
+            ),
+        ];
         let revocations = tokio::spawn(self.state.auth.clone().watch_revocations(stopping.clone()));
         tracing::info!(port = self.port(), node = ?hub.node(), "tidings listening");
 
@@ -339,25 +354,14 @@ impl App {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("in-flight requests still running after the grace period"),
         }
-        // The worker stopped claiming at the signal; its sends in flight get the grace.
-        if tokio::time::timeout(self.grace, outbound_worker)
-            .await
-            .is_err()
-        {
-            tracing::warn!("outbound sends still in flight after the grace period; they are claimed again after their lease");
-        }
-        if tokio::time::timeout(self.grace, webhook_worker)
-            .await
-            .is_err()
-        {
-            tracing::warn!("webhook deliveries still in flight after the grace period; they are sent again after their lease");
-        }
-        // A step being fired is one transaction: let it finish within the grace.
-        if tokio::time::timeout(self.grace, escalation_worker)
-            .await
-            .is_err()
-        {
-            tracing::warn!("escalation worker still running after the grace period; its claimed steps are claimed again after their lease");
+        // The workers stopped claiming at the signal; their jobs in flight get the grace.
+        for (queue, worker) in workers {
+            if tokio::time::timeout(self.grace, worker).await.is_err() {
+                tracing::warn!(
+                    queue,
+                    "jobs still in flight after the grace period; they are claimed again after their lease"
+                );
+            }
         }
         retention.abort();
         revocations.abort();

@@ -98,10 +98,12 @@ impl WebhooksSection {
 
     pub fn settings(&self) -> crate::service::webhooks::deliver::DeliverySettings {
         crate::service::webhooks::deliver::DeliverySettings {
-            concurrency: self.concurrency,
-            poll_interval: Duration::from_millis(self.poll_interval_ms),
-            claim_batch: self.claim_batch,
-            lease: Duration::from_secs(self.lease_secs),
+            queue: crate::service::leased::LeaseSettings {
+                concurrency: self.concurrency,
+                poll_interval: Duration::from_millis(self.poll_interval_ms),
+                claim_batch: self.claim_batch,
+                lease: Duration::from_secs(self.lease_secs),
+            },
             timeout: Duration::from_secs(self.timeout_secs),
             policy: crate::domain::webhook::DisablePolicy {
                 after_failed_deliveries: self.disable_after_failed_deliveries,
@@ -237,6 +239,16 @@ impl EscalationSection {
             return bad("claim_batch", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The worker fires the steps of one claim concurrently (each is one transaction).
+    pub fn settings(&self) -> crate::service::leased::LeaseSettings {
+        crate::service::leased::LeaseSettings {
+            concurrency: self.claim_batch as usize,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            claim_batch: self.claim_batch,
+            lease: Duration::from_secs(self.lease_secs),
+        }
     }
 }
 

@@ -85,7 +85,7 @@ pub struct AppState {
     /// Provider status webhooks (authenticate, find the message, apply).
     pub outbound_callbacks: Arc<crate::service::outbound::callbacks::Callbacks>,
     /// Wakes this node's outbound worker at once after an enqueue.
-    pub outbound_wake: crate::service::outbound::dispatch::DispatchWake,
+    pub outbound_wake: crate::service::leased::Wake,
     /// Outbound patient messages: templates, preferences, sends, reports, audit.
     pub outbound: Arc<crate::service::outbound::Outbound>,
     /// Webhooks to clinic systems: endpoints, the delivery log, replays.

@@ -12,6 +12,7 @@ pub mod escalation;
 pub mod events;
 pub mod frames;
 pub mod inbox;
+pub mod leased;
 pub mod outbound;
 pub mod publish;
 pub mod ratelimit;

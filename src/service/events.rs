@@ -41,7 +41,7 @@ pub struct ClinicEvents {
     seeded: Mutex<HashSet<TenantId>>,
     /// Pokes this node's queue worker after an event committed messages, so they
     /// leave at once rather than at the next poll.
-    wake: Option<super::outbound::dispatch::DispatchWake>,
+    wake: Option<super::leased::Wake>,
 }
 
 impl ClinicEvents {
@@ -64,7 +64,7 @@ impl ClinicEvents {
     }
 
     /// Wakes `wake` (the node's queue worker) after every event that queued messages.
-    pub fn waking(mut self, wake: super::outbound::dispatch::DispatchWake) -> Self {
+    pub fn waking(mut self, wake: super::leased::Wake) -> Self {
         self.wake = Some(wake);
         self
     }

@@ -43,7 +43,7 @@ pub struct Outbound {
     clock: Arc<dyn Clock>,
     /// Pokes this node's queue worker after a commit, so a message due now is sent
     /// at once rather than at the worker's next poll. `None`: the poll finds it.
-    wake: Option<dispatch::DispatchWake>,
+    wake: Option<super::leased::Wake>,
     /// How many bulk sends run at once (node, tenant).
     bulk: bulk::BulkLimits,
     /// Each tenant's `[events]`: its clinic name (the default subject of an email)
@@ -79,7 +79,7 @@ impl Outbound {
     }
 
     /// Wakes `wake`'s worker after every committed enqueue.
-    pub fn waking(mut self, wake: dispatch::DispatchWake) -> Self {
+    pub fn waking(mut self, wake: super::leased::Wake) -> Self {
         self.wake = Some(wake);
         self
     }

@@ -1,8 +1,7 @@
-//! The outbound queue worker: one per node. It claims due messages from the store
-//! with a lease (so N nodes share one queue and a dead node's messages come back
-//! after the lease), sends each through its tenant's failover chain with bounded
-//! concurrency, and turns the outcome into the message's next state through the
-//! retry policy, in one `finish_attempt` guarded by the lease token. The worker
+//! The outbound queue's jobs. The leased worker (`service::leased`, one per node)
+//! claims due messages; each is sent through its tenant's failover chain, and the
+//! outcome becomes the message's next state through the retry policy, in one
+//! `finish_attempt` guarded by the lease token. The worker
 //! does the IO; what each answer means is the pure [`decision`] (this table).
 //!
 //! | provider answer | message becomes | events |
@@ -20,53 +19,27 @@
 //! ever reach a patient twice (see docs/OUTBOUND.md).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::routing::ProviderRouting;
 use crate::domain::message::{MessageStatus, RetryPolicy, Suppression};
 use crate::provider::failover::ChainOutcome;
 use crate::provider::{OutboundMessage, ProviderAccepted, ProviderError, WhatsappTemplate};
 use crate::service::clock::Clock;
+use crate::service::leased::LeasedJobs;
 use crate::store::outbound::{AttemptUpdate, ClaimedMessage, OutboundStore};
+use crate::store::StoreError;
 use decision::{next_step, Attempt, Step};
 
 mod decision;
-
-/// The worker's pace (from `[outbound]`).
-#[derive(Debug, Clone)]
-pub struct DispatchSettings {
-    /// Provider calls in flight at once on this node.
-    pub concurrency: usize,
-    /// How often an idle worker looks for due messages.
-    pub poll_interval: Duration,
-    /// Most messages claimed per look.
-    pub claim_batch: u32,
-    /// How long a claimed message belongs to this node.
-    pub lease: Duration,
-    pub retry: RetryPolicy,
-}
-
-/// Wakes this node's worker at once (a message was just enqueued here), instead of
-/// at its next poll. Cheap to clone; waking a busy worker makes it look once more.
-#[derive(Debug, Clone, Default)]
-pub struct DispatchWake(Arc<Notify>);
-
-impl DispatchWake {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
 
 pub struct Dispatcher {
     store: Arc<dyn OutboundStore>,
     routing: Arc<ProviderRouting>,
     clock: Arc<dyn Clock>,
-    settings: DispatchSettings,
-    wake: DispatchWake,
+    retry: RetryPolicy,
 }
 
 impl Dispatcher {
@@ -74,86 +47,37 @@ impl Dispatcher {
         store: Arc<dyn OutboundStore>,
         routing: Arc<ProviderRouting>,
         clock: Arc<dyn Clock>,
-        settings: DispatchSettings,
+        retry: RetryPolicy,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             routing,
             clock,
-            settings,
-            wake: DispatchWake::default(),
+            retry,
         })
     }
+}
 
-    /// The handle an enqueue on this node pokes.
-    pub fn wake_handle(&self) -> DispatchWake {
-        self.wake.clone()
+/// The outbound queue, worked by a [`crate::service::leased::Worker`] on every node.
+#[async_trait]
+impl LeasedJobs for Dispatcher {
+    type Job = ClaimedMessage;
+
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        self.store.claim_due(now, lease_until, limit).await
     }
 
-    /// Runs until `stopping` is cancelled: then claims nothing more and waits for
-    /// the sends in flight to finish and be recorded (the caller bounds that wait
-    /// with the shutdown grace; a send cut off there is claimed again after its lease).
-    pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
-        let concurrency = self.settings.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let mut in_flight = JoinSet::new();
-        // Claim again only when a useful number of slots is free, so a saturated
-        // worker claims in batches rather than one message per finished send.
-        let refill = (self.settings.claim_batch as usize)
-            .min(concurrency / 4)
-            .max(1);
-        tracing::info!(concurrency, "outbound worker started");
-        while !stopping.is_cancelled() {
-            while in_flight.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            if free < refill {
-                tokio::select! {
-                    _ = stopping.cancelled() => break,
-                    _ = in_flight.join_next() => continue,
-                }
-            }
-            let limit = free.min(self.settings.claim_batch as usize) as u32;
-            let now = self.clock.now();
-            let lease_until = now + chrono_duration(self.settings.lease);
-            let claimed = match self.store.claim_due(now, lease_until, limit).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbound claim failed; retrying at the next poll");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() as u32 == limit;
-            for message in claimed {
-                let permit = permits
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than the free permits");
-                let me = self.clone();
-                in_flight.spawn(async move {
-                    me.process(message).await;
-                    drop(permit);
-                });
-            }
-            if full {
-                continue; // more may be due right now
-            }
-            tokio::select! {
-                _ = stopping.cancelled() => break,
-                _ = self.wake.0.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
-        let left = in_flight.len();
-        if left > 0 {
-            tracing::info!(
-                in_flight = left,
-                "outbound worker stopping: finishing sends in flight"
-            );
-        }
-        while in_flight.join_next().await.is_some() {}
-        tracing::info!("outbound worker stopped");
+    async fn work(&self, message: ClaimedMessage) {
+        self.process(message).await;
     }
+}
 
+impl Dispatcher {
     /// One claimed message: from the claim to its recorded outcome.
     async fn process(&self, claimed: ClaimedMessage) {
         let ClaimedMessage {
@@ -204,7 +128,7 @@ impl Dispatcher {
         message: &crate::store::outbound::MessageRecord,
         previous_status: MessageStatus,
     ) -> Result<AttemptUpdate, crate::store::StoreError> {
-        let policy = &self.settings.retry;
+        let policy = &self.retry;
         let mut attempt =
             Attempt::new(message.provider.clone(), message.failures, self.clock.now());
         let mut exhausted = false; // retries on the stored provider are used up
@@ -337,8 +261,4 @@ fn result_label(result: &Result<ProviderAccepted, ProviderError>) -> &'static st
         Err(ProviderError::Unknown { .. }) => "unknown",
         Err(ProviderError::Misconfigured { .. }) => "misconfigured",
     }
-}
-
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -1,9 +1,9 @@
-//! The delivery worker of webhooks to clinic systems: one per node, the outbound
-//! dispatcher's shape. It claims due deliveries under a lease (nodes share one queue; a
+//! The delivery queue of webhooks to clinic systems. The leased worker
+//! (`service::leased`, one per node) claims due deliveries (nodes share one queue; a
 //! dead node's deliveries come back after the lease and are sent again with the same
-//! `webhook-id`: the only duplicates), signs each (Standard Webhooks: `webhook-id`,
-//! `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`), sends it, and
-//! records the answer in one `finish_delivery` guarded by the lease token. What an
+//! `webhook-id`: the only duplicates); each is signed (Standard Webhooks: `webhook-id`,
+//! `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`), sent, and
+//! its answer recorded in one `finish_delivery` guarded by the lease token. What an
 //! answer means is [`attempt_result`]:
 //!
 //! | answer | delivery becomes |
@@ -18,35 +18,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::auth::Role;
 use crate::domain::notification::{ContentInput, NotificationContent};
 use crate::domain::webhook::{next_attempt, DisablePolicy, DisableReason};
 use crate::provider::clinic_webhooks::{ClinicWebhookSender, SendReport, SignedRequest};
 use crate::service::clock::Clock;
+use crate::service::leased::{LeaseSettings, LeasedJobs};
 use crate::service::publish::{Publisher, Target};
 use crate::store::webhooks::{
     AttemptNext, AttemptRecorded, AttemptResult, ClaimedDelivery, WebhookStore,
 };
+use crate::store::StoreError;
 
 /// The worker's pace and policy (from `[webhooks]`).
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
-    pub concurrency: usize,
-    pub poll_interval: Duration,
-    pub claim_batch: u32,
-    pub lease: Duration,
+    pub queue: LeaseSettings,
     pub timeout: Duration,
     pub policy: DisablePolicy,
     pub allow_internal: bool,
 }
-
-/// How often the backlog gauge is refreshed (a count over the queue).
-const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct WebhookWorker {
     store: Arc<dyn WebhookStore>,
@@ -103,65 +97,34 @@ impl WebhookWorker {
             settings,
         }))
     }
+}
 
-    /// Runs until `stopping`; then claims nothing more and lets the sends in flight
-    /// finish (a send cut off by the shutdown grace is sent again after its lease).
-    pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
-        let concurrency = self.settings.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let mut in_flight = JoinSet::new();
-        let mut backlog_at = tokio::time::Instant::now();
-        tracing::info!(concurrency, "webhook delivery worker started");
-        while !stopping.is_cancelled() {
-            while in_flight.try_join_next().is_some() {}
-            if backlog_at.elapsed() >= BACKLOG_EVERY {
-                backlog_at = tokio::time::Instant::now();
-                if let Ok(n) = self.store.pending_deliveries().await {
-                    metrics::gauge!("tidings_webhook_deliveries_pending").set(n as f64);
-                }
-            }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    _ = stopping.cancelled() => break,
-                    _ = in_flight.join_next() => continue,
-                }
-            }
-            let limit = free.min(self.settings.claim_batch as usize) as u32;
-            let now = self.clock.now();
-            let lease_until = now
-                + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
-            let claimed = match self.store.claim_deliveries(now, lease_until, limit).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook claim failed; retrying at the next poll");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() as u32 == limit;
-            for delivery in claimed {
-                let permit = permits
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than the free permits");
-                let me = self.clone();
-                in_flight.spawn(async move {
-                    me.deliver(delivery).await;
-                    drop(permit);
-                });
-            }
-            if full {
-                continue;
-            }
-            tokio::select! {
-                _ = stopping.cancelled() => break,
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
-        }
-        while in_flight.join_next().await.is_some() {}
-        tracing::info!("webhook delivery worker stopped");
+/// The delivery queue, worked by a [`crate::service::leased::Worker`] on every node.
+#[async_trait]
+impl LeasedJobs for WebhookWorker {
+    type Job = ClaimedDelivery;
+
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.store.claim_deliveries(now, lease_until, limit).await
     }
 
+    async fn work(&self, delivery: ClaimedDelivery) {
+        self.deliver(delivery).await;
+    }
+
+    async fn observe(&self) {
+        if let Ok(n) = self.store.pending_deliveries().await {
+            metrics::gauge!("tidings_webhook_deliveries_pending").set(n as f64);
+        }
+    }
+}
+
+impl WebhookWorker {
     /// One claimed delivery: sign, send, record.
     async fn deliver(&self, claimed: ClaimedDelivery) {
         let d = &claimed.delivery;
