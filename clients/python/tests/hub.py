@@ -1,5 +1,8 @@
 """A real hub for the tests: the `tidings` binary on a free loopback port with a fresh
-SQLite store and a development tenant, stopped by its PID (as client-js/test-browser does)."""
+store and a development tenant, stopped by its PID (as client-js/test-browser does).
+
+The store is SQLite, or with TIDINGS_TEST_BACKEND=postgres a fresh database on the
+server scripts/services.sh started (TIDINGS_TEST_POSTGRES_URL, TIDINGS_TEST_PG_BIN)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,18 @@ def binary() -> Path:
         return Path(os.environ["TIDINGS_BIN"])
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
     return target / "debug" / "tidings"
+
+
+def database_url(work: str) -> str:
+    if os.environ.get("TIDINGS_TEST_BACKEND") != "postgres":
+        return f"sqlite://{work}/db"
+    server = os.environ.get("TIDINGS_TEST_POSTGRES_URL")
+    pg_bin = os.environ.get("TIDINGS_TEST_PG_BIN")
+    if not server or not pg_bin:
+        raise RuntimeError("TIDINGS_TEST_BACKEND=postgres needs scripts/services.sh's services_start")
+    name = f"py_{uuid.uuid4().hex[:12]}"
+    subprocess.run([f"{pg_bin}/psql", server, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return server.rsplit("/", 1)[0] + "/" + name
 
 
 def free_port() -> int:
@@ -62,7 +78,7 @@ def start(extra_env: dict[str, str] | None = None) -> Hub:
     env = {
         **os.environ,
         "TIDINGS_LISTEN": f"127.0.0.1:{port}",
-        "TIDINGS_DATABASE_URL": f"sqlite://{work}/db",
+        "TIDINGS_DATABASE_URL": database_url(work),
         "TIDINGS_DEV_TENANT": TENANT,
         "TIDINGS_DEV_API_KEY": API_KEY,
         "TIDINGS_DEV_JWT_SECRET": JWT_SECRET,
