@@ -4,9 +4,9 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import hub as hubs
 import pytest
 
-import hub as hubs
 from tidings import Client
 
 

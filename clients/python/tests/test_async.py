@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import hub as hubs
 import pytest
 
-import hub as hubs
 from tidings import AsyncClient, Invalid
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
-
 import hub as hubs
+import pytest
 from conftest import as_user
+
 from tidings import Client, Conflict, Invalid, NotFound, Unauthorized
 
 

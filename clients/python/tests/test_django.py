@@ -9,15 +9,15 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import hub as hubs
 import pytest
+from clinic.models import Appointment
+from conftest import as_user
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Template
 from django.test import Client as Browser
 
-import hub as hubs
-from clinic.models import Appointment
-from conftest import as_user
 from tidings import Client, Invalid
 from tidings.django import notify
 
@@ -49,6 +49,18 @@ def test_notify_takes_the_seeds_arguments(hub: hubs.Hub, client: Client) -> None
     assert seen["id"] == notification_id
     assert (seen["title"], seen["type"], seen["user_id"]) == ("Patient arrived", "warning", str(user_id))
     assert seen["related"] == {"type": "appointment", "id": str(appointment_id)}
+    # Beyond the seed's arguments, publish's own go through.
+    extra_id = notify(user_id, "Lab", "Results ready", category="lab_results", priority="critical", link="/labs/9")
+    with as_user(hub, token) as browser:
+        extra = browser.get("/v1/me/notifications").json()["items"][0]
+    assert (extra["id"], extra["type"], extra["category"], extra["priority"], extra["link"], extra["related"]) == (
+        extra_id,
+        "info",
+        "lab_results",
+        "critical",
+        "/labs/9",
+        None,
+    )
     with pytest.raises(Invalid) as bad:
         notify(user_id, "t", "m", notification_type="URGENT")
     assert bad.value.field == "type"
@@ -66,7 +78,9 @@ def test_the_bell_tag_mints_a_token_for_request_user(hub: hubs.Hub) -> None:
     browser = Browser()
     browser.force_login(user)
     html = browser.get("/").content.decode()
-    match = re.search(r'<tidings-bell url="([^"]+)" token="([^"]+)" history-url="/notifications/"></tidings-bell>', html)
+    match = re.search(
+        r'<tidings-bell url="([^"]+)" token="([^"]+)" history-url="/notifications/"></tidings-bell>', html
+    )
     assert match, html
     assert match.group(1) == hub.url
     token = match.group(2)

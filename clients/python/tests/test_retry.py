@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import httpx
+import hub as hubs
 import pytest
 
-import hub as hubs
 from tidings import Client, RateLimited, RetryPolicy
 from tidings.retry import parse_retry_after, retry_delay
 

@@ -15,7 +15,7 @@ Delivery = tuple[dict[str, str], bytes]
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, "queue.Queue[Delivery]"]]:
+def receiver() -> Iterator[tuple[str, queue.Queue[Delivery]]]:
     received: queue.Queue[Delivery] = queue.Queue()
 
     class Handler(BaseHTTPRequestHandler):
@@ -37,7 +37,7 @@ def receiver() -> Iterator[tuple[str, "queue.Queue[Delivery]"]]:
 
 
 def test_a_real_delivery_verifies_and_a_tampered_one_does_not(
-    client: Client, uid: str, receiver: tuple[str, "queue.Queue[Delivery]"]
+    client: Client, uid: str, receiver: tuple[str, queue.Queue[Delivery]]
 ) -> None:
     url, received = receiver
     endpoint = client.create_webhook_endpoint(url, ["message.status_changed"])

@@ -94,13 +94,13 @@ class Client(Api[JSON]):
         api_key: str,
         *,
         timeout: float = 10.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = http or httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
         self._owns_http = http is None
-        self._retry = retry
+        self._retry = retry or RetryPolicy()
         self._sleep = sleep
 
     def _send(self, call: Call) -> JSON:
@@ -144,13 +144,13 @@ class AsyncClient(Api[Awaitable[JSON]]):
         api_key: str,
         *,
         timeout: float = 10.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         http: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http or httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout)
         self._owns_http = http is None
-        self._retry = retry
+        self._retry = retry or RetryPolicy()
         self._sleep = sleep
 
     async def _send_async(self, call: Call) -> JSON:
@@ -167,9 +167,7 @@ class AsyncClient(Api[Awaitable[JSON]]):
     def _send(self, call: Call) -> Awaitable[JSON]:
         return self._send_async(call)
 
-    async def paginate(
-        self, list_call: Callable[..., Awaitable[JSON]], /, **filters: Any
-    ) -> AsyncIterator[JSON]:
+    async def paginate(self, list_call: Callable[..., Awaitable[JSON]], /, **filters: Any) -> AsyncIterator[JSON]:
         """Every item of a list operation: ``async for u in client.paginate(client.list_users): ...``."""
         cursor = None
         while True:

@@ -53,7 +53,9 @@ def verify_webhook(
         raise WebhookVerificationError("webhook-timestamp is not a number") from None
     if abs((time.time() if now is None else now) - sent_at) > tolerance:
         raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
-    expected = base64.b64encode(hmac.new(_key(secret), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
+    expected = base64.b64encode(
+        hmac.new(_key(secret), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    )
     # The header may carry several signatures (during a secret rotation): one must match.
     for candidate in signatures.split():
         version, _, signature = candidate.partition(",")

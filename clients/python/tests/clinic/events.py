@@ -6,7 +6,11 @@ from tidings.django import ClinicEvent, connect_appointment_events
 
 from .models import Appointment
 
-STATUS_EVENTS = {"CONFIRMED": "appointment.confirmed", "ARRIVED": "appointment.arrived", "CANCELLED": "appointment.cancelled"}
+STATUS_EVENTS = {
+    "CONFIRMED": "appointment.confirmed",
+    "ARRIVED": "appointment.arrived",
+    "CANCELLED": "appointment.cancelled",
+}
 
 
 def describe(appointment: Appointment, created: bool) -> ClinicEvent | None:
